@@ -1,0 +1,84 @@
+/*
+ * audit.c: audit records to the log and to an optional sink.
+ *
+ * Threads: any. The sink pointer is written once before threads start.
+ */
+#include "audit.h"
+
+#include "log.h"
+
+static audit_sink_fn	 sink;
+static void		*sink_arg;
+
+static const struct {
+	const char	*reason;
+	const char	*label;
+	int		 warning;
+} kinds[AK__MAX] = {
+	[AK_ISSUED] = { "CertificateIssued", "issued", 0 },
+	[AK_AUTH_FAILED] = { "AuthenticationFailed", "unauthenticated", 1 },
+	[AK_INVALID_CSR] = { "InvalidCSR", "invalid_csr", 1 },
+	[AK_POLICY_DENIED] = { "PolicyDenied", "policy_denied", 1 },
+	[AK_RATE_LIMITED] = { "RateLimited", "rate_limited", 1 },
+	[AK_UNAVAILABLE] = { "Unavailable", "unavailable", 1 },
+	[AK_INTERNAL] = { "InternalError", "internal_error", 1 },
+	[AK_CREDS_ROTATED] = { "CredentialsRotated", "credentials_rotated", 0 },
+	[AK_CREDS_INVALID] = { "CredentialsInvalid", "credentials_invalid", 1 },
+};
+
+void
+audit_set_sink(audit_sink_fn fn, void *arg)
+{
+	sink = fn;
+	sink_arg = arg;
+}
+
+const char *
+audit_reason(enum audit_kind k)
+{
+	return k < AK__MAX ? kinds[k].reason : "Unknown";
+}
+
+int
+audit_is_warning(enum audit_kind k)
+{
+	return k < AK__MAX ? kinds[k].warning : 1;
+}
+
+const char *
+audit_result_label(enum audit_kind k)
+{
+	return k < AK__MAX ? kinds[k].label : "unknown";
+}
+
+void
+audit_emit(const struct audit_rec *r)
+{
+	int	creds = r->kind == AK_CREDS_ROTATED || r->kind == AK_CREDS_INVALID;
+
+	if (creds) {
+		struct log_field f[] = {
+			LF_S("reason", audit_reason(r->kind)),
+			LF_S("detail", r->message ? r->message : ""),
+			LF_S("related", r->related ? r->related : ""),
+		};
+		log_record(r->kind == AK_CREDS_INVALID ? LOG_WARN : LOG_INFO,
+		    "credentials", f, sizeof(f) / sizeof(f[0]));
+	} else {
+		struct log_field f[] = {
+			LF_S("peer", r->peer ? r->peer : ""),
+			LF_S("cn", r->cn ? r->cn : ""),
+			LF_V("sans", r->sans, r->nsans),
+			LF_S("serial", r->serial ? r->serial : ""),
+			LF_S("key_type", r->key_type ? r->key_type : ""),
+			LF_S("outcome", r->kind == AK_ISSUED ? "issued" : "rejected"),
+			LF_S("reason", audit_reason(r->kind)),
+			LF_S("detail", r->message ? r->message : ""),
+			LF_B("org_removed", r->org_removed),
+		};
+		log_record(r->kind == AK_ISSUED ? LOG_INFO : LOG_WARN, "audit", f,
+		    sizeof(f) / sizeof(f[0]));
+	}
+	if (sink != NULL)
+		sink(r, sink_arg);
+}

@@ -1,0 +1,48 @@
+/*
+ * grpcsrv.h: the Talos SecurityService over gRPC C core (TLS, ALPN h2).
+ *
+ * The only module that includes <grpc/...> and the protobuf-c code. It owns
+ * the gRPC server, its completion queue and the threads that drain it (one
+ * per core by default). Each Certificate call runs entirely on the CQ thread
+ * that received it: acquire the credential snapshot, check the token in
+ * constant time, sign, reply, audit, release. Unknown methods are answered
+ * UNIMPLEMENTED at once. The serving certificate comes from the credential
+ * store through gRPC's certificate-config fetcher, so a rotated certificate
+ * is used from the next accepted connection on without a restart.
+ */
+#ifndef TCS_GRPCSRV_H
+#define TCS_GRPCSRV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+struct credstore;
+struct grpcsrv;
+struct ratelimit;
+
+/*
+ * Initialises gRPC, binds the configured addresses and starts serving.
+ * The store must already hold a snapshot (the first TLS config is loaded
+ * while binding). `rl` may be NULL (no rate limit). Returns NULL with a
+ * one-line reason in err.
+ */
+struct grpcsrv	*grpcsrv_start(const struct config *, struct credstore *,
+		    struct ratelimit *rl, char *err, size_t errlen);
+/* The first bound port (useful with PORT=0). */
+int		 grpcsrv_port(const struct grpcsrv *);
+/*
+ * Stops accepting, lets in-flight calls finish for up to grace_ms, cancels
+ * the rest, joins the threads and frees everything (including gRPC's global
+ * state). Main thread only.
+ */
+void		 grpcsrv_shutdown(struct grpcsrv *, int64_t grace_ms);
+
+/* Versions of the libraries this module uses, for --version. */
+const char	*grpcsrv_grpc_version(void);
+const char	*grpcsrv_protobuf_c_version(void);
+
+/* Exposed for tests: "ipv4:1.2.3.4:5" / "ipv6:%5B::1%5D:5" -> "1.2.3.4" / "::1". */
+int		 grpcsrv_peer_ip(const char *peer, char *out, size_t outlen);
+
+#endif /* TCS_GRPCSRV_H */

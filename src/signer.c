@@ -1,0 +1,395 @@
+/*
+ * signer.c: CSR verification, policy and issuance (see signer.h).
+ *
+ * Threads: any; reads only the snapshot it is given and OpenSSL's
+ * thread-safe RNG. Owns nothing beyond each call.
+ */
+#include "signer.h"
+
+#include <arpa/inet.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "creds.h"
+#include "log.h"
+#include "pki.h"
+
+static const char *const status_names[SIGNER__MAX] = {
+	"issued", "invalid_csr", "invalid_csr", "policy_denied", "internal_error"
+};
+
+const char *
+signer_status_name(enum signer_status s)
+{
+	return s < SIGNER__MAX ? status_names[s] : "unknown";
+}
+
+void
+signer_policy_defaults(struct signer_policy *p)
+{
+	p->max_csr_bytes = 16384;
+	p->max_sans = 256;
+	p->allowed_families = KEYFAM_ALL;
+	p->min_rsa_bits = 2048;
+	p->require_peer_ip_san = 0;
+}
+
+void
+signer_result_free(struct signer_result *r)
+{
+	free(r->sans_buf);
+	free(r->crt_pem);
+	r->sans_buf = NULL;
+	r->crt_pem = NULL;
+	r->nsans = 0;
+}
+
+static enum signer_status
+result(struct signer_result *r, enum signer_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static enum signer_status
+result(struct signer_result *r, enum signer_status s, const char *fmt, ...)
+{
+	va_list	ap;
+
+	r->status = s;
+	va_start(ap, fmt);
+	vsnprintf(r->message, sizeof(r->message), fmt, ap);
+	va_end(ap);
+	ERR_clear_error();
+	return s;
+}
+
+/* Reads the first PEM block of any label (Go's pem.Decode semantics). */
+static int
+first_pem_block(const unsigned char *in, size_t len, unsigned char **der, long *dlen)
+{
+	BIO	*bio;
+	char	*name = NULL, *header = NULL;
+	int	 ok;
+
+	*der = NULL;
+	if (len > INT32_MAX || (bio = BIO_new_mem_buf(in, (int)len)) == NULL)
+		return -1;
+	ok = PEM_read_bio(bio, &name, &header, der, dlen);
+	OPENSSL_free(name);
+	OPENSSL_free(header);
+	BIO_free(bio);
+	return ok ? 0 : -1;
+}
+
+/* Collects the DNS and IP SANs of the CSR (others are dropped). */
+static GENERAL_NAMES *
+csr_sans(X509_REQ *req, struct signer_result *r)
+{
+	STACK_OF(X509_EXTENSION)	*exts;
+	GENERAL_NAMES			*in = NULL, *out;
+	GENERAL_NAME			*g, *copy;
+	size_t				 used = 0, cap = 0;
+	char				 text[INET6_ADDRSTRLEN + 8];
+	const unsigned char		*d;
+	int				 i, idx, n;
+
+	if ((out = GENERAL_NAMES_new()) == NULL)
+		return NULL;
+	exts = X509_REQ_get_extensions(req);
+	idx = X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1);
+	if (idx >= 0)
+		in = X509V3_EXT_d2i(X509v3_get_ext(exts, idx));
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	if (idx >= 0 && in == NULL) {
+		GENERAL_NAMES_free(out);
+		return NULL;
+	}
+	for (i = 0; i < sk_GENERAL_NAME_num(in); i++) {
+		g = sk_GENERAL_NAME_value(in, i);
+		if (g->type != GEN_DNS && g->type != GEN_IPADD)
+			continue;
+		if ((copy = GENERAL_NAME_dup(g)) == NULL || !sk_GENERAL_NAME_push(out, copy)) {
+			GENERAL_NAME_free(copy);
+			goto fail;
+		}
+		r->nsans_total++;
+	}
+	/* Text forms for the audit record (bounded). */
+	cap = 64 * SIGNER_MAX_AUDIT_SANS;
+	if ((r->sans_buf = malloc(cap)) == NULL)
+		goto fail;
+	for (i = 0; i < sk_GENERAL_NAME_num(out) && r->nsans < SIGNER_MAX_AUDIT_SANS; i++) {
+		g = sk_GENERAL_NAME_value(out, i);
+		d = ASN1_STRING_get0_data(g->type == GEN_DNS ?
+		    (ASN1_STRING *)g->d.dNSName : g->d.iPAddress);
+		n = ASN1_STRING_length(g->type == GEN_DNS ?
+		    (ASN1_STRING *)g->d.dNSName : g->d.iPAddress);
+		if (g->type == GEN_DNS)
+			snprintf(text, sizeof(text), "%.*s", n > 60 ? 60 : n, d);
+		else if (n == 4)
+			inet_ntop(AF_INET, d, text, sizeof(text));
+		else if (n == 16)
+			inet_ntop(AF_INET6, d, text, sizeof(text));
+		else
+			snprintf(text, sizeof(text), "invalid-ip");
+		if (used + strlen(text) + 1 > cap)
+			break;
+		memcpy(r->sans_buf + used, text, strlen(text) + 1);
+		r->sans[r->nsans++] = r->sans_buf + used;
+		used += strlen(text) + 1;
+	}
+	GENERAL_NAMES_free(in);
+	return out;
+fail:
+	GENERAL_NAMES_free(in);
+	GENERAL_NAMES_free(out);
+	return NULL;
+}
+
+static int
+peer_in_sans(GENERAL_NAMES *sans, const char *peer)
+{
+	unsigned char		 buf[16];
+	const GENERAL_NAME	*g;
+	int			 i, len;
+
+	if (peer == NULL)
+		return 0;
+	if (inet_pton(AF_INET, peer, buf) == 1)
+		len = 4;
+	else if (inet_pton(AF_INET6, peer, buf) == 1)
+		len = 16;
+	else
+		return 0;
+	for (i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
+		g = sk_GENERAL_NAME_value(sans, i);
+		if (g->type == GEN_IPADD && ASN1_STRING_length(g->d.iPAddress) == len &&
+		    memcmp(ASN1_STRING_get0_data(g->d.iPAddress), buf, (size_t)len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static X509_NAME *
+strip_org(const X509_NAME *in, int *removed)
+{
+	X509_NAME	*n;
+	int		 i;
+
+	*removed = 0;
+	if ((n = X509_NAME_dup(in)) == NULL)
+		return NULL;
+	while ((i = X509_NAME_get_index_by_NID(n, NID_organizationName, -1)) >= 0) {
+		X509_NAME_ENTRY_free(X509_NAME_delete_entry(n, i));
+		*removed = 1;
+	}
+	return n;
+}
+
+static int
+add_ext(X509 *x, int nid, int crit, void *value)
+{
+	X509_EXTENSION	*e;
+	int		 ok;
+
+	if ((e = X509V3_EXT_i2d(nid, crit, value)) == NULL)
+		return 0;
+	ok = X509_add_ext(x, e, -1);
+	X509_EXTENSION_free(e);
+	return ok;
+}
+
+static int
+set_serial(X509 *x, struct signer_result *r)
+{
+	unsigned char	 raw[16];
+	BIGNUM		*bn = NULL;
+	ASN1_INTEGER	*ai = NULL;
+	int		 ok = 0;
+
+	do {
+		if (RAND_bytes(raw, sizeof(raw)) != 1)
+			return 0;
+		raw[0] &= 0x7f;		/* positive, < 2^127 */
+	} while (raw[0] == 0 && raw[1] == 0);	/* keep it long and non-zero */
+	if ((bn = BN_bin2bn(raw, sizeof(raw), NULL)) != NULL &&
+	    (ai = BN_to_ASN1_INTEGER(bn, NULL)) != NULL &&
+	    X509_set_serialNumber(x, ai))
+		ok = 1;
+	util_hex(raw, sizeof(raw), r->serial);
+	ASN1_INTEGER_free(ai);
+	BN_free(bn);
+	return ok;
+}
+
+static const EVP_MD *
+sign_md(enum key_type t)
+{
+	switch (t) {
+	case KEY_ED25519:
+		return NULL;
+	case KEY_ECDSA_P384:
+		return EVP_sha384();
+	case KEY_ECDSA_P521:
+		return EVP_sha512();
+	default:
+		return EVP_sha256();
+	}
+}
+
+enum signer_status
+signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
+    const struct signer_params *pp, struct signer_result *r)
+{
+	const struct signer_policy	*pol = &pp->policy;
+	unsigned char			*der = NULL;
+	const unsigned char		*p;
+	long				 dlen = 0;
+	X509_REQ			*req = NULL;
+	X509				*x = NULL;
+	X509_NAME			*subj = NULL;
+	EVP_PKEY			*pub;
+	GENERAL_NAMES			*sans = NULL;
+	ASN1_BIT_STRING			*ku = NULL;
+	EXTENDED_KEY_USAGE		*eku = NULL;
+	AUTHORITY_KEYID			*akid = NULL;
+	ASN1_OBJECT			*obj;
+	BIO				*bio = NULL;
+	BUF_MEM				*mem;
+	enum key_type			 kt;
+	enum signer_status		 st;
+	char				 why[128];
+	time_t				 now = (time_t)pp->now;
+	int				 bits, idx;
+
+	memset(r, 0, sizeof(*r));
+	if (pol->max_csr_bytes > 0 && len > pol->max_csr_bytes)
+		return result(r, SIGNER_DENIED, "CSR refused by policy: %s", "CSR too large");
+	if (first_pem_block(csr, len, &der, &dlen) == -1)
+		return result(r, SIGNER_BAD_DECODE, "%s", "failed to decode CSR");
+	p = der;
+	req = d2i_X509_REQ(NULL, &p, dlen);
+	if (req == NULL || p != der + dlen) {
+		st = result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
+		    "not a well-formed PKCS#10 request");
+		goto out;
+	}
+	if ((pub = X509_REQ_get0_pubkey(req)) == NULL) {
+		st = result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
+		    "unreadable public key");
+		goto out;
+	}
+	kt = pki_key_type(pub, &bits);
+	snprintf(r->key_type, sizeof(r->key_type), "%s", pki_key_type_name(kt));
+	idx = X509_NAME_get_index_by_NID(X509_REQ_get_subject_name(req), NID_commonName, -1);
+	if (idx >= 0) {
+		ASN1_STRING *cn = X509_NAME_ENTRY_get_data(
+		    X509_NAME_get_entry(X509_REQ_get_subject_name(req), idx));
+		snprintf(r->cn, sizeof(r->cn), "%.*s", ASN1_STRING_length(cn) > 200 ? 200 :
+		    ASN1_STRING_length(cn), (const char *)ASN1_STRING_get0_data(cn));
+	}
+	if (X509_REQ_verify(req, pub) != 1) {
+		st = result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
+		    "signature verification failed");
+		goto out;
+	}
+	if ((sans = csr_sans(req, r)) == NULL) {
+		st = result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
+		    "malformed subjectAltName");
+		goto out;
+	}
+
+	/* Policy, after the signature so that refusals describe a real CSR. */
+	if ((pki_key_family(kt) & pol->allowed_families) == 0) {
+		snprintf(why, sizeof(why), "key type %s not allowed", r->key_type);
+		st = result(r, SIGNER_DENIED, "CSR refused by policy: %s", why);
+		goto out;
+	}
+	if (kt == KEY_RSA && bits < pol->min_rsa_bits) {
+		snprintf(why, sizeof(why), "RSA key of %d bits is below %d", bits, pol->min_rsa_bits);
+		st = result(r, SIGNER_DENIED, "CSR refused by policy: %s", why);
+		goto out;
+	}
+	if (pol->max_sans > 0 && r->nsans_total > pol->max_sans) {
+		snprintf(why, sizeof(why), "%zu SANs exceed the limit of %u",
+		    r->nsans_total, pol->max_sans);
+		st = result(r, SIGNER_DENIED, "CSR refused by policy: %s", why);
+		goto out;
+	}
+	if (pol->require_peer_ip_san && !peer_in_sans(sans, pp->peer_ip)) {
+		st = result(r, SIGNER_DENIED, "CSR refused by policy: %s",
+		    "caller address is not among the CSR's IP SANs");
+		goto out;
+	}
+
+	/* Build the certificate. */
+	st = result(r, SIGNER_INTERNAL, "%s", "failed to sign CSR");
+	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3) ||
+	    !set_serial(x, r) ||
+	    !X509_set_issuer_name(x, X509_get_subject_name(c->ca_cert)) ||
+	    (subj = strip_org(X509_REQ_get_subject_name(req), &r->org_removed)) == NULL ||
+	    !X509_set_subject_name(x, subj) ||
+	    X509_time_adj_ex(X509_getm_notBefore(x), 0,
+	    -(long)(pp->backdate_ms / 1000), &now) == NULL ||
+	    X509_time_adj_ex(X509_getm_notAfter(x), 0,
+	    (long)(pp->ttl_ms / 1000), &now) == NULL ||
+	    !X509_set_pubkey(x, pub)) {
+		log_ssl("signer: building certificate");
+		goto out;
+	}
+	if ((ku = ASN1_BIT_STRING_new()) == NULL ||
+	    !ASN1_BIT_STRING_set_bit(ku, 0, 1) ||		/* digitalSignature */
+	    !add_ext(x, NID_key_usage, 1, ku) ||
+	    (eku = sk_ASN1_OBJECT_new_null()) == NULL ||
+	    (obj = OBJ_nid2obj(NID_server_auth)) == NULL ||
+	    !sk_ASN1_OBJECT_push(eku, obj) ||
+	    !add_ext(x, NID_ext_key_usage, 0, eku)) {
+		log_ssl("signer: usage extensions");
+		goto out;
+	}
+	if (sk_GENERAL_NAME_num(sans) > 0 &&
+	    !add_ext(x, NID_subject_alt_name, X509_NAME_entry_count(subj) == 0, sans)) {
+		log_ssl("signer: subjectAltName");
+		goto out;
+	}
+	if ((akid = AUTHORITY_KEYID_new()) == NULL ||
+	    (akid->keyid = ASN1_OCTET_STRING_new()) == NULL ||
+	    !ASN1_OCTET_STRING_set(akid->keyid, c->akid, (int)c->akid_len) ||
+	    !add_ext(x, NID_authority_key_identifier, 0, akid)) {
+		log_ssl("signer: authorityKeyIdentifier");
+		goto out;
+	}
+	if (X509_sign(x, c->ca_key, sign_md(c->ca_type)) <= 0) {
+		log_ssl("signer: X509_sign");
+		goto out;
+	}
+	if ((bio = BIO_new(BIO_s_mem())) == NULL || !PEM_write_bio_X509(bio, x)) {
+		log_ssl("signer: PEM_write_bio_X509");
+		goto out;
+	}
+	BIO_get_mem_ptr(bio, &mem);
+	if ((r->crt_pem = malloc(mem->length + 1)) == NULL)
+		goto out;
+	memcpy(r->crt_pem, mem->data, mem->length);
+	r->crt_pem[mem->length] = '\0';
+	r->crt_len = mem->length;
+	st = result(r, SIGNER_OK, "%s", "");
+out:
+	BIO_free(bio);
+	AUTHORITY_KEYID_free(akid);
+	sk_ASN1_OBJECT_free(eku);	/* OBJ_nid2obj objects are static */
+	ASN1_BIT_STRING_free(ku);
+	GENERAL_NAMES_free(sans);
+	X509_NAME_free(subj);
+	X509_free(x);
+	X509_REQ_free(req);
+	OPENSSL_free(der);
+	return st;
+}

@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# Validation of the deployment artifacts (make test-chart):
+#   1. helm lint --strict and helm template over every value set in
+#      tests/chart/values/*.yaml, with the "# expect:" / "# expect-not:" regexes
+#      each file carries and the invariants of check_rendered.py;
+#   2. every file in tests/chart/invalid/*.yaml must be rejected with the
+#      message its "# error:" line names;
+#   3. against a real kube-apiserver (hack/k8s/up.sh) with cert-manager's CRDs:
+#      server-side dry-run of everything rendered and of manifests/, a real
+#      helm install / upgrade / uninstall, the Secret made by the secrets tool;
+#   4. tests/chart/secrets-tool.sh (hack/talos-secrets-to-k8s.sh);
+#   5. tests/chart/config-doc.sh (--help vs docs/configuration.md) when
+#      build/talos-csr-signer exists.
+# Ends with "N passed, M failed"; exits non-zero on any failure. Under CI=true
+# a missing tool is a failure; locally it is reported as SKIPPED.
+# TCS_CHART_NO_APISERVER=1 skips step 3 locally (not allowed under CI=true).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+here=$root/tests/chart
+chart=$root/charts/talos-csr-signer
+release=tcs
+ns=talos-csr-signer
+kube_version=1.37.0   # for lint/template only; the apiserver steps use the real server
+ci=${CI:-false}
+work=$(mktemp -d)
+k8s_dir=
+cleanup() {
+	if [ -n "$k8s_dir" ] && [ -f "$k8s_dir/env" ]; then
+		"$root/hack/k8s/down.sh" "$k8s_dir" >/dev/null 2>&1 || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+pass=0
+fail=0
+skip=0
+ok() { pass=$((pass + 1)); echo "PASS: $*"; }
+ko() { fail=$((fail + 1)); echo "FAIL: $*"; }
+skipped() { # skipped WHY: a failure under CI, a skip locally
+	if [ "$ci" = true ]; then ko "$* (CI=true: a missing prerequisite is a failure)"; else
+		skip=$((skip + 1)); echo "SKIPPED: $*"; fi
+}
+finish() {
+	echo
+	echo "chart: $pass passed, $fail failed, $skip skipped"
+	[ "$fail" -eq 0 ]
+	exit $?
+}
+
+# ---- tools
+py=/usr/bin/python3
+if ! "$py" -c 'import yaml' 2>/dev/null; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y python3-yaml >/dev/null 2>&1 ||
+		{ apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-yaml >/dev/null 2>&1; } || true
+fi
+"$py" -c 'import yaml' 2>/dev/null || { skipped "python3-yaml not installable"; finish; }
+if ! eval "$(TCS_TOOLS_ONLY=helm "$root/hack/k8s/tools.sh")"; then
+	ko "building helm with hack/k8s/tools.sh"
+	finish
+fi
+[ -x "${HELM:-}" ] || { ko "helm not found after hack/k8s/tools.sh"; finish; }
+helm=$HELM
+
+# ---- 1. value sets: lint, template, expectations, invariants
+mkdir -p "$work/rendered"
+for f in "$here"/values/*.yaml; do
+	name=$(basename "$f" .yaml)
+	out=$work/rendered/$name.yaml
+	if lint=$("$helm" lint --strict --kube-version "$kube_version" -n "$ns" "$chart" -f "$f" 2>&1); then
+		ok "$name: helm lint --strict"
+	else
+		ko "$name: helm lint --strict"
+		echo "$lint" | sed 's/^/    /'
+	fi
+	if ! "$helm" template "$release" "$chart" -n "$ns" --kube-version "$kube_version" -f "$f" >"$out" 2>"$work/err"; then
+		ko "$name: helm template"
+		sed 's/^/    /' "$work/err"
+		continue
+	fi
+	ok "$name: helm template"
+	bad=0
+	while IFS= read -r re; do
+		grep -qE -- "$re" "$out" || { echo "    expected /$re/ in the output"; bad=1; }
+	done < <(sed -n 's/^# expect: //p' "$f")
+	while IFS= read -r re; do
+		! grep -qE -- "$re" "$out" || { echo "    did not expect /$re/ in the output"; bad=1; }
+	done < <(sed -n 's/^# expect-not: //p' "$f")
+	if [ "$bad" -eq 0 ]; then ok "$name: expectations"; else ko "$name: expectations"; fi
+	if "$py" "$here/check_rendered.py" "$out" "$ns"; then ok "$name: invariants"; else ko "$name: invariants"; fi
+done
+
+# NOTES.txt names the worker fields to set.
+if notes=$("$helm" install "$release" "$chart" -n "$ns" --dry-run=client --kube-version "$kube_version" \
+	-f "$here/values/deployment-default.yaml" 2>&1) &&
+	grep -q 'machine:' <<<"$notes" && grep -q 'token: <the CA Secret' <<<"$notes" &&
+	grep -q 'crt: <the CA Secret' <<<"$notes" && grep -q 'endpoint: https://' <<<"$notes" &&
+	grep -q 'e.g. https://192.0.2.10:6443' <<<"$notes"; then
+	ok "NOTES.txt lists machine.token, machine.ca.crt and cluster.controlPlane.endpoint"
+else
+	ko "NOTES.txt lists the worker machine-config fields"
+fi
+
+# The defaults alone must be refused: the IP SANs have no safe default.
+if out=$("$helm" template "$release" "$chart" -n "$ns" --kube-version "$kube_version" 2>&1); then
+	ko "chart defaults without certManager.certificate.ipAddresses are refused"
+elif grep -q "ipAddresses" <<<"$out"; then
+	ok "chart defaults without certManager.certificate.ipAddresses are refused"
+else
+	ko "chart defaults refused, but not for ipAddresses: $out"
+fi
+
+# ---- 2. values that must be rejected
+for f in "$here"/invalid/*.yaml; do
+	name=$(basename "$f" .yaml)
+	re=$(sed -n 's/^# error: //p' "$f" | head -1)
+	[ -n "$re" ] || { ko "invalid/$name: no '# error:' line"; continue; }
+	if out=$("$helm" template "$release" "$chart" -n "$ns" --kube-version "$kube_version" -f "$f" 2>&1 >/dev/null); then
+		ko "invalid/$name: accepted"
+	elif grep -qE -- "$re" <<<"$out"; then
+		ok "invalid/$name: rejected with /$re/"
+	else
+		ko "invalid/$name: rejected, but the message does not match /$re/:"
+		echo "$out" | sed 's/^/    /'
+	fi
+done
+
+# ---- 3. a real kube-apiserver
+apiserver_tests() {
+	local f name
+	if ! env_lines=$("$root/hack/k8s/tools.sh" 2>"$work/tools.log"); then
+		tail -20 "$work/tools.log" | sed 's/^/    /'
+		ko "hack/k8s/tools.sh (kube-apiserver, etcd, kubectl, cert-manager CRDs)"
+		return
+	fi
+	eval "$env_lines"
+	k8s_dir=$work/k8s
+	if ! "$root/hack/k8s/up.sh" "$k8s_dir" >"$work/up.log" 2>&1; then
+		tail -20 "$work/up.log" | sed 's/^/    /'
+		ko "hack/k8s/up.sh"
+		return
+	fi
+	# shellcheck disable=SC1091
+	. "$k8s_dir/env"
+	export KUBECONFIG
+	local k=$KUBECTL
+	ok "kube-apiserver up ($APISERVER_URL)"
+
+	if "$k" apply --server-side -f "$CERT_MANAGER_CRDS" >"$work/crds.log" 2>&1 &&
+		"$k" wait --for=condition=Established --timeout=60s crd/issuers.cert-manager.io \
+			crd/certificates.cert-manager.io >/dev/null; then
+		ok "cert-manager CRDs installed"
+	else
+		sed 's/^/    /' "$work/crds.log"
+		ko "cert-manager CRDs installed"
+		return
+	fi
+	for n in "$ns" talos-system tenant-00; do
+		"$k" create namespace "$n" >/dev/null
+	done
+
+	# Everything the chart renders. ServiceMonitor needs the Prometheus
+	# Operator CRDs, which no reachable registry serves: it is left out here
+	# (rendered and checked above only).
+	for f in "$work"/rendered/*.yaml; do
+		name=$(basename "$f" .yaml)
+		"$py" - "$f" >"$work/dry.yaml" <<-'PY'
+			import sys, yaml
+			docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] != "ServiceMonitor"]
+			print(yaml.safe_dump_all(docs))
+		PY
+		if out=$("$k" apply --dry-run=server -f "$work/dry.yaml" 2>&1); then
+			ok "$name: server-side dry-run ($(grep -c 'server dry run' <<<"$out") objects)"
+		else
+			ko "$name: server-side dry-run"
+			echo "$out" | sed 's/^/    /'
+		fi
+	done
+
+	# manifests/standalone: the namespace really, the rest dry-run.
+	if out=$("$k" apply --dry-run=server -f "$root/manifests/standalone/" 2>&1); then
+		ok "manifests/standalone: server-side dry-run ($(grep -c 'server dry run' <<<"$out") objects)"
+	else
+		ko "manifests/standalone: server-side dry-run"
+		echo "$out" | sed 's/^/    /'
+	fi
+	if out=$("$k" apply --dry-run=server -f "$root/manifests/kamaji/10-cert-manager.yaml" 2>&1); then
+		ok "manifests/kamaji/10-cert-manager.yaml: server-side dry-run"
+	else
+		ko "manifests/kamaji/10-cert-manager.yaml: server-side dry-run"
+		echo "$out" | sed 's/^/    /'
+	fi
+	# Kamaji's CRD is not served by any reachable registry. Its
+	# additionalContainers / additionalVolumes are core/v1 Container and Volume:
+	# put them into a Pod and let the real apiserver validate that, and check
+	# that the sidecar is wired consistently (ports, mounts, Secrets).
+	if "$py" - "$root/manifests/kamaji" >"$work/kamaji-pod.yaml" <<-'PY'; then
+		import sys, yaml
+		d = sys.argv[1]
+		tcp = yaml.safe_load(open(f"{d}/20-tenantcontrolplane.yaml"))
+		certs = [x for x in yaml.safe_load_all(open(f"{d}/10-cert-manager.yaml")) if x]
+		dep = tcp["spec"]["controlPlane"]["deployment"]
+		c = dep["additionalContainers"][0]
+		vols = {v["name"]: v for v in dep["additionalVolumes"]}
+		env = {e["name"]: e.get("value") for e in c["env"]}
+		errs = []
+		for m in c["volumeMounts"]:
+		    if m["name"] not in vols: errs.append(f"mount {m['name']} has no volume")
+		    if "subPath" in m: errs.append("subPath mounts never update")
+		paths = {m["mountPath"]: vols[m["name"]]["secret"]["secretName"] for m in c["volumeMounts"]}
+		want = {"CA_CERT_PATH": "/etc/talos-ca/tls.crt", "CA_KEY_PATH": "/etc/talos-ca/tls.key",
+		        "TLS_CERT_PATH": "/etc/talos-server-crt/tls.crt", "TLS_KEY_PATH": "/etc/talos-server-crt/tls.key",
+		        "TOKEN_PATH": "/etc/talos-ca/token", "PORT": "50001"}
+		for k, v in want.items():
+		    if env.get(k) != v: errs.append(f"{k} should be {v} (drop-in paths)")
+		cert = next(x for x in certs if x["kind"] == "Certificate")
+		issuer = next(x for x in certs if x["kind"] == "Issuer")
+		if paths.get("/etc/talos-server-crt") != cert["spec"]["secretName"]:
+		    errs.append("/etc/talos-server-crt is not the Certificate's Secret")
+		if paths.get("/etc/talos-ca") != issuer["spec"]["ca"]["secretName"]:
+		    errs.append("/etc/talos-ca is not the Issuer's CA Secret")
+		addr = tcp["spec"]["networkProfile"]["address"]
+		if addr not in cert["spec"]["ipAddresses"]:
+		    errs.append("networkProfile.address is not an IP SAN of the serving certificate")
+		ports = [p["containerPort"] for p in c["ports"]]
+		extra = tcp["spec"]["controlPlane"]["service"]["additionalPorts"]
+		if not any(p["port"] == 50001 and p["targetPort"] in ports for p in extra):
+		    errs.append("service.additionalPorts does not expose 50001 to the sidecar")
+		if errs:
+		    sys.stderr.write("\n".join(errs) + "\n"); sys.exit(1)
+		pod = {"apiVersion": "v1", "kind": "Pod",
+		       "metadata": {"name": "kamaji-sidecar-check", "namespace": tcp["metadata"]["namespace"]},
+		       "spec": {"containers": [c], "volumes": dep["additionalVolumes"]}}
+		print(yaml.safe_dump(pod))
+	PY
+		ok "manifests/kamaji: sidecar wiring (paths, Secrets, SANs, additionalPorts)"
+		if out=$("$k" apply --dry-run=server -f "$work/kamaji-pod.yaml" 2>&1); then
+			ok "manifests/kamaji: sidecar container and volumes pass a server-side dry-run as a Pod"
+		else
+			ko "manifests/kamaji: sidecar container and volumes as a Pod"
+			echo "$out" | sed 's/^/    /'
+		fi
+	else
+		ko "manifests/kamaji: sidecar wiring"
+	fi
+
+	# A real install, upgrade and uninstall (no controllers run here, so the
+	# objects are stored but no Pod starts).
+	local vals=$here/values/deployment-default.yaml
+	if out=$("$helm" install "$release" "$chart" -n "$ns" -f "$vals" 2>&1); then
+		ok "helm install"
+	else
+		ko "helm install"
+		echo "$out" | sed 's/^/    /'
+	fi
+	if out=$("$helm" upgrade "$release" "$chart" -n "$ns" -f "$vals" --set replicaCount=3 2>&1) &&
+		[ "$("$k" -n "$ns" get deployment "$release-talos-csr-signer" -o jsonpath='{.spec.replicas}')" = 3 ]; then
+		ok "helm upgrade (replicaCount 2 -> 3)"
+	else
+		ko "helm upgrade"
+		echo "$out" | sed 's/^/    /'
+	fi
+	# The ServiceAccount's real permissions are exactly what the Role grants.
+	local sa="system:serviceaccount:$ns:$release-talos-csr-signer"
+	can() { "$k" auth can-i "$@" --as "$sa" -n "$ns" 2>/dev/null || true; }
+	if [ "$(can watch secret/talos-ca)" = yes ] && [ "$(can get secret/tcs-talos-csr-signer-tls)" = yes ] &&
+		[ "$(can get secret/other)" = no ] && [ "$(can list secrets)" = no ] &&
+		[ "$(can create events.events.k8s.io)" = yes ] && [ "$(can delete events)" = no ] &&
+		[ "$(can create secrets)" = no ]; then
+		ok "installed RBAC: only the two Secrets (get/watch) and Events (create)"
+	else
+		ko "installed RBAC is not least privilege"
+	fi
+	if "$helm" uninstall "$release" -n "$ns" >/dev/null 2>&1 &&
+		! "$k" -n "$ns" get deployment "$release-talos-csr-signer" >/dev/null 2>&1; then
+		ok "helm uninstall"
+	else
+		ko "helm uninstall"
+	fi
+	export KUBECTL KUBECONFIG
+}
+
+if [ "${TCS_CHART_NO_APISERVER:-0}" = 1 ] && [ "$ci" != true ]; then
+	skipped "apiserver tests (TCS_CHART_NO_APISERVER=1)"
+elif [ ! -x "$root/hack/k8s/up.sh" ]; then
+	skipped "apiserver tests: hack/k8s/up.sh missing"
+else
+	apiserver_tests
+fi
+
+# ---- 4. the secrets tool (adds a dry-run of its Secret when the apiserver is up)
+if out=$("$here/secrets-tool.sh" 2>&1); then st=0; else st=$?; fi
+echo "$out" | grep -E '^(FAIL|SKIPPED)' || true
+line=$(tail -1 <<<"$out")
+if [[ "$line" =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+	pass=$((pass + BASH_REMATCH[1]))
+	fail=$((fail + BASH_REMATCH[2]))
+	echo "secrets-tool.sh: $line"
+	[ "$st" -eq 0 ] || [ "${BASH_REMATCH[2]}" -gt 0 ] || ko "secrets-tool.sh exited $st"
+else
+	ko "secrets-tool.sh did not finish: $line"
+fi
+
+# ---- 5. --help vs docs/configuration.md
+if [ -x "$root/build/talos-csr-signer" ]; then
+	if out=$("$here/config-doc.sh" 2>&1); then ok "config-doc.sh"; else
+		ko "config-doc.sh"
+		echo "$out" | grep -v '^PASS' | sed 's/^/    /'
+	fi
+else
+	skipped "config-doc.sh: build/talos-csr-signer not built (make build)"
+fi
+
+finish

@@ -1,0 +1,627 @@
+#!/usr/bin/env bash
+# Interop suite: real Talos client code (siderolabs/talos machinery +
+# siderolabs/crypto + grpc-go with ALPN enforcement) and two independent
+# C-core clients (Debian's python3-grpcio on OpenSSL, PyPI's grpcio on
+# BoringSSL) against the built daemon. See tests/interop/README.md.
+#
+# Environment:
+#   TCS_BIN            daemon binary (default build/talos-csr-signer, relative to the repo root)
+#   TCS_CACHE          tool cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer)
+#   INTEROP_SECTIONS   space-separated subset of: matrix neg policy accepted rotation valgrind
+#   VALGRIND           1 (default): run the valgrind section; 0: leave it out
+#   KEEP_WORK          1: keep the scratch directory (it is always kept when something failed)
+#   CI                 true: a missing tool or a failed build is a failure, never a skip
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE=$ROOT/tests/interop
+CACHE=${TCS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer}
+BIN=${TCS_BIN:-build/talos-csr-signer}
+[[ $BIN == /* ]] || BIN=$ROOT/$BIN
+SECTIONS=${INTEROP_SECTIONS:-matrix neg policy accepted rotation valgrind}
+[[ ${VALGRIND:-1} == 0 ]] && SECTIONS=${SECTIONS//valgrind/}
+CI=${CI:-false}
+
+PYPI_GRPCIO=1.85.1
+PYPI_PROTOBUF=7.36.2
+# Observed (see README.md): BoringSSL-based grpcio does not offer Ed25519 in
+# its signature_algorithms, so it cannot handshake with an Ed25519 serving
+# key. Asserted, so that a change in either direction is noticed.
+PYPI_ED25519_EXPECT=HANDSHAKE_FAIL
+
+# The tool behaves like a modern grpc-go client only with ALPN enforcement on.
+unset GRPC_ENFORCE_ALPN_ENABLED
+
+PASSED=0
+FAILED=0
+SKIPPED=0
+FAILED_NAMES=()
+declare -A MATRIX=()
+MATRIX_CLIENTS=()
+DAEMON_PIDS=()
+BG_PIDS=()
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcs-interop.XXXXXX")
+mkdir -p "$WORK/out"
+
+cleanup() {
+	local pid
+	for pid in "${BG_PIDS[@]}" "${DAEMON_PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	sleep 0.3
+	for pid in "${BG_PIDS[@]}" "${DAEMON_PIDS[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	if [[ ${KEEP_WORK:-0} == 1 || $FAILED -gt 0 ]]; then
+		echo "scratch directory kept: $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '\n== %s\n' "$*"; }
+
+# unavailable WHY: a missing tool. Fatal under CI, a skip locally.
+unavailable() {
+	if [[ $CI == true ]]; then
+		echo "FAIL: $1 (CI=true: a missing tool is a failure)"
+		FAILED=$((FAILED + 1))
+		FAILED_NAMES+=("unavailable: $1")
+	else
+		echo "SKIPPED: $1"
+		SKIPPED=$((SKIPPED + 1))
+	fi
+}
+
+# check NAME CMD...: run one assertion, record it, never abort the suite.
+check() {
+	local name=$1
+	shift
+	local out
+	out=$WORK/out/$(printf '%s' "$name" | tr -c 'A-Za-z0-9_.-' '_').out
+	if "$@" >"$out" 2>&1; then
+		PASSED=$((PASSED + 1))
+		printf 'PASS  %s\n' "$name"
+		grep -E '^(ok |outcome:|\{)' "$out" | head -3 | cut -c1-240 | sed 's/^/      /' || true
+		return 0
+	fi
+	FAILED=$((FAILED + 1))
+	FAILED_NAMES+=("$name")
+	printf 'FAIL  %s\n' "$name"
+	tail -n 15 "$out" | cut -c1-400 | sed 's/^/      /'
+	return 1
+}
+
+# cell CLIENT CA CSR RESULT: one entry of the summary matrix.
+cell() {
+	local key="$1|$2|$3"
+	MATRIX[$key]=$4
+	local c
+	for c in "${MATRIX_CLIENTS[@]}"; do [[ $c == "$1" ]] && return 0; done
+	MATRIX_CLIENTS+=("$1")
+}
+
+# ---------------------------------------------------------------- tools
+
+build_tool() {
+	if ! command -v go >/dev/null 2>&1; then
+		unavailable "go toolchain not found (needed for the Talos client)"
+		return 1
+	fi
+	local key dir
+	key=$(cd "$HERE" && { cat go.mod go.sum; find cmd -name '*.go' | LC_ALL=C sort | xargs cat; go version; } | sha256sum | cut -c1-16)
+	dir=$CACHE/tools/tcsinterop-$key
+	if [[ ! -x $dir/tcsinterop ]]; then
+		echo "building the Talos client tool into $dir"
+		mkdir -p "$dir"
+		if ! (cd "$HERE" && GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -o "$dir/tcsinterop.tmp" ./cmd/tcsinterop); then
+			if [[ $CI == true ]]; then
+				echo "FAIL: building tests/interop/cmd/tcsinterop"
+				FAILED=$((FAILED + 1))
+				FAILED_NAMES+=("build tcsinterop")
+			else
+				unavailable "could not build tests/interop/cmd/tcsinterop"
+			fi
+			return 1
+		fi
+		mv "$dir/tcsinterop.tmp" "$dir/tcsinterop"
+	fi
+	TOOL=$dir/tcsinterop
+}
+
+PY_DEBIAN=/usr/bin/python3
+PY_PYPI=
+
+setup_python_debian() {
+	if [[ -x $PY_DEBIAN ]] && "$PY_DEBIAN" -c 'import grpc, google.protobuf' 2>/dev/null; then
+		return 0
+	fi
+	echo "installing python3-grpcio python3-protobuf (apt)"
+	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-grpcio python3-protobuf >"$WORK/apt.log" 2>&1; then
+		apt-get update -q >>"$WORK/apt.log" 2>&1 || true
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-grpcio python3-protobuf >>"$WORK/apt.log" 2>&1 || true
+	fi
+	if [[ -x $PY_DEBIAN ]] && "$PY_DEBIAN" -c 'import grpc, google.protobuf' 2>/dev/null; then
+		return 0
+	fi
+	unavailable "Debian python3-grpcio could not be installed"
+	return 1
+}
+
+setup_python_pypi() {
+	local venv=$CACHE/tools/py-grpcio-$PYPI_GRPCIO-protobuf-$PYPI_PROTOBUF
+	if ! "$venv/bin/python" -c 'import grpc, google.protobuf' 2>/dev/null; then
+		echo "installing PyPI grpcio==$PYPI_GRPCIO into $venv"
+		rm -rf "$venv"
+		if ! "$PY_DEBIAN" -m venv "$venv" >"$WORK/venv.log" 2>&1; then
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >>"$WORK/venv.log" 2>&1 || true
+			"$PY_DEBIAN" -m venv "$venv" >>"$WORK/venv.log" 2>&1 || true
+		fi
+		"$venv/bin/pip" install -q --disable-pip-version-check "grpcio==$PYPI_GRPCIO" "protobuf==$PYPI_PROTOBUF" >>"$WORK/venv.log" 2>&1 || true
+	fi
+	if "$venv/bin/python" -c 'import grpc, google.protobuf' 2>/dev/null; then
+		PY_PYPI=$venv/bin/python
+		return 0
+	fi
+	unavailable "PyPI grpcio==$PYPI_GRPCIO could not be installed (see $WORK/venv.log)"
+	return 1
+}
+
+# ---------------------------------------------------------------- daemon
+
+UNDER_VALGRIND=0
+
+# start_daemon NAME VAR=VALUE...: start the daemon on a free loopback port
+# with only the given environment; sets D_PORT, D_PID, D_LOG.
+start_daemon() {
+	local name=$1
+	shift
+	local port logf pid i limit=100
+	port=$("$TOOL" freeport)
+	logf=$WORK/$name.daemon.log
+	local -a pre=()
+	if [[ $UNDER_VALGRIND == 1 ]]; then
+		pre=(valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99
+			--log-file="$WORK/$name.valgrind.log")
+		limit=1200
+	fi
+	env -i PATH="$PATH" HOME="$HOME" TMPDIR="${TMPDIR:-/tmp}" \
+		PORT="$port" LISTEN_ADDRESS=127.0.0.1 HTTP_ADDR= LOG_FORMAT=json LOG_LEVEL=debug SHUTDOWN_GRACE=2s \
+		"$@" "${pre[@]}" "$BIN" 2>"$logf" &
+	pid=$!
+	DAEMON_PIDS+=("$pid")
+	for ((i = 0; i < limit; i++)); do
+		if grep -q '"msg":"listening"' "$logf" 2>/dev/null; then
+			D_PORT=$port D_PID=$pid D_LOG=$logf
+			return 0
+		fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			echo "daemon $name exited before listening:"
+			tail -n 20 "$logf"
+			return 1
+		fi
+		sleep 0.1
+	done
+	echo "daemon $name did not log \"listening\" in time:"
+	tail -n 20 "$logf"
+	return 1
+}
+
+# stop_daemon PID: SIGTERM, then the exit status must be 0.
+stop_daemon() {
+	local pid=$1 i rc=0 limit=150
+	[[ $UNDER_VALGRIND == 1 ]] && limit=1200
+	kill -TERM "$pid"
+	for ((i = 0; i < limit; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "still running $((limit / 10))s after SIGTERM"
+		kill -KILL "$pid"
+		return 1
+	fi
+	wait "$pid" || rc=$?
+	echo "exit status $rc"
+	[[ $rc == 0 ]]
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+ipv6_loopback() {
+	"$PY_DEBIAN" -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1", 0))' 2>/dev/null
+}
+
+# ---------------------------------------------------------------- sections
+
+python_checks() { # CA-family DIR PORT
+	local f=$1 d=$2 port=$3 client py expect csrfam
+	for client in python-debian python-pypi; do
+		if [[ $client == python-debian ]]; then
+			[[ $HAVE_PY_DEBIAN == 1 ]] || continue
+			py=$PY_DEBIAN
+			expect=OK
+		else
+			[[ $HAVE_PY_PYPI == 1 ]] || continue
+			py=$PY_PYPI
+			expect=OK
+			[[ $f == ed25519 ]] && expect=$PYPI_ED25519_EXPECT
+		fi
+		for csrfam in ed25519 ca; do
+			"$TOOL" csr --csr-family "$csrfam" --ca "$d/ca.crt" --out "$d/pycsr-$csrfam" >/dev/null
+			if check "$client: CA $f, serving key $f, CSR $csrfam -> $expect" \
+				"$py" "$HERE/pyclient.py" --target "127.0.0.1:$port" --ca "$d/ca.crt" \
+				--token-file "$d/token" --csr "$d/pycsr-$csrfam/csr.pem" --expect "$expect"; then
+				if [[ $expect == OK ]]; then cell "$client" "$f" "$csrfam" pass; else cell "$client" "$f" "$csrfam" "refused*"; fi
+			else
+				cell "$client" "$f" "$csrfam" FAIL
+			fi
+		done
+		if [[ $expect == OK ]]; then
+			check "$client: CA $f: wrong token -> UNAUTHENTICATED" \
+				"$py" "$HERE/pyclient.py" --target "127.0.0.1:$port" --ca "$d/ca.crt" --token-file "$d/token" \
+				--csr "$d/pycsr-ca/csr.pem" --case wrong-token --expect UNAUTHENTICATED || true
+			check "$client: CA $f: unknown method -> UNIMPLEMENTED" \
+				"$py" "$HERE/pyclient.py" --target "127.0.0.1:$port" --ca "$d/ca.crt" --token-file "$d/token" \
+				--csr "$d/pycsr-ca/csr.pem" --case unknown-method --expect UNIMPLEMENTED || true
+		fi
+	done
+}
+
+section_matrix() {
+	local f d csrfam
+	for f in ed25519 ecdsa rsa; do
+		say "CA family $f (serving key $f, as Talos's trustd would have)"
+		d=$WORK/pki-$f
+		"$TOOL" pki --family "$f" --out "$d" >/dev/null
+		local -a tokenenv=(TOKEN_PATH="$d/token")
+		# The Go signer's drop-in variable: the token straight from the environment.
+		[[ $f == ed25519 ]] && tokenenv=(TALOS_TOKEN="$(cat "$d/token")")
+		if ! check "daemon starts (CA $f)" start_daemon "matrix-$f" \
+			CA_CERT_PATH="$d/ca.crt" CA_KEY_PATH="$d/ca.key" \
+			TLS_CERT_PATH="$d/server.crt" TLS_KEY_PATH="$d/server.key" "${tokenenv[@]}"; then
+			for csrfam in ed25519 ca; do cell talos-go "$f" "$csrfam" FAIL; done
+			continue
+		fi
+		start_daemon_vars_saved=("$D_PORT" "$D_PID")
+		local port=$D_PORT pid=$D_PID
+		local -a E=(--endpoint "127.0.0.1:$port" --ca "$d/ca.crt" --token-file "$d/token")
+		for csrfam in ed25519 ca; do
+			# ed25519 = what Talos <= 1.10 sends; ca = Talos 1.11+ (the CA's family).
+			if check "talos-go: CA $f, CSR $csrfam: issued, profile as apid needs it" \
+				"$TOOL" worker "${E[@]}" --csr-family "$csrfam" --expect-ca "$d/ca.crt" --expect-issuer "$d/ca.crt" \
+				--label "ca=$f csr=$csrfam"; then
+				cell talos-go "$f" "$csrfam" pass
+			else
+				cell talos-go "$f" "$csrfam" FAIL
+			fi
+		done
+		check "talos-go: CA $f: O=os:admin,os:impersonator requested, no O issued" \
+			"$TOOL" worker "${E[@]}" --csr-family ca --org os:admin --org os:impersonator --expect-issuer "$d/ca.crt" || true
+		check "talos-go: CA $f: serving cert, ALPN h2, TLS 1.3" \
+			"$TOOL" probe "${E[@]}" --expect-cert "$d/server.crt" || true
+		check "talos-go: CA $f: TLS 1.2 handshake, ALPN h2" \
+			"$TOOL" probe "${E[@]}" --tls12 --expect-cert "$d/server.crt" || true
+		python_checks "$f" "$d" "$port"
+		check "daemon (CA $f) exits 0 on SIGTERM" stop_daemon "$pid" || true
+	done
+}
+
+section_neg() {
+	say "negative cases (CA ed25519)"
+	local d=$WORK/pki-neg listen=127.0.0.1 v6=0
+	"$TOOL" pki --family ed25519 --out "$d" >/dev/null
+	if ipv6_loopback; then
+		listen=127.0.0.1,::1
+		v6=1
+	fi
+	check "daemon starts (negative cases, LISTEN_ADDRESS=$listen)" start_daemon neg \
+		LISTEN_ADDRESS="$listen" CA_CERT_PATH="$d/ca.crt" CA_KEY_PATH="$d/ca.key" \
+		TLS_CERT_PATH="$d/server.crt" TLS_KEY_PATH="$d/server.key" TOKEN_PATH="$d/token" || return 0
+	local port=$D_PORT pid=$D_PID logf=$D_LOG
+	local -a E=(--endpoint "127.0.0.1:$port" --ca "$d/ca.crt" --token-file "$d/token")
+
+	# case  expected-code  expected-message ('-' = any)
+	local spec
+	while read -r spec; do
+		[[ -z $spec ]] && continue
+		local c=${spec%%;*} rest=${spec#*;}
+		local code=${rest%%;*} msg=${rest#*;}
+		check "neg: $c -> $code${msg:+ \"$msg\"}, then still serving" \
+			"$TOOL" neg "${E[@]}" --case "$c" --expect-code "$code" --expect-msg "${msg:--}" || true
+	done <<-'EOF'
+		missing-token;UNAUTHENTICATED;missing token
+		wrong-token;UNAUTHENTICATED;invalid token
+		token-prefix;UNAUTHENTICATED;invalid token
+		token-suffix;UNAUTHENTICATED;invalid token
+		empty-token;UNAUTHENTICATED;
+		dup-token;UNAUTHENTICATED;missing token
+		dup-token-same;UNAUTHENTICATED;missing token
+		unknown-method;UNIMPLEMENTED;
+		unknown-service;UNIMPLEMENTED;
+		unknown-method-notoken;UNIMPLEMENTED|UNAUTHENTICATED;
+		empty;INVALID_ARGUMENT;failed to decode CSR
+		garbage;INVALID_ARGUMENT;failed to decode CSR
+		cert-pem;INVALID_ARGUMENT;failed to parse CSR
+		pem-garbage-der;INVALID_ARGUMENT;failed to parse CSR
+		bad-sig;INVALID_ARGUMENT;failed to parse CSR
+		truncated;INVALID_ARGUMENT;
+		bad-wiretype;INVALID_ARGUMENT;
+		oversized;RESOURCE_EXHAUSTED;
+	EOF
+	check "neg: per-RPC token of a worker, no token -> UNAUTHENTICATED \"missing token\"" \
+		"$TOOL" worker "${E[@]}" --no-token --expect-code UNAUTHENTICATED --expect-msg "missing token" || true
+	# Thousands of SANs: the default policy (MAX_SANS 256, MAX_CSR_BYTES 16 KiB)
+	# refuses them cleanly; the policy section shows they pass when allowed.
+	check "neg: CSR with 2000 IP + 300 DNS SANs under the default policy -> refused, still serving" \
+		"$TOOL" neg "${E[@]}" --case many-sans --gen-ips 2000 --gen-dns 300 \
+		--expect-code "INVALID_ARGUMENT|PERMISSION_DENIED|FAILED_PRECONDITION|RESOURCE_EXHAUSTED" || true
+
+	say "ALPN and TLS oddities"
+	check "openssl s_client -alpn h2: ALPN protocol h2" \
+		bash -c "openssl s_client -connect 127.0.0.1:$port -alpn h2 -CAfile '$d/ca.crt' </dev/null 2>&1 | grep -q '^ALPN protocol: h2'" || true
+	check "openssl s_client without -alpn: no ALPN selected" \
+		bash -c "! openssl s_client -connect 127.0.0.1:$port -CAfile '$d/ca.crt' </dev/null 2>&1 | grep -q '^ALPN protocol: h2'" || true
+	check "TLS client without ALPN: no successful call" "$TOOL" noalpn "${E[@]}" || true
+	check "TLS client offering only http/1.1: no successful call, no unoffered protocol" \
+		"$TOOL" noalpn "${E[@]}" --offer http/1.1 || true
+	check "plain-text HTTP/1.1 on the TLS port: daemon survives" \
+		bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' >&3; timeout 5 cat <&3 >/dev/null || true; exec 3>&-" || true
+	check "half-open TCP connection: daemon survives" \
+		bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; sleep 0.5; exec 3>&-" || true
+	if [[ $v6 == 1 ]]; then
+		check "talos-go over IPv6 [::1] (ServerName ::1)" \
+			"$TOOL" worker --endpoint "[::1]:$port" --ca "$d/ca.crt" --token-file "$d/token" --label ipv6 || true
+		check "talos-go with an endpoint list (talosroundrobin over 127.0.0.1 and [::1])" \
+			"$TOOL" load --endpoint "127.0.0.1:$port,[::1]:$port" --ca "$d/ca.crt" --token-file "$d/token" \
+			--conns 2 --duration 2s --min-ok 4 || true
+	fi
+	check "daemon still alive and issuing after every bad input" \
+		"$TOOL" worker "${E[@]}" --label after-negatives || true
+	check "audit log: issued and rejected records present" \
+		bash -c "grep '\"msg\":\"audit\"' '$logf' | grep -q '\"outcome\":\"issued\"' && grep '\"msg\":\"audit\"' '$logf' | grep -q '\"outcome\":\"rejected\"'" || true
+	check "the token never appears in the log" bash -c "! grep -qF -- \"\$(cat '$d/token')\" '$logf'" || true
+	alive "$pid" || true
+	check "daemon (negative cases) exits 0 on SIGTERM" stop_daemon "$pid" || true
+}
+
+section_policy() {
+	say "policy: thousands of SANs when allowed"
+	local d=$WORK/pki-policy
+	"$TOOL" pki --family ecdsa --out "$d" >/dev/null
+	check "daemon starts (MAX_SANS=5000 MAX_CSR_BYTES=60000)" start_daemon policy \
+		CA_CERT_PATH="$d/ca.crt" CA_KEY_PATH="$d/ca.key" TLS_CERT_PATH="$d/server.crt" TLS_KEY_PATH="$d/server.key" \
+		TOKEN_PATH="$d/token" MAX_SANS=5000 MAX_CSR_BYTES=60000 || return 0
+	local pid=$D_PID
+	check "talos-go: 2000 IP + 300 DNS SANs copied verbatim" \
+		"$TOOL" worker --endpoint "127.0.0.1:$D_PORT" --ca "$d/ca.crt" --token-file "$d/token" \
+		--csr-family ca --gen-ips 2000 --gen-dns 300 --label many-sans || true
+	check "daemon (policy) exits 0 on SIGTERM" stop_daemon "$pid" || true
+}
+
+section_accepted() {
+	say "accepted CAs (CA rotation as Talos does it), CERT_TTL and CERT_BACKDATE"
+	local old=$WORK/pki-acc-old new=$WORK/pki-acc-new
+	"$TOOL" pki --family ed25519 --out "$old" >/dev/null
+	"$TOOL" pki --family ecdsa --out "$new" >/dev/null
+	check "daemon starts (ACCEPTED_CAS_PATH, CERT_TTL=90m, CERT_BACKDATE=2m)" start_daemon accepted \
+		CA_CERT_PATH="$new/ca.crt" CA_KEY_PATH="$new/ca.key" TLS_CERT_PATH="$new/server.crt" TLS_KEY_PATH="$new/server.key" \
+		TOKEN_PATH="$new/token" ACCEPTED_CAS_PATH="$old/ca.crt" CERT_TTL=90m CERT_BACKDATE=2m || return 0
+	local pid=$D_PID
+	check "talos-go v1.8+ worker (accepted CAs old+new): ca = old then issuing CA, 90m lifetime" \
+		"$TOOL" worker --endpoint "127.0.0.1:$D_PORT" --ca "$old/ca.crt" --ca "$new/ca.crt" --token-file "$new/token" \
+		--csr-family ed25519 --expect-ca "$old/ca.crt" --expect-ca "$new/ca.crt" --expect-issuer "$new/ca.crt" \
+		--ttl 90m --backdate 2m --label accepted || true
+	check "talos-go v1.11 worker (CSR follows the last accepted CA: ECDSA)" \
+		"$TOOL" worker --endpoint "127.0.0.1:$D_PORT" --ca "$old/ca.crt" --ca "$new/ca.crt" --token-file "$new/token" \
+		--csr-family ca --expect-ca "$old/ca.crt" --expect-ca "$new/ca.crt" --expect-issuer "$new/ca.crt" \
+		--ttl 90m --backdate 2m --label accepted-ca || true
+	check "daemon (accepted CAs) exits 0 on SIGTERM" stop_daemon "$pid" || true
+}
+
+# swap_file SRC DST: atomic replacement by rename in DST's directory.
+swap_file() {
+	cp "$1" "$(dirname "$2")/.swap.$(basename "$2")"
+	mv -f "$(dirname "$2")/.swap.$(basename "$2")" "$2"
+}
+
+KUBE_GEN=0
+# kube_publish DIR NAME=SRC...: what the kubelet does for a Secret volume:
+# a new timestamped directory, a ..data_tmp symlink renamed over ..data, the
+# per-key symlinks NAME -> ..data/NAME, the old directory removed.
+kube_publish() {
+	local dir=$1
+	shift
+	KUBE_GEN=$((KUBE_GEN + 1))
+	local ts
+	ts=..$(date +%Y_%m_%d_%H_%M_%S).$KUBE_GEN$RANDOM
+	mkdir -p "$dir/$ts"
+	local kv
+	for kv in "$@"; do
+		cp "${kv#*=}" "$dir/$ts/${kv%%=*}"
+	done
+	local old=
+	[[ -L $dir/..data ]] && old=$(readlink "$dir/..data")
+	ln -s "$ts" "$dir/..data_tmp"
+	mv -T "$dir/..data_tmp" "$dir/..data"
+	for kv in "$@"; do
+		[[ -L $dir/${kv%%=*} ]] || ln -s "..data/${kv%%=*}" "$dir/${kv%%=*}"
+	done
+	[[ -n $old && $old != "$ts" ]] && rm -rf "${dir:?}/$old"
+	return 0
+}
+
+section_rotation_one() { # files | kubelet
+	local layout=$1 r=$WORK/rot-$1
+	say "rotation under load ($layout): CA + serving cert, then the token"
+	mkdir -p "$r"
+	"$TOOL" pki --family ed25519 --out "$r/old" >/dev/null
+	"$TOOL" pki --family ecdsa --out "$r/new" >/dev/null
+	local -a env
+	if [[ $layout == files ]]; then
+		mkdir -p "$r/live"
+		cp "$r/old/"{ca.crt,ca.key,server.crt,server.key,token} "$r/live/"
+		env=(CA_CERT_PATH="$r/live/ca.crt" CA_KEY_PATH="$r/live/ca.key" TLS_CERT_PATH="$r/live/server.crt"
+			TLS_KEY_PATH="$r/live/server.key" TOKEN_PATH="$r/live/token")
+	else
+		mkdir -p "$r/ca-secret" "$r/tls-secret"
+		kube_publish "$r/ca-secret" tls.crt="$r/old/ca.crt" tls.key="$r/old/ca.key" token="$r/old/token"
+		kube_publish "$r/tls-secret" tls.crt="$r/old/server.crt" tls.key="$r/old/server.key" ca.crt="$r/old/ca.crt"
+		env=(CA_CERT_PATH="$r/ca-secret/tls.crt" CA_KEY_PATH="$r/ca-secret/tls.key" TOKEN_PATH="$r/ca-secret/token"
+			TLS_CERT_PATH="$r/tls-secret/tls.crt" TLS_KEY_PATH="$r/tls-secret/tls.key")
+	fi
+	check "daemon starts (rotation, $layout, MAX_CONNECTION_AGE=2s)" start_daemon "rot-$layout" \
+		"${env[@]}" MAX_CONNECTION_AGE=2s || return 0
+	local port=$D_PORT pid=$D_PID
+	# Workers that trust both CAs (Talos v1.8+ acceptedCAs) and keep the token.
+	local -a E=(--endpoint "127.0.0.1:$port" --ca "$r/old/ca.crt" --ca "$r/new/ca.crt")
+	cp "$r/old/token" "$r/token-kept"
+	"$TOOL" load "${E[@]}" --token-file "$r/token-kept" --conns 4 --pause 20ms --duration 120s \
+		--stop-file "$r/stop" --min-ok 50 --min-serving 2 --min-issuers 2 --last-issuer "$r/new/ca.crt" \
+		>"$r/load.out" 2>&1 &
+	local loadpid=$!
+	BG_PIDS+=("$loadpid")
+	sleep 2
+
+	if [[ $layout == files ]]; then
+		swap_file "$r/new/ca.key" "$r/live/ca.key"
+		swap_file "$r/new/ca.crt" "$r/live/ca.crt"
+		swap_file "$r/new/server.key" "$r/live/server.key"
+		swap_file "$r/new/server.crt" "$r/live/server.crt"
+	else
+		kube_publish "$r/ca-secret" tls.crt="$r/new/ca.crt" tls.key="$r/new/ca.key" token="$r/old/token"
+		kube_publish "$r/tls-secret" tls.crt="$r/new/server.crt" tls.key="$r/new/server.key" ca.crt="$r/new/ca.crt"
+	fi
+	check "rotation ($layout): new connections present the new serving certificate (serial)" \
+		"$TOOL" probe --endpoint "127.0.0.1:$port" --ca "$r/new/ca.crt" --expect-cert "$r/new/server.crt" --wait 15s || true
+	check "rotation ($layout): new certificates chain to the new CA, ca = new CA" \
+		"$TOOL" worker --endpoint "127.0.0.1:$port" --ca "$r/new/ca.crt" --token-file "$r/old/token" \
+		--expect-issuer "$r/new/ca.crt" --expect-ca "$r/new/ca.crt" --attempts 4 --label rotated || true
+	sleep 4 # keep the load going across several connection-age reconnects
+	touch "$r/stop"
+	check "rotation ($layout): zero failed calls under load (4 connections), old and new serving cert and CA seen" \
+		wait_and_show "$loadpid" "$r/load.out" || true
+
+	# Token rotation: the retired token must stop working, the new one start.
+	if [[ $layout == files ]]; then
+		swap_file "$r/new/token" "$r/live/token"
+	else
+		kube_publish "$r/ca-secret" tls.crt="$r/new/ca.crt" tls.key="$r/new/ca.key" token="$r/new/token"
+	fi
+	check "rotation ($layout): the new token is accepted" \
+		"$TOOL" worker --endpoint "127.0.0.1:$port" --ca "$r/new/ca.crt" --token-file "$r/new/token" --attempts 5 \
+		--expect-issuer "$r/new/ca.crt" --label new-token || true
+	check "rotation ($layout): the retired token -> UNAUTHENTICATED \"invalid token\"" \
+		"$TOOL" worker --endpoint "127.0.0.1:$port" --ca "$r/new/ca.crt" --token-file "$r/old/token" \
+		--expect-code UNAUTHENTICATED --expect-msg "invalid token" --label retired-token || true
+	check "rotation ($layout): load with the new token, zero failures" \
+		"$TOOL" load --endpoint "127.0.0.1:$port" --ca "$r/new/ca.crt" --token-file "$r/new/token" --conns 3 \
+		--pause 10ms --duration 3s --min-ok 10 --last-issuer "$r/new/ca.crt" || true
+	check "daemon (rotation, $layout) exits 0 on SIGTERM" stop_daemon "$pid" || true
+}
+
+wait_and_show() {
+	local rc=0
+	wait "$1" || rc=$?
+	cat "$2"
+	return "$rc"
+}
+
+section_rotation() {
+	section_rotation_one files
+	section_rotation_one kubelet
+}
+
+section_valgrind() {
+	say "valgrind: one short scenario, clean exit after SIGTERM"
+	if ! command -v valgrind >/dev/null 2>&1; then
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >"$WORK/apt-valgrind.log" 2>&1 ||
+			{ apt-get update -q >>"$WORK/apt-valgrind.log" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >>"$WORK/apt-valgrind.log" 2>&1; } || true
+	fi
+	if ! command -v valgrind >/dev/null 2>&1; then
+		unavailable "valgrind could not be installed"
+		return 0
+	fi
+	local d=$WORK/pki-vg
+	"$TOOL" pki --family ed25519 --out "$d" >/dev/null
+	UNDER_VALGRIND=1
+	check "daemon starts under valgrind" start_daemon valgrind GRPC_THREADS=2 \
+		CA_CERT_PATH="$d/ca.crt" CA_KEY_PATH="$d/ca.key" TLS_CERT_PATH="$d/server.crt" TLS_KEY_PATH="$d/server.key" \
+		TOKEN_PATH="$d/token" || { UNDER_VALGRIND=0; return 0; }
+	local pid=$D_PID
+	local -a E=(--endpoint "127.0.0.1:$D_PORT" --ca "$d/ca.crt" --token-file "$d/token" --timeout 60s)
+	check "valgrind: worker call issued" "$TOOL" worker "${E[@]}" --label valgrind || true
+	check "valgrind: wrong token" "$TOOL" neg "${E[@]}" --case wrong-token --then-ok=false || true
+	check "valgrind: corrupted CSR signature" "$TOOL" neg "${E[@]}" --case bad-sig --then-ok=false || true
+	check "valgrind: unknown method" "$TOOL" neg "${E[@]}" --case unknown-method --then-ok=false || true
+	check "valgrind: oversized request" "$TOOL" neg "${E[@]}" --case oversized --then-ok=false || true
+	check "valgrind: 2s of load over 2 connections" "$TOOL" load "${E[@]}" --conns 2 --duration 2s --min-ok 2 || true
+	check "valgrind: exit 0 after SIGTERM, no errors, no definite leaks" stop_daemon "$pid" || {
+		grep -E 'ERROR SUMMARY|definitely lost' "$WORK/valgrind.valgrind.log" || true
+	}
+	UNDER_VALGRIND=0
+}
+
+# ---------------------------------------------------------------- main
+
+print_matrix() {
+	say "summary matrix (client x CA family x CSR family)"
+	local -a cols=(ed25519/ed25519 ed25519/ca ecdsa/ed25519 ecdsa/ca rsa/ed25519 rsa/ca)
+	printf '%-16s' "client \\ CA/CSR"
+	local c
+	for c in "${cols[@]}"; do printf ' %-14s' "$c"; done
+	printf '\n'
+	local client
+	for client in "${MATRIX_CLIENTS[@]}"; do
+		printf '%-16s' "$client"
+		for c in "${cols[@]}"; do
+			printf ' %-14s' "${MATRIX[$client|${c%%/*}|${c##*/}]:--}"
+		done
+		printf '\n'
+	done
+	echo "CSR 'ed25519' = Talos <= 1.10 worker; 'ca' = Talos 1.11+ (CSR key of the CA's family)."
+	echo "refused* = expected: BoringSSL-based grpcio cannot verify an Ed25519 serving key (README.md)."
+}
+
+main() {
+	if [[ ! -x $BIN ]]; then
+		if [[ $CI == true ]]; then
+			echo "FAIL: daemon binary $BIN not found (run make build)"
+			echo "0 passed, 1 failed"
+			exit 1
+		fi
+		echo "SKIPPED: daemon binary $BIN not found (run make build)"
+		exit 0
+	fi
+	echo "daemon: $BIN"
+	TOOL=
+	build_tool || true
+	if [[ -z $TOOL ]]; then
+		echo "$PASSED passed, $((FAILED)) failed, $SKIPPED skipped"
+		[[ $FAILED == 0 ]]
+		return
+	fi
+	HAVE_PY_DEBIAN=0
+	HAVE_PY_PYPI=0
+	if [[ " $SECTIONS " == *" matrix "* ]]; then
+		setup_python_debian && HAVE_PY_DEBIAN=1
+		setup_python_pypi && HAVE_PY_PYPI=1
+	fi
+	local s
+	for s in $SECTIONS; do
+		"section_$s"
+	done
+	[[ ${#MATRIX_CLIENTS[@]} -gt 0 ]] && print_matrix
+	if [[ $FAILED -gt 0 ]]; then
+		say "failed"
+		printf '  %s\n' "${FAILED_NAMES[@]}"
+	fi
+	echo
+	echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+	[[ $FAILED == 0 ]]
+}
+
+main "$@"
