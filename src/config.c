@@ -209,7 +209,7 @@ apply(struct config *cfg, const struct setting *s, const char *v, const char *sr
 		d = strtod(v, &end);
 		if (errno != 0 || end == v || *end != '\0' || d < 0 || d > 1e6)
 			goto bad;
-		*(double *)base = d;
+		memcpy(base, &d, sizeof(d));	/* the field is a double */
 		return 0;
 	case ST_LOGLEVEL:
 		if (log_level_parse(v, (enum log_level *)base) == -1)

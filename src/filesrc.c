@@ -27,6 +27,7 @@
 #include "config.h"
 #include "credsrc.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define FILESRC_MAX_DIRS	8
@@ -123,7 +124,7 @@ rescan(struct filesrc *fs, char *err, size_t errlen)
 	}
 	r = credsrc_submit(fs->cs, fs->expect, fs->groups, &in, "files", err, errlen);
 	if (r == CREDSRC_INVALID)
-		rc = -1;
+		rc = -2;	/* already logged and audited by credsrc */
 out:
 	creds_input_free(&in);
 	return rc;
@@ -132,7 +133,7 @@ out:
 int
 filesrc_load(struct filesrc *fs, char *err, size_t errlen)
 {
-	return rescan(fs, err, errlen);
+	return rescan(fs, err, errlen) == 0 ? 0 : -1;
 }
 
 struct filesrc *
@@ -251,8 +252,10 @@ watcher(void *arg)
 		if (due >= 0 && util_mono_ms() >= due) {
 			due = -1;
 			watch_dirs(fs);		/* a replaced directory needs a new watch */
-			if (rescan(fs, err, sizeof(err)) == -1)
+			if (rescan(fs, err, sizeof(err)) == -1) {
+				metrics_inc(MC_RELOAD_FAIL);
 				log_warnx("credentials not reloaded: %s", err);
+			}
 		}
 	}
 	return NULL;

@@ -91,6 +91,19 @@ struct call {
 	int			 cancelled;
 };
 
+/*
+ * gRPC gives every listening port its own connector, and each one asks the
+ * fetcher for its first config and expects RELOAD_NEW: so every port has its
+ * own fetcher state, passed as the fetcher's user data.
+ */
+struct fetcher {
+	struct grpcsrv		*srv;
+	pthread_mutex_t		 mtx;
+	uint64_t		 tls_gen;	/* generation last looked at */
+	unsigned char		 tls_digest[SHA256_DIGEST_LENGTH];
+	int			 tls_loaded;
+};
+
 struct grpcsrv {
 	const struct config	*cfg;
 	struct credstore	*store;
@@ -103,12 +116,11 @@ struct grpcsrv {
 	int			 port;
 	atomic_int		 shutting_down;
 	struct call		 shutdown_tag;
-	pthread_mutex_t		 mtx;		/* shutdown_done, fetcher state */
+	pthread_mutex_t		 mtx;		/* shutdown_done */
 	pthread_cond_t		 cond;
 	int			 shutdown_done;
-	uint64_t		 tls_gen;	/* fetcher: generation last looked at */
-	unsigned char		 tls_digest[SHA256_DIGEST_LENGTH];
-	int			 tls_loaded;
+	struct fetcher		 fetchers[GRPCSRV_MAX_ADDRS];
+	int			 nfetchers;
 };
 
 /* One table maps every rejection to its wire status and message. */
@@ -155,9 +167,9 @@ int
 grpcsrv_peer_ip(const char *peer, char *out, size_t outlen)
 {
 	char		 dec[128];
-	const char	*p, *end;
+	static const char hexd[] = "0123456789abcdef0123456789ABCDEF";
+	const char	*p, *end, *h1, *h2;
 	size_t		 i, n = 0;
-	unsigned	 hex;
 
 	out[0] = '\0';
 	if (peer == NULL)
@@ -166,8 +178,10 @@ grpcsrv_peer_ip(const char *peer, char *out, size_t outlen)
 		peer += 5;
 	/* Percent-decode ("%5B::1%5D:1234"). */
 	for (i = 0; peer[i] != '\0' && n + 1 < sizeof(dec); i++) {
-		if (peer[i] == '%' && sscanf(peer + i + 1, "%2x", &hex) == 1) {
-			dec[n++] = (char)hex;
+		if (peer[i] == '%' && peer[i + 1] != '\0' && peer[i + 2] != '\0' &&
+		    (h1 = strchr(hexd, peer[i + 1])) != NULL &&
+		    (h2 = strchr(hexd, peer[i + 2])) != NULL) {
+			dec[n++] = (char)((((h1 - hexd) & 15) << 4) | ((h2 - hexd) & 15));
 			i += 2;
 		} else
 			dec[n++] = peer[i];
@@ -189,27 +203,30 @@ grpcsrv_peer_ip(const char *peer, char *out, size_t outlen)
 	return 0;
 }
 
+static void	free_fetchers(struct grpcsrv *);
+
 /* --- TLS certificate fetcher -------------------------------------------- */
 
 static grpc_ssl_certificate_config_reload_status
 cert_fetcher(void *arg, grpc_ssl_server_certificate_config **config)
 {
-	struct grpcsrv				*s = arg;
+	struct fetcher				*f = arg;
+	struct credstore			*store = f->srv->store;
 	struct creds				*c;
 	grpc_ssl_pem_key_cert_pair		 pair;
 	grpc_ssl_certificate_config_reload_status rc = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
-	uint64_t				 gen = credstore_generation(s->store);
+	uint64_t				 gen = credstore_generation(store);
 
-	pthread_mutex_lock(&s->mtx);
-	if (s->tls_loaded && gen == s->tls_gen)
+	pthread_mutex_lock(&f->mtx);
+	if (f->tls_loaded && gen == f->tls_gen)
 		goto out;
-	if ((c = credstore_acquire(s->store)) == NULL) {
-		rc = s->tls_loaded ? GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED :
+	if ((c = credstore_acquire(store)) == NULL) {
+		rc = f->tls_loaded ? GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED :
 		    GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
 		goto out;
 	}
-	s->tls_gen = c->gen;
-	if (s->tls_loaded && memcmp(c->tls_digest, s->tls_digest, sizeof(s->tls_digest)) == 0) {
+	f->tls_gen = c->gen;
+	if (f->tls_loaded && memcmp(c->tls_digest, f->tls_digest, sizeof(f->tls_digest)) == 0) {
 		creds_release(c);
 		goto out;	/* only the CA side changed */
 	}
@@ -222,20 +239,50 @@ cert_fetcher(void *arg, grpc_ssl_server_certificate_config **config)
 		rc = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
 		goto out;
 	}
-	memcpy(s->tls_digest, c->tls_digest, sizeof(s->tls_digest));
-	s->tls_loaded = 1;
-	{
-		struct log_field f[] = {
+	memcpy(f->tls_digest, c->tls_digest, sizeof(f->tls_digest));
+	if (f->tls_loaded || f == &f->srv->fetchers[0]) {
+		struct log_field lf[] = {
 			LF_I("generation", c->gen), LF_S("serving_spki_sha256", c->tls_fp),
 			LF_I("not_after", c->tls_not_after),
 		};
-		log_record(LOG_INFO, "serving certificate loaded", f, sizeof(f) / sizeof(f[0]));
+		log_record(LOG_INFO, "serving certificate loaded", lf, sizeof(lf) / sizeof(lf[0]));
 	}
+	f->tls_loaded = 1;
 	creds_release(c);
 	rc = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
 out:
-	pthread_mutex_unlock(&s->mtx);
+	pthread_mutex_unlock(&f->mtx);
 	return rc;
+}
+
+/* New TLS server credentials with a fetcher of their own (one per port). */
+static grpc_server_credentials *
+port_credentials(struct grpcsrv *s)
+{
+	struct fetcher	*f;
+
+	if (s->nfetchers == GRPCSRV_MAX_ADDRS)
+		return NULL;
+	f = &s->fetchers[s->nfetchers++];
+	f->srv = s;
+	pthread_mutex_init(&f->mtx, NULL);
+	return grpc_ssl_server_credentials_create_with_options(
+	    grpc_ssl_server_credentials_create_options_using_config_fetcher(
+	    GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, cert_fetcher, f));
+}
+
+/* Binds one address with its own credentials; the bound port or 0. */
+static int
+add_port(struct grpcsrv *s, const char *addr)
+{
+	grpc_server_credentials	*creds;
+	int			 got;
+
+	if ((creds = port_credentials(s)) == NULL)
+		return 0;
+	got = grpc_server_add_http2_port(s->server, addr, creds);
+	grpc_server_credentials_release(creds);
+	return got;
 }
 
 /* --- calls --------------------------------------------------------------- */
@@ -504,7 +551,7 @@ worker(void *arg)
 /* --- start and stop -------------------------------------------------------- */
 
 static int
-bind_all(struct grpcsrv *s, grpc_server_credentials *creds, char *err, size_t errlen)
+bind_all(struct grpcsrv *s, char *err, size_t errlen)
 {
 	const struct config	*cfg = s->cfg;
 	char			 list[512], addr[160], *p, *tok;
@@ -513,16 +560,16 @@ bind_all(struct grpcsrv *s, grpc_server_credentials *creds, char *err, size_t er
 	if (cfg->listen_address == NULL || *cfg->listen_address == '\0') {
 		/* "[::]" is dual-stack; fall back to IPv4 where IPv6 is off. */
 		snprintf(addr, sizeof(addr), "[::]:%d", port);
-		if ((got = grpc_server_add_http2_port(s->server, addr, creds)) == 0) {
+		if ((got = add_port(s, addr)) == 0) {
 			snprintf(addr, sizeof(addr), "0.0.0.0:%d", port);
-			got = grpc_server_add_http2_port(s->server, addr, creds);
+			got = add_port(s, addr);
 		}
 		if (got == 0) {
 			snprintf(err, errlen, "PORT: cannot listen on port %d", port);
 			return -1;
 		}
 		s->port = got;
-		log_info("listening on %s", addr);
+		snprintf(addr + (addr[0] == '[' ? 4 : 7), sizeof(addr) - 8, ":%d", got);
 		{
 			struct log_field f[] = { LF_S("addr", addr), LF_I("port", got) };
 			log_record(LOG_INFO, "listening", f, 2);
@@ -546,7 +593,7 @@ bind_all(struct grpcsrv *s, grpc_server_credentials *creds, char *err, size_t er
 			snprintf(err, errlen, "LISTEN_ADDRESS: \"%s\" is not an IP address", tok);
 			return -1;
 		}
-		if ((got = grpc_server_add_http2_port(s->server, addr, creds)) == 0) {
+		if ((got = add_port(s, addr)) == 0) {
 			snprintf(err, errlen, "LISTEN_ADDRESS: cannot listen on %s", addr);
 			return -1;
 		}
@@ -574,7 +621,6 @@ grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimi
     char *err, size_t errlen)
 {
 	struct grpcsrv			*s;
-	grpc_server_credentials		*creds = NULL;
 	grpc_arg			 args[6];
 	grpc_channel_args		 chargs;
 	long				 ncpu;
@@ -615,17 +661,8 @@ grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimi
 	grpc_server_register_completion_queue(s->server, s->cq, NULL);
 	s->method = grpc_server_register_method(s->server, method_path, NULL,
 	    GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
-	creds = grpc_ssl_server_credentials_create_with_options(
-	    grpc_ssl_server_credentials_create_options_using_config_fetcher(
-	    GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, cert_fetcher, s));
-	if (creds == NULL) {
-		snprintf(err, errlen, "cannot create TLS server credentials");
+	if (bind_all(s, err, errlen) == -1)
 		goto fail;
-	}
-	if (bind_all(s, creds, err, errlen) == -1)
-		goto fail;
-	grpc_server_credentials_release(creds);
-	creds = NULL;
 	grpc_server_start(s->server);
 
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -650,8 +687,12 @@ fail_started:
 	grpcsrv_shutdown(s, 0);
 	return NULL;
 fail:
-	if (creds != NULL)
-		grpc_server_credentials_release(creds);
+	/* Listeners may exist already: a server must be shut down before destroy. */
+	grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+	grpc_server_cancel_all_calls(s->server);
+	while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).tag !=
+	    &s->shutdown_tag)
+		;
 	grpc_server_destroy(s->server);
 	grpc_completion_queue_shutdown(s->cq);
 	while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
@@ -659,10 +700,20 @@ fail:
 		;
 	grpc_completion_queue_destroy(s->cq);
 	grpc_shutdown();
+	free_fetchers(s);
 	pthread_mutex_destroy(&s->mtx);
 	pthread_cond_destroy(&s->cond);
 	free(s);
 	return NULL;
+}
+
+static void
+free_fetchers(struct grpcsrv *s)
+{
+	int	i;
+
+	for (i = 0; i < s->nfetchers; i++)
+		pthread_mutex_destroy(&s->fetchers[i].mtx);
 }
 
 int
@@ -740,6 +791,7 @@ grpcsrv_shutdown(struct grpcsrv *s, int64_t grace_ms)
 	grpc_completion_queue_destroy(s->cq);
 	grpc_shutdown();
 	free(s->threads);
+	free_fetchers(s);
 	pthread_mutex_destroy(&s->mtx);
 	pthread_cond_destroy(&s->cond);
 	free(s);

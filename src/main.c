@@ -25,15 +25,21 @@
 
 #include <openssl/crypto.h>
 
+#include "cli.h"
 #include "config.h"
 #include "creds.h"
 #include "credsrc.h"
 #include "credstore.h"
+#include "events.h"
 #include "filesrc.h"
 #include "grpcsrv.h"
+#include "httpd.h"
+#include "kube.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "secret.h"
+#include "watch.h"
 
 static void
 print_version(void)
@@ -42,6 +48,9 @@ print_version(void)
 	printf("  grpc-core   %s\n", grpcsrv_grpc_version());
 	printf("  openssl     %s\n", OpenSSL_version(OPENSSL_VERSION));
 	printf("  protobuf-c  %s\n", grpcsrv_protobuf_c_version());
+	printf("  microhttpd  %s\n", httpd_mhd_version());
+	printf("  libcurl     %s\n", kube_curl_version());
+	printf("  cjson       %s\n", secret_cjson_version());
 }
 
 static void
@@ -55,6 +64,34 @@ harden(void)
 		log_warn("prctl(PR_SET_DUMPABLE)");
 }
 
+/*
+ * Kubernetes mode: waits until the first valid snapshot is published, logging
+ * every 10 s. Returns 0, or -1 if SIGTERM/SIGINT arrived first.
+ */
+static int
+wait_first_creds(struct credstore *store, struct watch *w, const sigset_t *set)
+{
+	struct timespec	ts = { 0, 100 * 1000 * 1000 };
+	int64_t		next = util_mono_ms();
+	int		sig;
+
+	while (credstore_generation(store) == 0) {
+		if (util_mono_ms() >= next) {
+			log_info("waiting for valid credentials from %s", watch_describe(w));
+			next = util_mono_ms() + 10000;
+		}
+		sig = sigtimedwait(set, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_info("%s before the first credentials: shutting down",
+			    sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			return -1;
+		}
+		if (sig == SIGHUP)
+			watch_resync(w);
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -64,11 +101,20 @@ main(int argc, char **argv)
 	struct filesrc		*files = NULL;
 	struct ratelimit	*rl = NULL;
 	struct grpcsrv		*srv = NULL;
+	struct httpd		*http = NULL;
+	struct kube		*kube = NULL;
+	struct watch		*watcher = NULL;
+	struct events		*events = NULL;
+	unsigned		 fgroups = CF_GROUP_CA | CF_GROUP_TLS;
 	sigset_t		 set;
 	char			 err[512];
 	unsigned		 expect = CF_GROUP_CA | CF_GROUP_TLS;
 	int			 sig, rc = 1;
 
+	if (argc > 1 && strcmp(argv[1], "request") == 0)
+		return cli_request(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "check") == 0)
+		return cli_check(argc - 1, argv + 1);
 	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		config_usage(stdout);
 		return 0;
@@ -95,25 +141,49 @@ main(int argc, char **argv)
 
 	if ((store = credstore_new()) == NULL || (src = credsrc_new(store)) == NULL)
 		fatalx("out of memory");
+	if (kube_global_init() == -1)
+		fatalx("curl_global_init failed");
 	if (config_kube_mode(&cfg)) {
-		fprintf(stderr, "talos-csr-signer: configuration error: CA_SECRET/TLS_SECRET: "
-		    "Kubernetes mode is not available in this build\n");
-		goto out;
+		/* Secrets through the API; files (if any) supply the other group. */
+		if ((kube = kube_new(&cfg, err, sizeof(err))) == NULL ||
+		    (watcher = watch_new(kube, &cfg, src, expect, err, sizeof(err))) == NULL ||
+		    (events = events_new(kube, &cfg, err, sizeof(err))) == NULL) {
+			fprintf(stderr, "talos-csr-signer: configuration error: %s\n", err);
+			goto out;
+		}
+		fgroups = expect & ~watch_groups(watcher);
+		audit_set_sink(events_sink, events);	/* before any emitter thread */
+		if (events_start(events) == -1)
+			goto out;
 	}
-	if ((files = filesrc_new(&cfg, src, expect, expect)) == NULL)
-		fatalx("out of memory");
-	if (filesrc_load(files, err, sizeof(err)) == -1) {
-		fprintf(stderr, "talos-csr-signer: configuration error: %s\n", err);
-		goto out;
+	if (fgroups != 0) {
+		if ((files = filesrc_new(&cfg, src, fgroups, expect)) == NULL)
+			fatalx("out of memory");
+		if (filesrc_load(files, err, sizeof(err)) == -1) {
+			fprintf(stderr, "talos-csr-signer: configuration error: %s\n", err);
+			goto out;
+		}
+		if (filesrc_start(files) == -1)
+			goto out;
 	}
-	if (filesrc_start(files) == -1)
-		goto out;
+	if (watcher != NULL) {
+		if (watch_start(watcher) == -1)
+			goto out;
+		if (wait_first_creds(store, watcher, &set) == -1) {
+			rc = 0;		/* stopped by a signal before serving */
+			goto out;
+		}
+	}
 	if (cfg.rate_limit_rps > 0 &&
 	    (rl = ratelimit_new(cfg.rate_limit_rps, cfg.rate_limit_burst,
 	    (size_t)cfg.rate_limit_table)) == NULL)
 		fatalx("out of memory");
 	if ((srv = grpcsrv_start(&cfg, store, rl, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "talos-csr-signer: %s\n", err);
+		goto out;
+	}
+	if (httpd_start(cfg.http_addr, store, &http, err, sizeof(err)) == -1) {
+		fprintf(stderr, "talos-csr-signer: configuration error: %s\n", err);
 		goto out;
 	}
 	{
@@ -139,8 +209,15 @@ main(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	httpd_stop(http);
 	grpcsrv_shutdown(srv, cfg.shutdown_grace_ms);
+	watch_free(watcher);
 	filesrc_free(files);
+	if (events != NULL)
+		audit_set_sink(NULL, NULL);	/* every emitter has stopped */
+	events_free(events);
+	kube_free(kube);
+	kube_global_cleanup();
 	ratelimit_free(rl);
 	credsrc_free(src);
 	credstore_free(store);

@@ -50,7 +50,7 @@ pki_load_key(const void *pem, size_t len, char *err, size_t errlen)
 	unsigned char		*data = NULL;
 	const unsigned char	*p;
 	long			 dlen = 0;
-	int			 i, found = 0;
+	int			 i;
 
 	err[0] = '\0';
 	if (len > INT32_MAX || (bio = BIO_new_mem_buf(pem, (int)len)) == NULL) {
@@ -63,11 +63,9 @@ pki_load_key(const void *pem, size_t len, char *err, size_t errlen)
 		if (strcmp(name, "ENCRYPTED PRIVATE KEY") == 0 ||
 		    (is_key_label(name) && header != NULL && header[0] != '\0')) {
 			snprintf(err, errlen, "encrypted private keys are not supported");
-			found = -1;
 			goto out;
 		}
 		if (is_key_label(name)) {
-			found = 1;
 			p = data;
 			/*
 			 * d2i_AutoPrivateKey takes PKCS#8, SEC1 and PKCS#1;
@@ -89,8 +87,7 @@ pki_load_key(const void *pem, size_t len, char *err, size_t errlen)
 		data = NULL;
 	}
 	ERR_clear_error();
-	if (!found)
-		snprintf(err, errlen, "no PEM private key found");
+	snprintf(err, errlen, "no PEM private key found");
 out:
 	OPENSSL_free(name);
 	OPENSSL_free(header);

@@ -46,7 +46,7 @@ sbuf_add(struct sbuf *b, const void *p, size_t n)
 		errno = EFBIG;
 		return -1;
 	}
-	if (b->len + n + 1 > b->cap) {
+	if (b->data == NULL || b->len + n + 1 > b->cap) {
 		ncap = b->cap ? b->cap : 256;
 		while (ncap < b->len + n + 1)
 			ncap *= 2;
@@ -55,7 +55,7 @@ sbuf_add(struct sbuf *b, const void *p, size_t n)
 		/* Never realloc a buffer that may hold a secret. */
 		if ((nd = malloc(ncap)) == NULL)
 			return -1;
-		if (b->len > 0)
+		if (b->len > 0 && b->data != NULL)
 			memcpy(nd, b->data, b->len);
 		freezero(b->data, b->cap);
 		b->data = nd;
@@ -199,7 +199,7 @@ util_base64_decode(const char *in, size_t inlen, struct sbuf *out)
 			goto fail;
 	}
 	OPENSSL_cleanse(o, sizeof(o));
-	acc = 0;
+	OPENSSL_cleanse(&acc, sizeof(acc));
 	if (out->data == NULL)
 		return sbuf_add(out, "", 0);
 	return 0;

@@ -1,0 +1,101 @@
+# talos-csr-signer: a thin wrapper over CMake and the test suites.
+# `make run` and `make test` are the two commands a newcomer needs; see README.md.
+
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+BUILD_TSAN ?= build-tsan
+BUILD_FUZZ ?= build-fuzz
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+BIN        := $(BUILD)/talos-csr-signer
+DEV        ?= .dev
+RUN_PORT   ?= 50001
+FUZZ_TIME  ?= 60
+
+.PHONY: help deps deps-build build test test-unit test-asan test-tsan test-interop test-ops \
+	test-e2e test-chart run lint fuzz bench clean version
+
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## Install every build and test dependency (Debian 12, idempotent)
+	hack/deps.sh test
+
+deps-build:
+	hack/deps.sh build
+
+build: deps-build ## Build the daemon and the unit tests into ./build
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTS=ON
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: deps build ## Run every suite (unit, sanitizers, interop, ops, e2e, chart)
+	$(MAKE) test-unit
+	$(MAKE) test-asan
+	$(MAKE) test-tsan
+	$(MAKE) test-interop
+	$(MAKE) test-ops
+	$(MAKE) test-e2e
+	$(MAKE) test-chart
+	@echo "make test: all suites passed"
+
+test-unit: build ## Criterion unit tests
+	cd $(BUILD) && ctest --output-on-failure -L unit
+
+test-asan: ## Unit tests and one interop pass under AddressSanitizer + UBSan
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DENABLE_SANITIZERS=ON -DBUILD_TESTS=ON
+	cmake --build $(BUILD_ASAN) -j $(JOBS)
+	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -L unit
+	TCS_BIN=$(BUILD_ASAN)/talos-csr-signer TCS_SANITIZED=1 \
+		ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp tests/interop/run.sh --quick
+
+test-tsan: ## Credential store and concurrency stress under ThreadSanitizer
+	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DENABLE_TSAN=ON -DBUILD_TESTS=OFF
+	cmake --build $(BUILD_TSAN) -j $(JOBS) --target tsan_stress
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+		$(BUILD_TSAN)/tsan_stress
+
+test-interop: build ## Real Talos client code (Go) and other gRPC clients against the daemon
+	TCS_BIN=$(BIN) tests/interop/run.sh
+
+test-ops: build ## Health/metrics endpoint, policy, rate limit, request and check
+	TCS_BIN=$(BIN) tests/ops/run.sh
+
+test-e2e: build ## Against a real kube-apiserver and etcd (built once, cached)
+	TCS_BIN=$(BIN) tests/e2e/run.sh
+
+test-chart: build ## helm lint/template, server-side dry-run, chart RBAC, docs in step with --help
+	TCS_BIN=$(BIN) tests/chart/run.sh
+
+run: build ## Serve on 127.0.0.1:$(RUN_PORT) with a throwaway development PKI
+	@test -f $(DEV)/pki/token || hack/dev-pki.sh $(DEV)/pki --ip 127.0.0.1 --ip ::1
+	@echo
+	@echo "Serving on 127.0.0.1:$(RUN_PORT) with the development PKI in $(DEV)/pki."
+	@echo "Ask it for a certificate the way a Talos worker does, from another terminal:"
+	@echo
+	@echo "  $(BIN) request --endpoint 127.0.0.1:$(RUN_PORT) --ca $(DEV)/pki/ca.crt --token-file $(DEV)/pki/token --cn worker-1 --ip 10.0.0.5"
+	@echo
+	@echo "Ctrl-C stops it; 'kill -HUP' reloads the credentials."
+	@echo
+	CA_CERT_PATH=$(DEV)/pki/ca.crt CA_KEY_PATH=$(DEV)/pki/ca.key \
+	TLS_CERT_PATH=$(DEV)/pki/server.crt TLS_KEY_PATH=$(DEV)/pki/server.key \
+	TOKEN_PATH=$(DEV)/pki/token LISTEN_ADDRESS=127.0.0.1 PORT=$(RUN_PORT) \
+	HTTP_ADDR=127.0.0.1:8081 LOG_FORMAT=text exec $(BIN)
+
+lint: deps ## clang-format check, clang-tidy and cppcheck with the committed configurations
+	hack/lint.sh $(BUILD)
+
+fuzz: ## Build the libFuzzer targets with clang and run each for FUZZ_TIME seconds
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -DBUILD_FUZZERS=ON -DBUILD_TESTS=OFF
+	cmake --build $(BUILD_FUZZ) -j $(JOBS)
+	fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_TIME)
+
+bench: build ## Benchmarks against the crypto floor (figures under results/)
+	bench/run.sh $(BIN)
+
+version: ## Show the version and the libraries in use
+	@$(BIN) --version 2>/dev/null || (cmake -S . -B $(BUILD) >/dev/null && cmake --build $(BUILD) -j $(JOBS) >/dev/null && $(BIN) --version)
+
+clean: ## Remove build trees and the development PKI
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ) $(DEV) results
