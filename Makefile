@@ -51,7 +51,7 @@ test-asan: ## Unit tests and one interop pass under AddressSanitizer + UBSan
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp tests/interop/run.sh --quick
 
 test-tsan: ## Credential store and concurrency stress under ThreadSanitizer
-	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DENABLE_TSAN=ON -DBUILD_TESTS=OFF
+	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DENABLE_TSAN=ON -DBUILD_TESTS=ON
 	cmake --build $(BUILD_TSAN) -j $(JOBS) --target tsan_stress
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 		$(BUILD_TSAN)/tsan_stress

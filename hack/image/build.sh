@@ -69,25 +69,23 @@ if [ "$mode" = native ]; then
 	cmake --build "$out" --target talos-csr-signer -j "$(nproc)"
 	strip --strip-unneeded "$out/talos-csr-signer"
 	"$out/talos-csr-signer" --version
-	# Every shared library the binary needs must come from a runtime package
-	# (or from libc6 / libgcc, which every Debian base has).
+	# Every shared library the binary needs must come from a runtime package,
+	# from a package those pull in, or from libc6 / libgcc-s1 (in every base).
+	closure=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+		--no-breaks --no-replaces --no-enhances $RUNTIME_DEPS 2>/dev/null |
+		sed -n 's/^\(  [A-Za-z]*Depends: \)\{0,1\}<\{0,1\}\([a-z0-9][a-z0-9.+-]*\)>\{0,1\}$/\2/p' | sort -u)
+	closure=$(printf '%s\n' $RUNTIME_DEPS libc6 libgcc-s1 "$closure")
 	bad=0
 	while read -r lib; do
-		pkg=$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -1 | cut -d: -f1) ||
-			pkg=$(dpkg -S "$lib" 2>/dev/null | head -1 | cut -d: -f1) || true
-		[ -n "$pkg" ] || { log "no package owns $lib"; bad=1; continue; }
-		case " $RUNTIME_DEPS libc6 libgcc-s1 " in
-		*" $pkg "*) ;;
-		*)
-			# transitive dependency of a runtime package is fine
-			if ! apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
-				--no-breaks --no-replaces --no-enhances $RUNTIME_DEPS 2>/dev/null |
-				grep -qx "$pkg\|  Depends: $pkg"; then
-				log "$lib comes from $pkg, which RUNTIME_DEPS does not pull in"
-				bad=1
-			fi
-			;;
-		esac
+		pkg=$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -1 | cut -d: -f1 || true)
+		[ -n "$pkg" ] || pkg=$(dpkg -S "$lib" 2>/dev/null | head -1 | cut -d: -f1 || true)
+		if [ -z "$pkg" ]; then
+			log "no package owns $lib"
+			bad=1
+		elif ! grep -qx -- "$pkg" <<<"$closure"; then
+			log "$lib comes from $pkg, which RUNTIME_DEPS does not pull in"
+			bad=1
+		fi
 	done < <(ldd "$out/talos-csr-signer" | awk '/=> \// {print $3}')
 	[ "$bad" -eq 0 ] || die "RUNTIME_DEPS in the Dockerfile miss a library the binary links"
 	log "native build OK: $out/talos-csr-signer"
@@ -137,10 +135,10 @@ trap 'bah rm "$ctr" >/dev/null 2>&1 || true' EXIT
 out=$(bah run --isolation chroot --user 65532:65532 "$ctr" -- /usr/bin/talos-csr-signer --version) ||
 	die "the image's binary does not run"
 log "image binary says: $out"
-if bah run --isolation chroot "$ctr" -- sh -c 'ldd /usr/bin/talos-csr-signer | grep "not found"'; then
+if bah run --isolation chroot "$ctr" -- sh -c 'ldd /usr/bin/talos-csr-signer | grep "not found"' 2>/dev/null; then
 	die "a shared library is missing from the runtime image"
 fi
-if bah run --isolation chroot "$ctr" -- sh -c 'command -v cmake || command -v gcc'; then
+if bah run --isolation chroot "$ctr" -- sh -c 'command -v cmake || command -v gcc' 2>/dev/null; then
 	die "build tools leaked into the runtime image"
 fi
 if [ -n "${OCI_ARCHIVE:-}" ]; then

@@ -154,6 +154,11 @@ func runNoALPN(args []string) error {
 
 	conn, err := tlsDial(&co, protos, true)
 	if err != nil {
+		var opErr *net.OpError
+		if errors.As(err, &opErr) && opErr.Op == "dial" {
+			return fmt.Errorf("cannot reach the daemon at all: %w", err)
+		}
+
 		if strings.Contains(err.Error(), "unadvertised ALPN") {
 			return fmt.Errorf("server selected a protocol the client did not offer: %v", err)
 		}
