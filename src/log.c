@@ -50,15 +50,50 @@ puts_(struct out *o, const char *s)
 	put(o, s, strlen(s));
 }
 
-/* JSON string body escaping; also used for text values in quotes. */
+/* Length of the valid UTF-8 sequence at s, or 0 if it is not valid. */
+static int
+utf8_len(const unsigned char *s)
+{
+	int	n, i;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	for (i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+/*
+ * JSON string body escaping; also used for text values in quotes. Bytes that
+ * are not valid UTF-8 (a CSR's subject is attacker-chosen) become U+FFFD.
+ */
 static void
 put_escaped(struct out *o, const char *s)
 {
 	char		 esc[8];
 	unsigned char	 c;
+	int		 n;
 
 	for (; *s != '\0'; s++) {
 		c = (unsigned char)*s;
+		if (c >= 0x80) {
+			if ((n = utf8_len((const unsigned char *)s)) == 0)
+				puts_(o, "\ufffd");
+			else {
+				put(o, s, (size_t)n);
+				s += n - 1;
+			}
+			continue;
+		}
 		switch (c) {
 		case '"':	puts_(o, "\\\""); break;
 		case '\\':	puts_(o, "\\\\"); break;
