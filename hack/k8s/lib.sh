@@ -27,15 +27,18 @@ k8s_need_cmd() {
 	command -v "$cmd" >/dev/null 2>&1
 }
 
-# k8s_free_port: print a TCP port on 127.0.0.1 that nothing listens on right now.
+# k8s_free_port VAR: set VAR to a TCP port on 127.0.0.1 that nothing listens on right now and that
+# this shell has not handed out before (not run in a subshell, so the taken list persists).
 k8s_free_port() {
-	local p i
-	for i in $(seq 1 200); do
+	local -n k8s_port_out=$1
+	local p _
+	for _ in $(seq 1 200); do
 		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
 		[[ " ${K8S_PORTS_TAKEN:-} " == *" $p "* ]] && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			K8S_PORTS_TAKEN="${K8S_PORTS_TAKEN:-} $p"
-			printf '%s\n' "$p"
+			# shellcheck disable=SC2034 # nameref to the caller's variable
+			k8s_port_out=$p
 			return 0
 		fi
 	done
@@ -53,16 +56,16 @@ k8s_pid_is() {
 
 # k8s_stop PID BINARY NAME: SIGTERM, wait up to 15 s, then SIGKILL.
 k8s_stop() {
-	local pid=$1 bin=$2 name=$3 i
+	local pid=$1 bin=$2 name=$3
 	k8s_pid_is "$pid" "$bin" || return 0
 	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 1 150); do
+	for _ in $(seq 1 150); do
 		kill -0 "$pid" 2>/dev/null || { k8s_log "$name ($pid) stopped"; return 0; }
 		sleep 0.1
 	done
 	k8s_log "$name ($pid) did not stop on SIGTERM; SIGKILL"
 	kill -KILL "$pid" 2>/dev/null || true
-	for i in $(seq 1 50); do
+	for _ in $(seq 1 50); do
 		kill -0 "$pid" 2>/dev/null || return 0
 		sleep 0.1
 	done
@@ -73,9 +76,6 @@ k8s_stop() {
 # On failure: fails under CI=true, prints SKIPPED and exits 0 otherwise.
 k8s_load_tools() {
 	local out
-	if ! command -v go >/dev/null 2>&1; then
-		k8s_skip_or_fail "go is not installed; cannot build kube-apiserver/etcd"
-	fi
 	if ! out=$(TCS_TOOLS_ONLY=${TCS_TOOLS_ONLY:-kube-apiserver kubectl etcd cert-manager-crds} "$K8S_HACK_DIR/tools.sh"); then
 		k8s_skip_or_fail "building the Kubernetes test tools failed (hack/k8s/tools.sh)"
 	fi
@@ -88,9 +88,9 @@ k8s_load_tools() {
 
 # k8s_wait_until SECONDS PID CMD...: run CMD every 0.25 s until it succeeds (0), PID dies (1) or time runs out (1).
 k8s_wait_until() {
-	local secs=$1 pid=$2 i
+	local secs=$1 pid=$2
 	shift 2
-	for i in $(seq 1 $((secs * 4))); do
+	for _ in $(seq 1 $((secs * 4))); do
 		"$@" >/dev/null 2>&1 && return 0
 		[[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null && return 1
 		sleep 0.25

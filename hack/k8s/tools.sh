@@ -28,8 +28,6 @@ log() { printf 'tools.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
-command -v go >/dev/null 2>&1 || die "go is not installed (needed to build the Kubernetes test tools)"
-
 mkdir -p "$TOOLS" "$BUILD"
 if [[ ${TCS_GO_SHARED_CACHES:-0} != 1 ]]; then
 	# Keep everything the builds download or compile inside the cache, so its disk use is visible
@@ -40,7 +38,6 @@ fi
 export GOFLAGS="-mod=mod -modcacherw -buildvcs=false"
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 export CGO_ENABLED=${CGO_ENABLED:-0}
-export GOPROXY=${GOPROXY:-https://proxy.golang.org}
 
 # Serialise concurrent runs (two test scripts starting at once must not build twice).
 exec 9>"$CACHE/.tools.lock"
@@ -50,6 +47,13 @@ flock 9
 k8s_minor=${K8S_VERSION#v1.}
 k8s_minor=${k8s_minor%%.*}
 staging_version=v0.${K8S_VERSION#v1.}
+
+# Go is needed only when something has to be built; a filled cache works without it.
+need_go() {
+	command -v go >/dev/null 2>&1 || die "go is not installed (needed to build $1)"
+	BUILT_SOMETHING=1
+}
+BUILT_SOMETHING=0
 
 # gomod DIR MODULE VERSION [REPLACE_LINES] : write a throwaway tools module that requires MODULE@VERSION
 gomod() {
@@ -99,11 +103,12 @@ k8s_needed=()
 want kube-apiserver && [[ ! -x $KUBE_APISERVER ]] && k8s_needed+=(kube-apiserver)
 want kubectl && [[ ! -x $KUBECTL ]] && k8s_needed+=(kubectl)
 if ((${#k8s_needed[@]})); then
+	need_go "${k8s_needed[*]}"
 	dir=$BUILD/kubernetes-$K8S_VERSION
 	mkdir -p "$dir"
 	log "resolving k8s.io/kubernetes@$K8S_VERSION"
 	# The staging list changes between releases: read it from the release's own go.mod.
-	k8s_gomod=$(cd "$dir" && GOFLAGS= go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
+	k8s_gomod=$(cd "$dir" && GOFLAGS=-modcacherw go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
 		sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')
 	[[ -f $k8s_gomod ]] || die "could not download the go.mod of k8s.io/kubernetes@$K8S_VERSION"
 	replaces=$(sed -n 's#^[[:space:]]*\(k8s\.io/[A-Za-z0-9._-]*\) => \./staging/.*#\t\1 => \1 '"$staging_version"'#p' "$k8s_gomod")
@@ -128,6 +133,7 @@ fi
 # --- etcd: the server module's main package is its root (server/main.go); it has relative replaces,
 # so it is required from a tools module rather than `go install`ed.
 if want etcd && [[ ! -x $ETCD ]]; then
+	need_go etcd
 	dir=$BUILD/etcd-$ETCD_VERSION
 	gomod "$dir" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 	tools_go "$dir" go.etcd.io/etcd/server/v3
@@ -137,6 +143,7 @@ fi
 
 # --- helm
 if want helm && [[ ! -x $HELM ]]; then
+	need_go helm
 	dir=$BUILD/helm-$HELM_VERSION
 	gomod "$dir" helm.sh/helm/v3 "$HELM_VERSION"
 	tools_go "$dir" helm.sh/helm/v3/cmd/helm
@@ -147,6 +154,7 @@ fi
 
 # --- cert-manager CRDs: plain (non-templated) CRD manifests live in deploy/crds/ of the module zip
 if want cert-manager-crds && ! compgen -G "$CERT_MANAGER_CRDS/*.yaml" >/dev/null; then
+	need_go "the cert-manager CRD download"
 	dir=$BUILD/cert-manager-$CERT_MANAGER_VERSION
 	mkdir -p "$dir"
 	log "downloading github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION"
@@ -163,6 +171,12 @@ if want cert-manager-crds && ! compgen -G "$CERT_MANAGER_CRDS/*.yaml" >/dev/null
 	rm -rf "$CERT_MANAGER_CRDS"
 	mv "$CERT_MANAGER_CRDS.tmp" "$CERT_MANAGER_CRDS"
 	log "cert-manager CRDs: $(ls "$CERT_MANAGER_CRDS" | tr '\n' ' ')"
+fi
+
+# The Go build cache (~3 GB after kube-apiserver) is of no use once the binaries exist; drop it unless asked
+# to keep it. The module cache (~1 GB) is kept: it makes a version bump or a rebuild much cheaper.
+if ((BUILT_SOMETHING)) && [[ ${TCS_GO_SHARED_CACHES:-0} != 1 && ${TCS_KEEP_GOCACHE:-0} != 1 ]]; then
+	go clean -cache >/dev/null 2>&1 || true
 fi
 
 {

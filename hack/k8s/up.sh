@@ -67,9 +67,9 @@ printf '%s,tcs-admin-token,tcs-admin-token-uid,"system:masters"\n' "$ADMIN_TOKEN
 chmod 600 "$PKI"/*.key "$PKI/tokens.csv"
 
 # ---- etcd
-ETCD_PORT=$(k8s_free_port)
-ETCD_PEER_PORT=$(k8s_free_port)
-APISERVER_PORT=$(k8s_free_port)
+k8s_free_port ETCD_PORT
+k8s_free_port ETCD_PEER_PORT
+k8s_free_port APISERVER_PORT
 ETCD_ENDPOINT=http://127.0.0.1:$ETCD_PORT
 "$ETCD" --name tcs --data-dir "$DIR/etcd-data" \
 	--listen-client-urls "$ETCD_ENDPOINT" --advertise-client-urls "$ETCD_ENDPOINT" \
@@ -93,6 +93,7 @@ args=(
 	--etcd-servers="$ETCD_ENDPOINT"
 	--bind-address=127.0.0.1
 	--advertise-address=127.0.0.1
+	--endpoint-reconciler-type=none
 	--secure-port="$APISERVER_PORT"
 	--cert-dir="$DIR/apiserver-certs"
 	--tls-cert-file="$PKI/apiserver.crt"
