@@ -17,7 +17,9 @@
  *     the series goes quiet (client-go's EventSeries, with shorter periods);
  *   - every create and every patch takes a token from a bucket of
  *     EVENTS_BURST refilled one per EVENTS_REFILL_MS; a new Event without a
- *     token is dropped and counted, a patch without one waits.
+ *     token is dropped and counted, a patch without one waits. Requests and
+ *     credential changes have one bucket each, so a flood of bad requests
+ *     cannot crowd out a CredentialsInvalid.
  * Records of kinds that are log-only (Unavailable, InternalError) are not
  * posted. On shutdown the thread gets EVENTS_FLUSH_MS to post what is
  * queued, then its transfer is aborted.
@@ -61,8 +63,14 @@ struct cell {
 	struct ev_rec	 rec;
 };
 
+struct bucket {
+	double		 tokens;
+	int64_t		 ms;
+};
+
 struct series {
 	int		 used;
+	int		 creds;			/* which bucket it draws from */
 	unsigned char	 key[SHA256_DIGEST_LENGTH];
 	char		 name[KUBE_NAME_MAX];	/* the Event on the server */
 	int		 count;			/* occurrences seen */
@@ -94,8 +102,7 @@ struct events {
 
 	/* Events thread only. */
 	struct series		 ser[EVENTS_SERIES_MAX];
-	double			 tokens;
-	int64_t			 tok_ms;
+	struct bucket		 bk[2];		/* [0] requests, [1] credential changes */
 	uint64_t		 nameseq;
 	long			 last_status;
 	uint64_t		 posted, patched, dropped;
@@ -332,19 +339,31 @@ series_body(int count, int64_t last_us)
 /* ------------------------------------------------------ aggregation, cap */
 
 static int
-take_token(struct events *e, int64_t now)
+is_creds(enum audit_kind k)
 {
-	if (e->tok_ms == 0) {
-		e->tokens = EVENTS_BURST;
-		e->tok_ms = now;
+	return k == AK_CREDS_ROTATED || k == AK_CREDS_INVALID;
+}
+
+/*
+ * Takes a token from the bucket of the record's class. Credential changes
+ * have their own bucket, so a flood of requests cannot crowd them out.
+ */
+static int
+take_token(struct events *e, int creds, int64_t now)
+{
+	struct bucket	*b = &e->bk[creds ? 1 : 0];
+
+	if (b->ms == 0) {
+		b->tokens = EVENTS_BURST;
+		b->ms = now;
 	}
-	e->tokens += (double)(now - e->tok_ms) / EVENTS_REFILL_MS;
-	if (e->tokens > EVENTS_BURST)
-		e->tokens = EVENTS_BURST;
-	e->tok_ms = now;
-	if (e->tokens < 1.0)
+	b->tokens += (double)(now - b->ms) / EVENTS_REFILL_MS;
+	if (b->tokens > EVENTS_BURST)
+		b->tokens = EVENTS_BURST;
+	b->ms = now;
+	if (b->tokens < 1.0)
 		return 0;
-	e->tokens -= 1.0;
+	b->tokens -= 1.0;
 	return 1;
 }
 
@@ -389,7 +408,7 @@ series_flush(struct events *e, struct series *s, int64_t now, int force)
 		return;
 	if (!force && s->posted >= 2 && now - s->patch_ms < EVENTS_PATCH_MS)
 		return;
-	if (!take_token(e, now))
+	if (!take_token(e, s->creds, now))
 		return;		/* try again later */
 	if ((body = series_body(s->count, s->last_us)) == NULL)
 		return;
@@ -452,7 +471,7 @@ process(struct events *e, const struct ev_rec *r, int64_t now)
 		series_flush(e, s, now, 1);
 		s->used = 0;
 	}
-	if (!take_token(e, now)) {
+	if (!take_token(e, is_creds(r->kind), now)) {
 		drop(e, "rate cap");
 		return;
 	}
@@ -470,6 +489,7 @@ process(struct events *e, const struct ev_rec *r, int64_t now)
 		s = series_slot(e);
 		memset(s, 0, sizeof(*s));
 		s->used = 1;
+		s->creds = is_creds(r->kind);
 		memcpy(s->key, key, sizeof(key));
 		snprintf(s->name, sizeof(s->name), "%s", name);
 		s->count = s->posted = 1;

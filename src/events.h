@@ -10,8 +10,9 @@
  * record is about. Repeats of the same event (same type, reason, related and
  * note) within six minutes become one Event with a series count, patched at
  * most every EVENTS_PATCH_MS; new Events and patches together are capped by
- * a token bucket (EVENTS_BURST, then one per EVENTS_REFILL_MS), so a flood
- * of bad requests cannot flood the API server. Notes carry peer, CN, SANs,
+ * a token bucket (EVENTS_BURST, then one per EVENTS_REFILL_MS; one bucket for
+ * requests, one for credential changes), so a flood of bad requests cannot
+ * flood the API server nor crowd out credential Events. Notes carry peer, CN, SANs,
  * serial and the reason, never a token or key.
  */
 #ifndef TCS_EVENTS_H
