@@ -9,8 +9,11 @@
  * gRPC server, then waits in sigwait(): SIGHUP forces a credential reload,
  * SIGTERM/SIGINT drain and stop everything in reverse order, exit 0.
  *
- * Threads started from here: the file watcher (filesrc), the gRPC
- * completion-queue workers (grpcsrv), and gRPC's own internal threads.
+ * Threads started from here: the file watcher (filesrc) and, in Kubernetes
+ * mode, the Secret watcher (watch) and the Events poster (events); the gRPC
+ * completion-queue workers (grpcsrv) and gRPC's own internal threads; the
+ * HTTP probe/metrics threads (httpd, libmicrohttpd's). Subcommands `request`
+ * and `check` (cli.c) run before any of this and start none of them.
  */
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -202,6 +205,8 @@ main(int argc, char **argv)
 		if (sig == SIGHUP) {
 			log_info("SIGHUP: reloading credentials");
 			filesrc_reload(files);
+			if (watcher != NULL)
+				watch_resync(watcher);	/* relist both Secrets */
 			continue;
 		}
 		log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
