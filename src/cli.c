@@ -350,6 +350,7 @@ request_usage(FILE *f)
 	    "With several endpoints, the exit code is the last endpoint's.\n");
 }
 
+/* Parses the flags into o: 0, 1 when --help was printed, -1 on a usage error. */
 static int
 request_args(int argc, char **argv, struct rq_opts *o)
 {
@@ -373,7 +374,7 @@ request_args(int argc, char **argv, struct rq_opts *o)
 		}
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			request_usage(stdout);
-			exit(0);
+			return 1;
 		}
 		if (flag_value(argc, argv, &i, "--endpoint", &v)) {
 			if (v == NULL || o->nendpoints == CLI_MAX_ENDPOINTS)
@@ -973,8 +974,14 @@ cli_request(int argc, char **argv)
 	sbuf_init(&roots, CLI_MAX_FILE);
 	sbuf_init(&csr, 1024 * 1024);
 	memset(&res, 0, sizeof(res));
-	if (request_args(argc, argv, &o) == -1)
+	switch (request_args(argc, argv, &o)) {
+	case 0:
+		break;
+	case 1:
+		return RQ_OK;
+	default:
 		return RQ_USAGE;
+	}
 	log_init(LOG_TEXT, o.verbose ? LOG_DEBUG : LOG_ERROR);
 	for (i = 0; i < o.nendpoints; i++)
 		if (cli_parse_endpoint(o.endpoints[i], ip, sizeof(ip), &port) == -1) {

@@ -1,0 +1,667 @@
+#!/usr/bin/env bash
+# Operability suite: the /healthz /readyz /metrics listener, policy refusals
+# and their audit records, the per-address rate limit and its bounded memory,
+# and the `request` and `check` subcommands, all against the built daemon on
+# loopback addresses with throwaway PKIs (hack/dev-pki.sh, openssl ca).
+#
+# Environment:
+#   TCS_BIN      daemon binary (default build/talos-csr-signer, relative to the repo root)
+#   TCS_CACHE    cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer);
+#                the Python venv (prometheus_client, h2 from PyPI) lives in venv-ops
+#   OPS_SECTIONS space-separated subset of: metrics readiness policy ratelimit memory request check
+#   OPS_SPRAY    source addresses per round of the memory test (default 3000; two rounds)
+#   KEEP_WORK    1: keep the scratch directory (it is always kept when something failed)
+#   CI           true: a missing tool is a failure, never a skip
+#
+# Ends with "N passed, M failed"; exits non-zero when anything failed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE=$ROOT/tests/ops
+CACHE=${TCS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer}
+VENV=$CACHE/venv-ops
+BIN=${TCS_BIN:-build/talos-csr-signer}
+[[ $BIN == /* ]] || BIN=$ROOT/$BIN
+SECTIONS=${OPS_SECTIONS:-metrics readiness policy ratelimit memory request check}
+SPRAY=${OPS_SPRAY:-3000}
+CI=${CI:-false}
+PROMETHEUS_CLIENT=0.26.0
+H2=4.4.1
+
+PASSED=0
+FAILED=0
+SKIPPED=0
+FAILED_NAMES=()
+PIDS=()
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcs-ops.XXXXXX")
+mkdir -p "$WORK/out"
+
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	sleep 0.3
+	for pid in "${PIDS[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	if [[ ${KEEP_WORK:-0} == 1 || $FAILED -gt 0 ]]; then
+		echo "scratch directory kept: $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '\n== %s\n' "$*"; }
+
+pass() {
+	PASSED=$((PASSED + 1))
+	printf 'PASS  %s\n' "$1"
+}
+
+fail() {
+	FAILED=$((FAILED + 1))
+	FAILED_NAMES+=("$1")
+	printf 'FAIL  %s\n' "$1"
+	[[ -n ${2:-} ]] && printf '%s\n' "$2" | tail -n 15 | cut -c1-400 | sed 's/^/      /'
+	return 0
+}
+
+# unavailable WHY: a missing tool. Fatal under CI, a skip locally.
+unavailable() {
+	if [[ $CI == true ]]; then
+		fail "unavailable: $1"
+	else
+		echo "SKIPPED: $1"
+		SKIPPED=$((SKIPPED + 1))
+	fi
+}
+
+# check NAME CMD...: run one assertion (a command that must succeed).
+check() {
+	local name=$1
+	shift
+	local out
+	out=$WORK/out/$(printf '%s' "$name" | tr -c 'A-Za-z0-9_.-' '_').out
+	if "$@" >"$out" 2>&1; then
+		pass "$name"
+	else
+		fail "$name" "$(cat "$out")"
+	fi
+}
+
+# expect_exit NAME CODE CMD...: the command must exit with CODE.
+expect_exit() {
+	local name=$1 want=$2
+	shift 2
+	local out rc=0
+	out=$WORK/out/$(printf '%s' "$name" | tr -c 'A-Za-z0-9_.-' '_').out
+	"$@" >"$out" 2>&1 || rc=$?
+	LAST_OUT=$out
+	if [[ $rc == "$want" ]]; then
+		pass "$name (exit $rc)"
+	else
+		fail "$name: exit $rc, want $want" "$(cat "$out")"
+	fi
+}
+
+# has FILE REGEX...: every extended regex matches some line of FILE.
+has() {
+	local f=$1 re
+	shift
+	for re in "$@"; do
+		if ! grep -Eq -- "$re" "$f"; then
+			echo "no line of $f matches: $re"
+			tail -n 8 "$f"
+			return 1
+		fi
+	done
+}
+
+# ---------------------------------------------------------------- tools
+
+setup_venv() {
+	if ! "$VENV/bin/python" -c 'import prometheus_client, h2' 2>/dev/null; then
+		echo "installing prometheus_client==$PROMETHEUS_CLIENT h2==$H2 into $VENV"
+		rm -rf "$VENV"
+		if ! python3 -m venv "$VENV" >"$WORK/venv.log" 2>&1; then
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >>"$WORK/venv.log" 2>&1 || true
+			python3 -m venv "$VENV" >>"$WORK/venv.log" 2>&1 || true
+		fi
+		"$VENV/bin/pip" install -q --disable-pip-version-check \
+			"prometheus_client==$PROMETHEUS_CLIENT" "h2==$H2" >>"$WORK/venv.log" 2>&1 || true
+	fi
+	if "$VENV/bin/python" -c 'import prometheus_client, h2' 2>/dev/null; then
+		PY=$VENV/bin/python
+		return 0
+	fi
+	unavailable "PyPI prometheus_client/h2 could not be installed (see $WORK/venv.log)"
+	return 1
+}
+
+for tool in openssl curl python3; do
+	if ! command -v "$tool" >/dev/null; then
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$tool" >/dev/null 2>&1 ||
+			{ apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$tool" >/dev/null 2>&1; } || true
+	fi
+done
+if [[ ! -x $BIN ]]; then
+	unavailable "daemon binary $BIN not built (make build)"
+	echo
+	echo "$PASSED passed, $FAILED failed"
+	[[ $FAILED == 0 ]]
+	exit
+fi
+PY=
+setup_venv || true
+
+# ---------------------------------------------------------------- PKI
+
+dev_pki() { # DIR ARGS...
+	"$ROOT/hack/dev-pki.sh" "$@" >/dev/null
+}
+
+# utc OFFSET_SECONDS: an openssl-ca date (YYMMDDHHMMSSZ) relative to now.
+utc() { date -u -d "@$(($(date +%s) + $1))" +%y%m%d%H%M%SZ; }
+
+# ca_conf DIR: a minimal `openssl ca` setup in DIR (for certificates with exact dates).
+ca_conf() {
+	local d=$1
+	mkdir -p "$d/new"
+	: >"$d/index.txt"
+	echo 1000 >"$d/serial"
+	cat >"$d/ca.cnf" <<-EOF
+	[ca]
+	default_ca = d
+	[d]
+	database = $d/index.txt
+	new_certs_dir = $d/new
+	serial = $d/serial
+	default_md = sha256
+	policy = p
+	unique_subject = no
+	email_in_dn = no
+	[p]
+	commonName = optional
+	organizationName = optional
+	[v3ca]
+	basicConstraints = critical,CA:TRUE
+	keyUsage = critical,keyCertSign,digitalSignature
+	subjectKeyIdentifier = hash
+	[v3leaf]
+	basicConstraints = CA:FALSE
+	keyUsage = critical,digitalSignature
+	extendedKeyUsage = serverAuth
+	subjectAltName = \${ENV::LEAF_SAN}
+	authorityKeyIdentifier = keyid
+	EOF
+}
+
+# dated_ca DIR FROM TO: self-signed ECDSA CA valid FROM..TO seconds from now.
+dated_ca() {
+	local d=$1
+	ca_conf "$d"
+	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/ca.key" 2>/dev/null
+	openssl req -new -key "$d/ca.key" -subj "/O=talos" -out "$d/ca.csr" 2>/dev/null
+	LEAF_SAN=IP:127.0.0.1 openssl ca -batch -notext -config "$d/ca.cnf" -selfsign -keyfile "$d/ca.key" \
+		-in "$d/ca.csr" -startdate "$(utc "$2")" -enddate "$(utc "$3")" -extensions v3ca \
+		-out "$d/ca.crt" 2>"$d/ca.err"
+}
+
+# dated_leaf CADIR KEY OUT FROM TO [SAN]: serving certificate for KEY signed by CADIR's CA.
+dated_leaf() {
+	local d=$1 key=$2 out=$3
+	openssl req -new -key "$key" -subj "/CN=talos-csr-signer" -out "$out.csr" 2>/dev/null
+	LEAF_SAN=${6:-IP:127.0.0.1} openssl ca -batch -notext -config "$d/ca.cnf" -cert "$d/ca.crt" \
+		-keyfile "$d/ca.key" -in "$out.csr" -startdate "$(utc "$4")" -enddate "$(utc "$5")" \
+		-extensions v3leaf -out "$out.tmp" 2>"$out.err"
+	mv "$out.tmp" "$out"
+}
+
+# pki_env DIR: the daemon settings for a dev-pki directory.
+pki_env() {
+	echo "CA_CERT_PATH=$1/ca.crt CA_KEY_PATH=$1/ca.key TLS_CERT_PATH=$1/server.crt TLS_KEY_PATH=$1/server.key TOKEN_PATH=$1/token"
+}
+
+# ---------------------------------------------------------------- daemon
+
+# start_daemon NAME PKI_DIR [VAR=VALUE...]: serve on free loopback ports (gRPC
+# and HTTP both ask the kernel for port 0 and are read back from the log).
+# Sets D_PID, D_PORT, D_HTTP, D_LOG.
+start_daemon() {
+	local name=$1 pki=$2 i
+	shift 2
+	D_LOG=$WORK/$name.log
+	# shellcheck disable=SC2046
+	env -i PATH="$PATH" HOME="$HOME" $(pki_env "$pki") PORT=0 LISTEN_ADDRESS=127.0.0.1 \
+		HTTP_ADDR=127.0.0.1:0 LOG_FORMAT=json LOG_LEVEL=info SHUTDOWN_GRACE=1s "$@" \
+		"$BIN" 2>"$D_LOG" &
+	D_PID=$!
+	PIDS+=("$D_PID")
+	for ((i = 0; i < 100; i++)); do
+		if grep -q '"msg":"serving"' "$D_LOG" 2>/dev/null; then
+			D_PORT=$(grep -o '"msg":"listening","addr":"[^"]*","port":[0-9]*' "$D_LOG" | head -1 | grep -o '[0-9]*$')
+			D_HTTP=$(grep -o '"msg":"http listening","addr":"[^"]*","port":[0-9]*' "$D_LOG" | head -1 | grep -o '[0-9]*$')
+			return 0
+		fi
+		if ! kill -0 "$D_PID" 2>/dev/null; then
+			fail "daemon $name did not start" "$(cat "$D_LOG")"
+			return 1
+		fi
+		sleep 0.1
+	done
+	fail "daemon $name: no \"serving\" line within 10s" "$(cat "$D_LOG")"
+	return 1
+}
+
+stop_daemon() {
+	kill -TERM "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+# scrape PORT OUT: /metrics through prometheus_client's parser.
+scrape() { "$PY" "$HERE/metrics.py" "http://127.0.0.1:$1/metrics" >"$2"; }
+
+# metric PORT 'sample{labels}': its value from a fresh scrape (empty if absent).
+metric() {
+	local f=$WORK/scrape.$$.txt
+	scrape "$1" "$f" || return 1
+	awk -v k="$2" '$1 == k { print $2 }' "$f"
+}
+
+# wait_metric PORT SAMPLE MIN: wait up to 8s until SAMPLE >= MIN.
+wait_metric() {
+	local i v
+	for ((i = 0; i < 80; i++)); do
+		v=$(metric "$1" "$2" || true)
+		if [[ -n $v ]] && awk -v v="$v" -v m="$3" 'BEGIN { exit !(v >= m) }'; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "$2 = ${v:-absent}, want >= $3"
+	return 1
+}
+
+# readyz PORT: "CODE BODY"
+readyz() { curl -s -o "$WORK/readyz.body" -w '%{http_code}' "http://127.0.0.1:$1/readyz"; echo " $(cat "$WORK/readyz.body")"; }
+
+# audit LOG REGEX...: some "msg":"audit" record matches every regex.
+audit() {
+	local f=$1 line re ok
+	shift
+	while IFS= read -r line; do
+		ok=1
+		for re in "$@"; do
+			[[ $line =~ $re ]] || { ok=0; break; }
+		done
+		[[ $ok == 1 ]] && return 0
+	done < <(grep '"msg":"audit"' "$f")
+	echo "no audit record in $f matches: $*"
+	grep '"msg":"audit"' "$f" | tail -n 5
+	return 1
+}
+
+# request ARGS...: the subcommand under test.
+request() { "$BIN" request "$@"; }
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# ---------------------------------------------------------------- sections
+
+PKI=$WORK/pki
+dev_pki "$PKI"
+OTHER=$WORK/other
+dev_pki "$OTHER"
+
+section_metrics() {
+	say "metrics: parsed by prometheus_client, values move with requests"
+	[[ -n $PY ]] || { unavailable "metrics: no Python venv"; return 0; }
+	start_daemon metrics "$PKI" || return 0
+	local s=$WORK/m0.txt s2=$WORK/m1.txt ca_na tls_na
+	check "metrics: /metrics parses with prometheus_client" scrape "$D_HTTP" "$s"
+	check "metrics: every family has its Prometheus type" has "$s" \
+		'^TYPE talos_csr_signer_build_info gauge$' \
+		'^TYPE talos_csr_signer_requests counter$' \
+		'^TYPE talos_csr_signer_rate_limited_requests counter$' \
+		'^TYPE talos_csr_signer_signing_duration_seconds histogram$' \
+		'^TYPE talos_csr_signer_credential_generation gauge$' \
+		'^TYPE talos_csr_signer_ca_expiry_timestamp_seconds gauge$' \
+		'^TYPE talos_csr_signer_serving_cert_expiry_timestamp_seconds gauge$' \
+		'^TYPE talos_csr_signer_credential_reloads counter$' \
+		'^TYPE talos_csr_signer_watch_restarts counter$' \
+		'^TYPE talos_csr_signer_events_posted counter$' \
+		'^TYPE talos_csr_signer_events_dropped counter$'
+	check "metrics: build info, generation 1, one successful load" has "$s" \
+		'^talos_csr_signer_build_info\{commit="[^"]+",version="[0-9][^"]*"\} 1.0$' \
+		'^talos_csr_signer_credential_generation\{\} 1.0$' \
+		'^talos_csr_signer_credential_reloads_total\{result="success"\} 1.0$' \
+		'^talos_csr_signer_requests_total\{result="issued"\} 0.0$'
+	ca_na=$(date -u -d "$(openssl x509 -in "$PKI/ca.crt" -noout -enddate | cut -d= -f2)" +%s)
+	tls_na=$(date -u -d "$(openssl x509 -in "$PKI/server.crt" -noout -enddate | cut -d= -f2)" +%s)
+	check "metrics: expiry timestamps are the certificates' notAfter" has "$s" \
+		"^talos_csr_signer_ca_expiry_timestamp_seconds\\{\\} $ca_na.0$" \
+		"^talos_csr_signer_serving_cert_expiry_timestamp_seconds\\{\\} $tls_na.0$"
+
+	request --endpoint "127.0.0.1:$D_PORT" --ca "$PKI/ca.crt" --token-file "$PKI/token" --cn m1 >/dev/null 2>&1 || true
+	request --endpoint "127.0.0.1:$D_PORT" --ca "$PKI/ca.crt" --token-file "$PKI/token" --cn m2 --key-type ecdsa >/dev/null 2>&1 || true
+	request --endpoint "127.0.0.1:$D_PORT" --ca "$PKI/ca.crt" --token-file "$OTHER/token" --cn m3 >/dev/null 2>&1 || true
+	check "metrics: /metrics still parses after requests" scrape "$D_HTTP" "$s2"
+	check "metrics: counters and the histogram moved" has "$s2" \
+		'^talos_csr_signer_requests_total\{result="issued"\} 2.0$' \
+		'^talos_csr_signer_requests_total\{result="unauthenticated"\} 1.0$' \
+		'^talos_csr_signer_signing_duration_seconds_count\{\} 2.0$' \
+		'^talos_csr_signer_signing_duration_seconds_bucket\{le="\+Inf"\} 2.0$'
+	check "metrics: the signing time sum is positive" awk '$1 == "talos_csr_signer_signing_duration_seconds_sum{}" { found = 1; exit !($2 > 0) } END { if (!found) exit 1 }' "$s2"
+	check "metrics: /healthz answers ok" bash -c "[[ \$(curl -s http://127.0.0.1:$D_HTTP/healthz) == ok ]]"
+	check "metrics: unknown path is 404" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$D_HTTP/nope) == 404 ]]"
+	stop_daemon "$D_PID"
+}
+
+section_readiness() {
+	say "readiness: flips as credentials break and appear again"
+	[[ -n $PY ]] || { unavailable "readiness: no Python venv"; return 0; }
+	local R=$WORK/ready
+	dev_pki "$R" --family ecdsa
+	ca_conf "$R"
+	start_daemon ready "$R" || return 0
+	local h=$D_HTTP r
+	check "readiness: /healthz 200" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$h/healthz) == 200 ]]"
+	r=$(readyz "$h")
+	check "readiness: ready with valid credentials ($r)" test "$r" = "200 ready"
+
+	# A broken file keeps the last good credentials: still ready, failure counted.
+	cp "$R/server.crt" "$R/server.crt.good"
+	echo "garbage" >"$R/server.crt.new" && mv "$R/server.crt.new" "$R/server.crt"
+	check "readiness: a broken serving certificate is counted as a failed reload" \
+		wait_metric "$h" 'talos_csr_signer_credential_reloads_total{result="failure"}' 1
+	r=$(readyz "$h")
+	check "readiness: still ready on the last good credentials ($r)" test "$r" = "200 ready"
+	check "readiness: the refusal is audited as CredentialsInvalid" has "$D_LOG" '"reason":"CredentialsInvalid"'
+
+	# A serving certificate that expires in a few seconds: loaded, then expired.
+	dated_leaf "$R" "$R/server.key" "$R/server.crt" -60 6
+	check "readiness: the short-lived certificate is loaded (generation 2)" \
+		wait_metric "$h" 'talos_csr_signer_credential_generation{}' 2
+	r=$(readyz "$h")
+	check "readiness: ready while it is valid ($r)" test "$r" = "200 ready"
+	sleep 7
+	r=$(readyz "$h")
+	check "readiness: 503 with the reason once it has expired ($r)" \
+		bash -c "[[ '$r' == '503 not ready: serving certificate expired'* ]]"
+
+	# Valid credentials appear again.
+	dated_leaf "$R" "$R/server.key" "$R/server.crt" -60 86400
+	check "readiness: the renewed certificate is loaded (generation 3)" \
+		wait_metric "$h" 'talos_csr_signer_credential_generation{}' 3
+	r=$(readyz "$h")
+	check "readiness: ready again ($r)" test "$r" = "200 ready"
+	stop_daemon "$D_PID"
+	check "readiness: SIGTERM exits 0 and stops the listener" bash -c \
+		"! curl -s -m 2 http://127.0.0.1:$h/healthz >/dev/null"
+}
+
+section_policy() {
+	say "policy: each rule refuses with PERMISSION_DENIED, is audited and counted"
+	start_daemon policy "$PKI" MAX_CSR_BYTES=2048 MAX_SANS=4 ALLOWED_KEY_TYPES=ed25519,rsa MIN_RSA_BITS=3072 || return 0
+	local p=$D_PORT log=$D_LOG h=$D_HTTP
+	local -a base=(--endpoint "127.0.0.1:$p" --ca "$PKI/ca.crt" --token-file "$PKI/token" --json)
+	local -a big=()
+	local i
+	for ((i = 0; i < 40; i++)); do big+=(--dns "name-$i.a-rather-long-domain-name.example.org"); done
+
+	expect_exit "policy: a CSR over MAX_CSR_BYTES is refused" 9 request "${base[@]}" --cn big "${big[@]}"
+	check "policy: ... with PERMISSION_DENIED and the reason" has "$LAST_OUT" 'PERMISSION_DENIED: CSR refused by policy: CSR too large'
+	check "policy: ... and audited as PolicyDenied" audit "$log" '"outcome":"rejected"' '"reason":"PolicyDenied"' 'CSR too large'
+
+	expect_exit "policy: more SANs than MAX_SANS are refused" 9 request "${base[@]}" --cn sans --dns a --dns b --dns c --ip 10.0.0.1 --ip 10.0.0.2
+	check "policy: ... with PERMISSION_DENIED and the reason" has "$LAST_OUT" 'PERMISSION_DENIED: CSR refused by policy: 5 SANs exceed the limit of 4'
+	check "policy: ... and audited with the CSR's CN and SANs" audit "$log" '"reason":"PolicyDenied"' '"cn":"sans"' '"sans":\["a","b","c","10.0.0.1","10.0.0.2"\]' 'exceed the limit'
+
+	expect_exit "policy: a key type outside ALLOWED_KEY_TYPES is refused" 9 request "${base[@]}" --cn ec --key-type ecdsa
+	check "policy: ... with PERMISSION_DENIED and the reason" has "$LAST_OUT" 'PERMISSION_DENIED: CSR refused by policy: key type ecdsa-p256 not allowed'
+	check "policy: ... and audited with the key type" audit "$log" '"reason":"PolicyDenied"' '"key_type":"ecdsa-p256"' 'not allowed'
+
+	expect_exit "policy: an RSA key below MIN_RSA_BITS is refused" 9 request "${base[@]}" --cn rsa --key-type rsa --rsa-bits 2048
+	check "policy: ... with PERMISSION_DENIED and the reason" has "$LAST_OUT" 'PERMISSION_DENIED: CSR refused by policy: RSA key of 2048 bits is below 3072'
+	check "policy: ... and audited" audit "$log" '"reason":"PolicyDenied"' '"key_type":"rsa"' 'below 3072'
+
+	expect_exit "policy: a CSR within every limit is issued" 0 request "${base[@]}" --cn fine --dns a --ip 10.0.0.1
+	expect_exit "policy: an RSA key at MIN_RSA_BITS is issued" 0 request "${base[@]}" --cn rsa3072 --key-type rsa --rsa-bits 3072
+	[[ -n $PY ]] && check "policy: refusals are counted as policy_denied" \
+		wait_metric "$h" 'talos_csr_signer_requests_total{result="policy_denied"}' 4
+	stop_daemon "$D_PID"
+
+	start_daemon peer "$PKI" REQUIRE_PEER_IP_SAN=true || return 0
+	base=(--endpoint "127.0.0.1:$D_PORT" --ca "$PKI/ca.crt" --token-file "$PKI/token" --json)
+	expect_exit "policy: REQUIRE_PEER_IP_SAN refuses a CSR without the caller's address" 9 request "${base[@]}" --cn far --ip 192.0.2.10
+	check "policy: ... with PERMISSION_DENIED and the reason" has "$LAST_OUT" "PERMISSION_DENIED: CSR refused by policy: caller address is not among the CSR's IP SANs"
+	check "policy: ... and audited with the peer" audit "$D_LOG" '"reason":"PolicyDenied"' '"peer":"127.0.0.1"' '"cn":"far"'
+	expect_exit "policy: REQUIRE_PEER_IP_SAN issues when the caller's address is an IP SAN" 0 request "${base[@]}" --cn near --ip 127.0.0.1
+	stop_daemon "$D_PID"
+}
+
+section_ratelimit() {
+	say "rate limit: a burst from one source address is limited, another address is served"
+	[[ -n $PY ]] || { unavailable "ratelimit: no Python venv (h2 client)"; return 0; }
+	start_daemon ratelimit "$PKI" RATE_LIMIT_RPS=0.1 RATE_LIMIT_BURST=3 || return 0
+	local p=$D_PORT h=$D_HTTP log=$D_LOG out
+	openssl genpkey -algorithm ed25519 -out "$WORK/rl.key" 2>/dev/null
+	openssl req -new -key "$WORK/rl.key" -subj /CN=rl-worker -out "$WORK/rl.csr" 2>/dev/null
+	local -a call=("$PY" "$HERE/grpc_h2.py" call --target "127.0.0.1:$p" --ca "$PKI/ca.crt" --token-file "$PKI/token" --csr "$WORK/rl.csr")
+
+	out=$("${call[@]}" --source 127.0.0.2 --count 6 2>&1 | tr '\n' ' ' || true)
+	check "ratelimit: 127.0.0.2 gets its burst of 3, then RESOURCE_EXHAUSTED ($out)" test "$out" = "0 0 0 8 8 8 "
+	out=$("${call[@]}" --source 127.0.0.3 --count 1 2>&1 | tr '\n' ' ' || true)
+	check "ratelimit: 127.0.0.3 is still served ($out)" test "$out" = "0 "
+	out=$("${call[@]}" --source 127.0.0.2 --count 1 2>&1 | tr '\n' ' ' || true)
+	check "ratelimit: 127.0.0.2 stays limited on a new connection ($out)" test "$out" = "8 "
+	check "ratelimit: refusals are audited as RateLimited with the source address" \
+		audit "$log" '"peer":"127.0.0.2"' '"outcome":"rejected"' '"reason":"RateLimited"'
+	check "ratelimit: refusals are counted" wait_metric "$h" 'talos_csr_signer_rate_limited_requests_total{}' 4
+	check "ratelimit: ... and by result" wait_metric "$h" 'talos_csr_signer_requests_total{result="rate_limited"}' 4
+
+	# The request subcommand from 127.0.0.1: three issued, then exit 10.
+	local i rc codes=""
+	for ((i = 0; i < 4; i++)); do
+		rc=0
+		request --endpoint "127.0.0.1:$p" --ca "$PKI/ca.crt" --token-file "$PKI/token" --cn "burst-$i" >"$WORK/out/rl-req-$i" 2>&1 || rc=$?
+		codes="$codes$rc "
+	done
+	check "ratelimit: request exits 10 once rate limited ($codes)" test "$codes" = "0 0 0 10 "
+	check "ratelimit: ... naming RESOURCE_EXHAUSTED" has "$WORK/out/rl-req-3" 'rate limited \(exit 10\): RESOURCE_EXHAUSTED'
+	stop_daemon "$D_PID"
+}
+
+section_memory() {
+	say "rate limit: memory stays bounded under many source addresses ($SPRAY x 2)"
+	[[ -n $PY ]] || { unavailable "memory: no Python venv (h2 client)"; return 0; }
+	start_daemon memory "$PKI" RATE_LIMIT_RPS=1 RATE_LIMIT_BURST=5 || return 0
+	local p=$D_PORT h=$D_HTTP pid=$D_PID r0 r1 r2 out1 out2
+	local -a spray=("$PY" "$HERE/grpc_h2.py" spray --target "127.0.0.1:$p" --ca "$PKI/ca.crt" --threads 4)
+	# Warm-up so that gRPC's and OpenSSL's lazily built state is in the baseline.
+	"${spray[@]}" --first 200000 --count 300 >/dev/null 2>&1 || true
+	r0=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
+	out1=$("${spray[@]}" --first 0 --count "$SPRAY" 2>&1 || true)
+	r1=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
+	out2=$("${spray[@]}" --first "$SPRAY" --count "$SPRAY" 2>&1 || true)
+	r2=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
+	echo "      VmRSS: ${r0} kB after warm-up, ${r1} kB after $SPRAY addresses, ${r2} kB after $((2 * SPRAY))"
+	check "memory: every sprayed call reached the daemon (round 1: $out1)" test "$out1" = "{\"16\": $SPRAY}"
+	check "memory: ... round 2 ($out2)" test "$out2" = "{\"16\": $SPRAY}"
+	check "memory: the daemon saw $((2 * SPRAY)) distinct source addresses" bash -c \
+		"[[ \$(grep -o '\"peer\":\"127\\.[0-9]*\\.[0-9]*\\.[0-9]*\"' '$D_LOG' | sort -u | wc -l) -ge $((2 * SPRAY)) ]]"
+	# The exact bound (a fixed table) is asserted in tests/unit/test_ratelimit.c;
+	# here the whole process must not grow with the number of callers.
+	check "memory: RSS grew less than 8 MiB over $((2 * SPRAY)) addresses ($r0 -> $r2 kB)" test $((r2 - r0)) -lt 8192
+	check "memory: the second round ($SPRAY new addresses) added less than 2 MiB ($r1 -> $r2 kB)" test $((r2 - r1)) -lt 2048
+	check "memory: none of them was rate limited (fresh buckets)" bash -c \
+		"[[ \$(curl -s http://127.0.0.1:$h/metrics | awk '/^talos_csr_signer_rate_limited_requests_total/ { print \$2 }') == 0 ]]"
+	stop_daemon "$pid"
+}
+
+section_request() {
+	say "request: each key family, and each failure mode with its exit code"
+	local fam ca_fam
+	start_daemon req "$PKI" || return 0
+	local p=$D_PORT h=$D_HTTP log=$D_LOG
+	local -a base=(--endpoint "127.0.0.1:$p" --ca "$PKI/ca.crt" --token-file "$PKI/token")
+	for fam in ed25519 ecdsa rsa; do
+		expect_exit "request: $fam key against an Ed25519 CA" 0 request "${base[@]}" --key-type "$fam" --rsa-bits 2048 \
+			--cn "worker-$fam" --dns "worker-$fam" --ip 10.0.0.5 --json
+		check "request: ... JSON summary" has "$LAST_OUT" '"ok":true' "\"subject\":\"CN=worker-$fam\"" \
+			'"sans":\["DNS:worker-'"$fam"'","IP:10.0.0.5"\]' '"issuer":"O=talos"' '"lifetime_seconds":86460' '"key_type":"(ed25519|ecdsa-p256|rsa)"'
+	done
+	expect_exit "request: human summary, Organization stripped" 0 request "${base[@]}" --cn w --org os:admin
+	check "request: ... summary lines" has "$LAST_OUT" '^subject +CN=w$' '^issuer +O=talos$' '^serial +[0-9a-f]{20,}$' '^result +ok'
+	check "request: ... audited as issued with org_removed" audit "$log" '"cn":"w"' '"outcome":"issued"' '"org_removed":true'
+	TALOS_TOKEN=$(cat "$PKI/token") expect_exit "request: token from TALOS_TOKEN" 0 request --endpoint "127.0.0.1:$p" --ca "$PKI/ca.crt" --cn env
+	expect_exit "request: first endpoint down, second used" 0 \
+		request --endpoint "127.0.0.1:$(free_port)" --endpoint "127.0.0.1:$p" --ca "$PKI/ca.crt" --token-file "$PKI/token" --json
+	check "request: ... the failed endpoint is reported" has "$LAST_OUT" '"failed_attempts":\[\{"endpoint":"127.0.0.1:[0-9]+","exit_code":4'
+
+	for ca_fam in ecdsa rsa; do
+		local d=$WORK/pki-$ca_fam
+		dev_pki "$d" --family "$ca_fam"
+		start_daemon "req-$ca_fam" "$d" || continue
+		expect_exit "request: against an $ca_fam CA (key follows the CA, as Talos 1.11)" 0 \
+			request --endpoint "127.0.0.1:$D_PORT" --ca "$d/ca.crt" --token-file "$d/token" --key-type "$ca_fam" --rsa-bits 2048 --cn "w-$ca_fam" --json
+		check "request: ... issued" has "$LAST_OUT" '"ok":true'
+		stop_daemon "$D_PID"
+	done
+
+	# Failure modes, one exit code each.
+	expect_exit "request: usage error" 2 request --endpoint "127.0.0.1:$p"
+	expect_exit "request: an endpoint that is not an IP" 2 request --endpoint signer.example.org --ca "$PKI/ca.crt"
+	expect_exit "request: no token" 3 env -u TALOS_TOKEN "$BIN" request "${base[@]:0:4}"
+	expect_exit "request: unreadable --ca" 3 request --endpoint "127.0.0.1:$p" --ca "$WORK/nope.crt" --token-file "$PKI/token"
+	expect_exit "request: connection refused" 4 request --endpoint "127.0.0.1:$(free_port)" --ca "$PKI/ca.crt" --token-file "$PKI/token"
+	expect_exit "request: TLS handshake against a plain-HTTP port" 5 request --endpoint "127.0.0.1:$h" --ca "$PKI/ca.crt" --token-file "$PKI/token"
+	expect_exit "request: CA not accepted" 6 request --endpoint "127.0.0.1:$p" --ca "$OTHER/ca.crt" --token-file "$PKI/token"
+	check "request: ... says so" has "$LAST_OUT" 'CA not accepted'
+	expect_exit "request: token refused" 8 request --endpoint "127.0.0.1:$p" --ca "$PKI/ca.crt" --token-file "$OTHER/token"
+	check "request: ... says UNAUTHENTICATED" has "$LAST_OUT" 'token refused \(exit 8\): UNAUTHENTICATED: invalid token'
+	check "request: ... audited as AuthenticationFailed" audit "$log" '"reason":"AuthenticationFailed"' 'invalid token'
+	expect_exit "request: all endpoints fail: the last one's code" 4 request --endpoint "127.0.0.1:$p" \
+		--endpoint "127.0.0.1:$(free_port)" --ca "$OTHER/ca.crt" --token-file "$PKI/token"
+	stop_daemon "$D_PID"
+
+	# TLS name mismatch: the serving certificate is for 127.0.0.9 only.
+	local nm=$WORK/pki-name
+	dev_pki "$nm" --ip 127.0.0.9
+	if start_daemon name "$nm"; then
+		expect_exit "request: TLS name mismatch (no IP SAN for the dialed address)" 7 \
+			request --endpoint "127.0.0.1:$D_PORT" --ca "$nm/ca.crt" --token-file "$nm/token"
+		check "request: ... names the certificate's IPs" has "$LAST_OUT" 'valid for IP 127.0.0.9, not 127.0.0.1'
+		stop_daemon "$D_PID"
+	fi
+
+	# Fake signers for what the real one never does.
+	if [[ -n $PY ]]; then
+		local mode port want
+		for mode in noalpn:5 silent:11 badcrt:12; do
+			want=${mode#*:}
+			mode=${mode%:*}
+			rm -f "$WORK/fake.port"
+			"$PY" "$HERE/grpc_h2.py" serve --cert "$PKI/server.crt" --key "$PKI/server.key" --ca "$PKI/ca.crt" \
+				--mode "$mode" --port-file "$WORK/fake.port" 2>"$WORK/fake-$mode.log" &
+			PIDS+=("$!")
+			local fpid=$! i
+			for ((i = 0; i < 50; i++)); do [[ -s $WORK/fake.port ]] && break; sleep 0.1; done
+			port=$(cat "$WORK/fake.port" 2>/dev/null || echo 1)
+			expect_exit "request: fake signer '$mode'" "$want" request --endpoint "127.0.0.1:$port" \
+				--ca "$PKI/ca.crt" --token-file "$PKI/token" --timeout 2s
+			kill "$fpid" 2>/dev/null || true
+		done
+		check "request: ... ALPN refusal explained" has "$WORK/out/request__fake_signer__noalpn_.out" 'ALPN'
+		check "request: ... a certificate for another key is rejected as apid would" \
+			has "$WORK/out/request__fake_signer__badcrt_.out" 'does not carry the public key of the request'
+	else
+		unavailable "request: fake signers need the Python venv"
+	fi
+}
+
+section_check() {
+	say "check: good and broken configurations"
+	local C=$WORK/check bad
+	local -a good
+	read -r -a good <<<"$(pki_env "$PKI")"
+	expect_exit "check: a good configuration" 0 env "${good[@]}" "$BIN" check --endpoint 127.0.0.1
+	check "check: ... says all is well" has "$LAST_OUT" '^check: all is well$' 'daemon would load and serve'
+	expect_exit "check: a good configuration, JSON" 0 env "${good[@]}" "$BIN" check --json
+	check "check: ... JSON verdict" has "$LAST_OUT" '"ok":true,"errors":0,"warnings":0,"exit_code":0'
+	expect_exit "check: --endpoint that is not an IP SAN" 2 env "${good[@]}" "$BIN" check --endpoint 127.0.0.9
+	check "check: ... names the endpoint" has "$LAST_OUT" 'endpoint 127.0.0.9 is not an IP SAN'
+	expect_exit "check: certificate inside --warn-within is a warning" 1 env "${good[@]}" "$BIN" check --warn-within 400d
+	check "check: ... says when" has "$LAST_OUT" '^warning +serving certificate .*within the warning window'
+	expect_exit "check: CA key does not match the CA certificate" 2 env "${good[@]}" "$BIN" check --ca-key-path "$OTHER/ca.key"
+	check "check: ... reported, and the daemon would refuse" has "$LAST_OUT" 'CA key .* does not match the CA certificate' 'daemon would refuse'
+	expect_exit "check: serving key does not match the serving certificate" 2 env "${good[@]}" "$BIN" check --tls-key-path "$OTHER/server.key"
+	expect_exit "check: serving certificate not chaining to an accepted CA" 2 env "${good[@]}" "$BIN" check \
+		--tls-cert-path "$OTHER/server.crt" --tls-key-path "$OTHER/server.key"
+	check "check: ... reported" has "$LAST_OUT" 'does not chain to an accepted CA'
+	check "check: ... and every problem, not just the first" bash -c "[[ \$(grep -c '^error' '$LAST_OUT') -ge 1 ]] && grep -q 'check: [1-9]' '$LAST_OUT'"
+	printf 'not-a-talos-token\n' >"$WORK/badtoken"
+	expect_exit "check: token that does not look like a Talos token" 2 env "${good[@]}" TOKEN_PATH="$WORK/badtoken" "$BIN" check
+	check "check: ... reported" has "$LAST_OUT" 'does not look like a Talos token'
+	expect_exit "check: unreadable file" 2 env "${good[@]}" "$BIN" check --ca-cert-path "$WORK/missing.crt"
+	check "check: ... names the setting" has "$LAST_OUT" 'CA_CERT_PATH .*cannot read'
+	expect_exit "check: configuration error" 2 env "${good[@]}" CERT_TTL=10s "$BIN" check
+	check "check: ... names the setting" has "$LAST_OUT" 'CERT_TTL'
+	expect_exit "check: usage error" 3 env "${good[@]}" "$BIN" check --warn-within soon
+
+	# Dated PKIs: expired and nearly expired CA and serving certificates.
+	bad=$C/expired-ca
+	mkdir -p "$bad"
+	dated_ca "$bad" -864000 -3600
+	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$bad/server.key" 2>/dev/null
+	dated_leaf "$bad" "$bad/server.key" "$bad/server.crt" -86400 -7200
+	cp "$PKI/token" "$bad/token"
+	read -r -a good <<<"$(pki_env "$bad")"
+	expect_exit "check: expired CA and serving certificate" 2 env "${good[@]}" "$BIN" check
+	check "check: ... both reported" has "$LAST_OUT" '^error +CA certificate .*expired at' '^error +serving certificate .*expired at'
+
+	bad=$C/soon
+	mkdir -p "$bad"
+	dated_ca "$bad" -3600 $((3 * 86400))
+	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$bad/server.key" 2>/dev/null
+	dated_leaf "$bad" "$bad/server.key" "$bad/server.crt" -3600 $((2 * 86400))
+	cp "$PKI/token" "$bad/token"
+	read -r -a good <<<"$(pki_env "$bad")"
+	expect_exit "check: CA and serving certificate expiring within the default 7d" 1 env "${good[@]}" "$BIN" check
+	check "check: ... two warnings" has "$LAST_OUT" '^warning +CA certificate' '^warning +serving certificate' '0 error\(s\), 2 warning\(s\)'
+	expect_exit "check: ... fine with --warn-within 1d" 0 env "${good[@]}" "$BIN" check --warn-within 1d
+
+	bad=$C/nosan
+	dev_pki "$bad"
+	ca_conf "$bad"
+	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$bad/ca.key" 2>/dev/null
+	openssl req -new -key "$bad/ca.key" -subj "/O=talos" -out "$bad/ca.csr" 2>/dev/null
+	LEAF_SAN=DNS:x openssl ca -batch -notext -config "$bad/ca.cnf" -selfsign -keyfile "$bad/ca.key" -in "$bad/ca.csr" \
+		-days 30 -extensions v3ca -out "$bad/ca.crt" 2>/dev/null
+	dated_leaf "$bad" "$bad/server.key" "$bad/server.crt" -60 86400 DNS:signer.example.org
+	read -r -a good <<<"$(pki_env "$bad")"
+	expect_exit "check: serving certificate with no IP SAN at all" 2 env "${good[@]}" "$BIN" check
+	check "check: ... reported" has "$LAST_OUT" 'serving certificate has no IP SAN'
+}
+
+for s in $SECTIONS; do
+	"section_$s"
+done
+
+echo
+if [[ ${#FAILED_NAMES[@]} -gt 0 ]]; then
+	echo "failed:"
+	printf '  %s\n' "${FAILED_NAMES[@]}"
+fi
+if [[ $SKIPPED -gt 0 ]]; then
+	echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+else
+	echo "$PASSED passed, $FAILED failed"
+fi
+[[ $FAILED == 0 ]]
