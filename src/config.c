@@ -361,6 +361,8 @@ config_usage(FILE *f)
 
 	fprintf(f,
 	    "usage: talos-csr-signer [--flag value ...]\n"
+	    "       talos-csr-signer request ...   ask a signer for a certificate like a worker (request --help)\n"
+	    "       talos-csr-signer check ...     validate configuration and credentials (check --help)\n"
 	    "       talos-csr-signer --help | --version\n\n"
 	    "Serves the Talos trustd Certificate API (securityapi.SecurityService) so that\n"
 	    "Talos workers obtain apid certificates from a non-Talos control plane.\n\n"
