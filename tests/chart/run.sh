@@ -290,6 +290,7 @@ apiserver_tests() {
 	else
 		ko "installed RBAC is not least privilege"
 	fi
+	chart_rbac_issuance
 	if "$helm" uninstall "$release" -n "$ns" >/dev/null 2>&1 &&
 		! "$k" -n "$ns" get deployment "$release-talos-csr-signer" >/dev/null 2>&1; then
 		ok "helm uninstall"
@@ -297,6 +298,56 @@ apiserver_tests() {
 		ko "helm uninstall"
 	fi
 	export KUBECTL KUBECONFIG
+}
+
+# The chart's RBAC proven sufficient, not only minimal: the daemon runs in API
+# mode with a token of the ServiceAccount the chart installed (TokenRequest),
+# reads the two Secrets the chart names, and issues a certificate to a
+# worker-like client. Any permission the daemon lacked would stop it here.
+chart_rbac_issuance() {
+	local bin=${TCS_BIN:-$root/build/talos-csr-signer} d=$work/rbac-run pid port hport rc i
+	if [ ! -x "$bin" ]; then
+		if [ "$ci" = true ]; then ko "chart RBAC issuance: $bin not built"; else skipped "chart RBAC issuance: no binary"; fi
+		return
+	fi
+	mkdir -p "$d"
+	"$root/hack/dev-pki.sh" "$d/pki" --ip 127.0.0.1 >/dev/null
+	"$k" -n "$ns" create secret generic talos-ca --from-file=tls.crt="$d/pki/ca.crt" \
+		--from-file=tls.key="$d/pki/ca.key" --from-file=token="$d/pki/token" >/dev/null
+	"$k" -n "$ns" create secret tls "$release-talos-csr-signer-tls" --cert="$d/pki/server.crt" \
+		--key="$d/pki/server.key" >/dev/null
+	"$k" -n "$ns" create token "$release-talos-csr-signer" --duration=10m >"$d/sa-token"
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	env -i PATH="$PATH" CA_SECRET="$ns/talos-ca" TLS_SECRET="$ns/$release-talos-csr-signer-tls" \
+		KUBE_API_URL="$APISERVER_URL" KUBE_CA_PATH="$APISERVER_CA" KUBE_TOKEN_PATH="$d/sa-token" \
+		KUBE_NAMESPACE="$ns" POD_NAME=chart-rbac-check POD_NAMESPACE="$ns" POD_UID=00000000-0000-0000-0000-000000000001 \
+		LISTEN_ADDRESS=127.0.0.1 PORT="$port" HTTP_ADDR= "$bin" >"$d/daemon.log" 2>&1 &
+	pid=$!
+	rc=1
+	for i in $(seq 1 100); do
+		if "$bin" request --endpoint "127.0.0.1:$port" --ca "$d/pki/ca.crt" --token-file "$d/pki/token" \
+			--cn worker-rbac --ip 10.0.0.9 --timeout 2s >"$d/request.out" 2>&1; then
+			rc=0
+			break
+		fi
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	if [ $rc -eq 0 ]; then
+		ok "daemon with the chart's ServiceAccount token issues a certificate (Secrets read through the chart's Role)"
+	else
+		ko "daemon with the chart's ServiceAccount token did not issue"
+		tail -5 "$d/request.out" "$d/daemon.log" | sed 's/^/    /'
+	fi
+	if grep -q '"code":403\|403 Forbidden\|forbidden' "$d/daemon.log"; then
+		ko "the daemon hit a 403 with the chart's Role"
+		grep -m3 -i 'forbidden\|403' "$d/daemon.log" | sed 's/^/    /'
+	else
+		ok "no 403 with the chart's Role (events included)"
+	fi
+	kill -TERM "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
+	"$k" -n "$ns" delete secret talos-ca "$release-talos-csr-signer-tls" >/dev/null 2>&1 || true
 }
 
 if [ "${TCS_CHART_NO_APISERVER:-0}" = 1 ] && [ "$ci" != true ]; then
