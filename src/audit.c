@@ -7,13 +7,13 @@
 
 #include "log.h"
 
-static audit_sink_fn	 sink;
-static void		*sink_arg;
+static audit_sink_fn sink;
+static void         *sink_arg;
 
 static const struct {
-	const char	*reason;
-	const char	*label;
-	int		 warning;
+	const char *reason;
+	const char *label;
+	int         warning;
 } kinds[AK__MAX] = {
 	[AK_ISSUED] = { "CertificateIssued", "issued", 0 },
 	[AK_AUTH_FAILED] = { "AuthenticationFailed", "unauthenticated", 1 },
@@ -54,7 +54,7 @@ audit_result_label(enum audit_kind k)
 void
 audit_emit(const struct audit_rec *r)
 {
-	int	creds = r->kind == AK_CREDS_ROTATED || r->kind == AK_CREDS_INVALID;
+	int creds = r->kind == AK_CREDS_ROTATED || r->kind == AK_CREDS_INVALID;
 
 	if (creds) {
 		struct log_field f[] = {
@@ -62,8 +62,8 @@ audit_emit(const struct audit_rec *r)
 			LF_S("detail", r->message ? r->message : ""),
 			LF_S("related", r->related ? r->related : ""),
 		};
-		log_record(r->kind == AK_CREDS_INVALID ? LOG_WARN : LOG_INFO,
-		    "credentials", f, sizeof(f) / sizeof(f[0]));
+		log_record(r->kind == AK_CREDS_INVALID ? LOG_WARN : LOG_INFO, "credentials", f,
+		    sizeof(f) / sizeof(f[0]));
 	} else {
 		struct log_field f[] = {
 			LF_S("peer", r->peer ? r->peer : ""),

@@ -12,43 +12,43 @@
 #include <stddef.h>
 
 enum audit_kind {
-	AK_ISSUED,		/* Normal  CertificateIssued */
-	AK_AUTH_FAILED,		/* Warning AuthenticationFailed */
-	AK_INVALID_CSR,		/* Warning InvalidCSR */
-	AK_POLICY_DENIED,	/* Warning PolicyDenied */
-	AK_RATE_LIMITED,	/* Warning RateLimited */
-	AK_UNAVAILABLE,		/* no credentials yet (log only) */
-	AK_INTERNAL,		/* our failure (log only) */
-	AK_CREDS_ROTATED,	/* Normal  CredentialsRotated */
-	AK_CREDS_INVALID,	/* Warning CredentialsInvalid */
+	AK_ISSUED,        /* Normal  CertificateIssued */
+	AK_AUTH_FAILED,   /* Warning AuthenticationFailed */
+	AK_INVALID_CSR,   /* Warning InvalidCSR */
+	AK_POLICY_DENIED, /* Warning PolicyDenied */
+	AK_RATE_LIMITED,  /* Warning RateLimited */
+	AK_UNAVAILABLE,   /* no credentials yet (log only) */
+	AK_INTERNAL,      /* our failure (log only) */
+	AK_CREDS_ROTATED, /* Normal  CredentialsRotated */
+	AK_CREDS_INVALID, /* Warning CredentialsInvalid */
 	AK__MAX
 };
 
 struct audit_rec {
-	enum audit_kind		 kind;
-	const char		*peer;		/* source IP */
-	const char		*cn;
-	const char *const	*sans;
-	size_t			 nsans;
-	const char		*serial;	/* hex */
-	const char		*key_type;
-	int			 org_removed;
-	const char		*message;	/* human detail, no secrets */
-	const char		*related;	/* e.g. "Secret ns/name", or NULL */
+	enum audit_kind    kind;
+	const char        *peer; /* source IP */
+	const char        *cn;
+	const char *const *sans;
+	size_t             nsans;
+	const char        *serial; /* hex */
+	const char        *key_type;
+	int                org_removed;
+	const char        *message; /* human detail, no secrets */
+	const char        *related; /* e.g. "Secret ns/name", or NULL */
 };
 
 typedef void (*audit_sink_fn)(const struct audit_rec *, void *arg);
 
 /* Installs the sink; call before threads start (or NULL to remove). */
-void	audit_set_sink(audit_sink_fn, void *arg);
+void audit_set_sink(audit_sink_fn, void *arg);
 /* Logs the record and hands it to the sink. Any thread. */
-void	audit_emit(const struct audit_rec *);
+void audit_emit(const struct audit_rec *);
 
 /* "CertificateIssued", "AuthenticationFailed", ... */
-const char	*audit_reason(enum audit_kind);
+const char *audit_reason(enum audit_kind);
 /* 1 for kinds that are Warnings. */
-int		 audit_is_warning(enum audit_kind);
+int audit_is_warning(enum audit_kind);
 /* Metric label: "issued", "unauthenticated", "invalid_csr", ... */
-const char	*audit_result_label(enum audit_kind);
+const char *audit_result_label(enum audit_kind);
 
 #endif /* TCS_AUDIT_H */

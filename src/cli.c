@@ -57,11 +57,11 @@
 #include "pki.h"
 #include "util.h"
 
-#define CLI_DEFAULT_PORT	50001
-#define CLI_MAX_ENDPOINTS	16
-#define CLI_MAX_SANS		512
-#define CLI_MAX_FILE		(1024 * 1024)
-#define CLI_SKEW_S		300	/* notBefore tolerance for clock skew */
+#define CLI_DEFAULT_PORT  50001
+#define CLI_MAX_ENDPOINTS 16
+#define CLI_MAX_SANS      512
+#define CLI_MAX_FILE      (1024 * 1024)
+#define CLI_SKEW_S        300 /* notBefore tolerance for clock skew */
 
 enum family { FAM_ED25519, FAM_ECDSA, FAM_RSA, FAM__MAX };
 
@@ -72,7 +72,7 @@ static const char *const family_names[FAM__MAX] = { "ed25519", "ecdsa", "rsa" };
 int
 cli_token_looks_valid(const char *tok, size_t len)
 {
-	size_t	i;
+	size_t i;
 
 	while (len > 0 && isspace((unsigned char)tok[len - 1]))
 		len--;
@@ -90,10 +90,10 @@ cli_token_looks_valid(const char *tok, size_t len)
 int
 cli_parse_endpoint(const char *s, char *ip, size_t iplen, int *port)
 {
-	unsigned char	 buf[16];
-	const char	*h = s, *hend, *p = NULL;
-	char		*end;
-	long		 n;
+	unsigned char buf[16];
+	const char   *h = s, *hend, *p = NULL;
+	char         *end;
+	long          n;
 
 	*port = CLI_DEFAULT_PORT;
 	if (s[0] == '[') {
@@ -105,9 +105,9 @@ cli_parse_endpoint(const char *s, char *ip, size_t iplen, int *port)
 		else if (hend[1] != '\0')
 			return -1;
 	} else if ((hend = strchr(s, ':')) != NULL && strchr(hend + 1, ':') == NULL) {
-		p = hend + 1;	/* IPv4:port */
+		p = hend + 1; /* IPv4:port */
 	} else
-		hend = s + strlen(s);	/* bare IPv4 or IPv6 */
+		hend = s + strlen(s); /* bare IPv4 or IPv6 */
 	if ((size_t)(hend - h) + 1 > iplen)
 		return -1;
 	memcpy(ip, h, (size_t)(hend - h));
@@ -128,9 +128,9 @@ cli_parse_endpoint(const char *s, char *ip, size_t iplen, int *port)
 static int
 parse_window(const char *s, long long *secs)
 {
-	int64_t	ms;
-	char	*end;
-	long	d;
+	int64_t ms;
+	char   *end;
+	long    d;
 
 	if (*s != '\0' && s[strlen(s) - 1] == 'd') {
 		errno = 0;
@@ -149,8 +149,8 @@ parse_window(const char *s, long long *secs)
 static void
 fmt_time(long long t, char *buf, size_t len)
 {
-	time_t		tt = (time_t)t;
-	struct tm	tm;
+	time_t    tt = (time_t)t;
+	struct tm tm;
 
 	if (t < 0 || gmtime_r(&tt, &tm) == NULL)
 		snprintf(buf, len, "unknown");
@@ -162,7 +162,7 @@ fmt_time(long long t, char *buf, size_t len)
 static void
 fmt_rel(long long secs, char *buf, size_t len)
 {
-	long long	a = secs < 0 ? -secs : secs;
+	long long a = secs < 0 ? -secs : secs;
 
 	if (a >= 86400)
 		snprintf(buf, len, "%s%lldd%lldh%s", secs < 0 ? "" : "in ", a / 86400,
@@ -178,8 +178,8 @@ fmt_rel(long long secs, char *buf, size_t len)
 static void
 fmt_name(const X509_NAME *n, char *buf, size_t len)
 {
-	BIO	*b;
-	int	 got;
+	BIO *b;
+	int  got;
 
 	buf[0] = '\0';
 	if ((b = BIO_new(BIO_s_mem())) == NULL)
@@ -196,12 +196,12 @@ fmt_name(const X509_NAME *n, char *buf, size_t len)
 static void
 fmt_sans(X509 *x, char *buf, size_t len, char list[][80], size_t *nlist, size_t maxlist)
 {
-	GENERAL_NAMES		*g;
-	const GENERAL_NAME	*gn;
-	const unsigned char	*d;
-	char			 one[80], ipt[INET6_ADDRSTRLEN];
-	size_t			 used = 0;
-	int			 i, n;
+	GENERAL_NAMES       *g;
+	const GENERAL_NAME  *gn;
+	const unsigned char *d;
+	char                 one[80], ipt[INET6_ADDRSTRLEN];
+	size_t               used = 0;
+	int                  i, n;
 
 	buf[0] = '\0';
 	if (nlist != NULL)
@@ -225,8 +225,8 @@ fmt_sans(X509 *x, char *buf, size_t len, char list[][80], size_t *nlist, size_t 
 		} else
 			snprintf(one, sizeof(one), "other");
 		if (used + strlen(one) + 3 < len) {
-			used += (size_t)snprintf(buf + used, len - used, "%s%s",
-			    used ? ", " : "", one);
+			used +=
+			    (size_t)snprintf(buf + used, len - used, "%s%s", used ? ", " : "", one);
 		}
 		if (list != NULL && *nlist < maxlist)
 			snprintf(list[(*nlist)++], 80, "%s", one);
@@ -257,8 +257,8 @@ json_str(FILE *f, const char *s)
 static int
 flag_value(int argc, char **argv, int *i, const char *name, const char **val)
 {
-	const char	*a = argv[*i];
-	size_t		 n = strlen(name);
+	const char *a = argv[*i];
+	size_t      n = strlen(name);
 
 	if (strncmp(a, name, n) != 0)
 		return 0;
@@ -279,35 +279,35 @@ flag_value(int argc, char **argv, int *i, const char *name, const char **val)
 /* --- request ------------------------------------------------------------- */
 
 struct rq_opts {
-	const char	*endpoints[CLI_MAX_ENDPOINTS];
-	size_t		 nendpoints;
-	const char	*ca_path, *token_file, *cn, *org;
-	const char	*dns[CLI_MAX_SANS];
-	size_t		 ndns;
-	const char	*ips[CLI_MAX_SANS];
-	size_t		 nips;
-	enum family	 fam;
-	int		 rsa_bits;
-	int64_t		 timeout_ms;
-	int		 json, verbose;
+	const char *endpoints[CLI_MAX_ENDPOINTS];
+	size_t      nendpoints;
+	const char *ca_path, *token_file, *cn, *org;
+	const char *dns[CLI_MAX_SANS];
+	size_t      ndns;
+	const char *ips[CLI_MAX_SANS];
+	size_t      nips;
+	enum family fam;
+	int         rsa_bits;
+	int64_t     timeout_ms;
+	int         json, verbose;
 };
 
 /* One failed endpoint. */
 struct rq_attempt {
-	char	endpoint[80];
-	int	code;
-	char	error[1024];
+	char endpoint[80];
+	int  code;
+	char error[1024];
 };
 
 /* What a good answer looks like, for the summary. */
 struct rq_issued {
-	char	subject[256], issuer[256], sans[1024], serial[80];
-	char	sanlist[64][80];
-	size_t	nsans;
-	char	not_before[32], not_after[32];
+	char      subject[256], issuer[256], sans[1024], serial[80];
+	char      sanlist[64][80];
+	size_t    nsans;
+	char      not_before[32], not_after[32];
 	long long lifetime;
-	int	nca;
-	char	key_type[16];
+	int       nca;
+	char      key_type[16];
 };
 
 static void
@@ -354,9 +354,9 @@ request_usage(FILE *f)
 static int
 request_args(int argc, char **argv, struct rq_opts *o)
 {
-	const char	*v;
-	long		 n;
-	int		 i;
+	const char *v;
+	long        n;
+	int         i;
 
 	memset(o, 0, sizeof(*o));
 	o->fam = FAM_ED25519;
@@ -397,8 +397,10 @@ request_args(int argc, char **argv, struct rq_opts *o)
 
 			if (v == NULL || o->nips == CLI_MAX_SANS ||
 			    (inet_pton(AF_INET, v, buf) != 1 && inet_pton(AF_INET6, v, buf) != 1)) {
-				fprintf(stderr, "talos-csr-signer request: --ip: \"%s\" is not an IP "
-				    "address\n", v ? v : "");
+				fprintf(stderr,
+				    "talos-csr-signer request: --ip: \"%s\" is not an IP "
+				    "address\n",
+				    v ? v : "");
 				return -1;
 			}
 			o->ips[o->nips++] = v;
@@ -409,7 +411,8 @@ request_args(int argc, char **argv, struct rq_opts *o)
 				if (strcmp(v, family_names[f]) == 0)
 					break;
 			if (v == NULL || f == FAM__MAX) {
-				fprintf(stderr, "talos-csr-signer request: --key-type: want ed25519, "
+				fprintf(stderr,
+				    "talos-csr-signer request: --key-type: want ed25519, "
 				    "ecdsa or rsa\n");
 				return -1;
 			}
@@ -426,20 +429,25 @@ request_args(int argc, char **argv, struct rq_opts *o)
 			    o->timeout_ms < 100 || o->timeout_ms > 3600000)
 				goto bad;
 		} else {
-			fprintf(stderr, "talos-csr-signer request: unknown argument \"%s\" "
-			    "(see request --help)\n", argv[i]);
+			fprintf(stderr,
+			    "talos-csr-signer request: unknown argument \"%s\" "
+			    "(see request --help)\n",
+			    argv[i]);
 			return -1;
 		}
 		if (v == NULL)
 			goto bad;
 		continue;
-bad:
-		fprintf(stderr, "talos-csr-signer request: %s: missing or invalid value "
-		    "(see request --help)\n", argv[i]);
+	bad:
+		fprintf(stderr,
+		    "talos-csr-signer request: %s: missing or invalid value "
+		    "(see request --help)\n",
+		    argv[i]);
 		return -1;
 	}
 	if (o->nendpoints == 0 || o->ca_path == NULL) {
-		fprintf(stderr, "talos-csr-signer request: --endpoint and --ca are required "
+		fprintf(stderr,
+		    "talos-csr-signer request: --endpoint and --ca are required "
 		    "(see request --help)\n");
 		return -1;
 	}
@@ -450,23 +458,19 @@ static EVP_PKEY *
 gen_key(enum family f, int bits)
 {
 	switch (f) {
-	case FAM_ED25519:
-		return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-	case FAM_ECDSA:
-		return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	case FAM_RSA:
-		return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
-	default:
-		return NULL;
+	case FAM_ED25519: return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	case FAM_ECDSA: return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	case FAM_RSA: return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
+	default: return NULL;
 	}
 }
 
 static int
 push_san(GENERAL_NAMES *gens, int type, const char *v)
 {
-	GENERAL_NAME		*g = NULL;
-	ASN1_IA5STRING		*s = NULL;
-	ASN1_OCTET_STRING	*os = NULL;
+	GENERAL_NAME      *g = NULL;
+	ASN1_IA5STRING    *s = NULL;
+	ASN1_OCTET_STRING *os = NULL;
 
 	if ((g = GENERAL_NAME_new()) == NULL)
 		return -1;
@@ -494,26 +498,28 @@ fail:
 static int
 make_csr(EVP_PKEY *key, const struct rq_opts *o, const char *cn, struct sbuf *out)
 {
-	X509_REQ			*req = NULL;
-	X509_NAME			*nm;
-	GENERAL_NAMES			*gens = NULL;
-	STACK_OF(X509_EXTENSION)	*exts = NULL;
-	X509_EXTENSION			*ext = NULL;
-	BIO				*b = NULL;
-	BUF_MEM				*mem;
-	const EVP_MD			*md;
-	size_t				 i;
-	int				 rc = -1;
+	X509_REQ                 *req = NULL;
+	X509_NAME                *nm;
+	GENERAL_NAMES            *gens = NULL;
+	STACK_OF(X509_EXTENSION) *exts = NULL;
+	X509_EXTENSION           *ext = NULL;
+	BIO                      *b = NULL;
+	BUF_MEM                  *mem;
+	const EVP_MD             *md;
+	size_t                    i;
+	int                       rc = -1;
 
 	md = o->fam == FAM_ED25519 ? NULL : (o->fam == FAM_RSA ? EVP_sha512() : EVP_sha256());
 	if ((req = X509_REQ_new()) == NULL || !X509_REQ_set_version(req, 0))
 		goto out;
 	nm = X509_REQ_get_subject_name(req);
-	if (o->org != NULL && !X509_NAME_add_entry_by_txt(nm, "O", MBSTRING_UTF8,
-	    (const unsigned char *)o->org, -1, -1, 0))
+	if (o->org != NULL &&
+	    !X509_NAME_add_entry_by_txt(
+		nm, "O", MBSTRING_UTF8, (const unsigned char *)o->org, -1, -1, 0))
 		goto out;
-	if (cn != NULL && *cn != '\0' && !X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_UTF8,
-	    (const unsigned char *)cn, -1, -1, 0))
+	if (cn != NULL && *cn != '\0' &&
+	    !X509_NAME_add_entry_by_txt(
+		nm, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0))
 		goto out;
 	if (o->ndns + o->nips > 0) {
 		if ((gens = sk_GENERAL_NAME_new_null()) == NULL)
@@ -555,13 +561,13 @@ out:
 static int
 dial(const char *ip, int port, int timeout_ms, char *why, size_t whylen)
 {
-	struct sockaddr_storage	 ss;
-	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&ss;
-	struct timeval		 tv;
-	struct pollfd		 pfd;
-	socklen_t		 sl, el = sizeof(int);
-	int			 fd, fl, e = 0;
+	struct sockaddr_storage ss;
+	struct sockaddr_in     *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6    *sin6 = (struct sockaddr_in6 *)&ss;
+	struct timeval          tv;
+	struct pollfd           pfd;
+	socklen_t               sl, el = sizeof(int);
+	int                     fd, fl, e = 0;
 
 	memset(&ss, 0, sizeof(ss));
 	if (inet_pton(AF_INET, ip, &sin->sin_addr) == 1) {
@@ -612,8 +618,8 @@ fail:
 static void
 ip_sans(X509 *x, char *buf, size_t len)
 {
-	char	all[1024], *p, *tok;
-	size_t	used = 0;
+	char   all[1024], *p, *tok;
+	size_t used = 0;
 
 	fmt_sans(x, all, sizeof(all), NULL, NULL, 0);
 	buf[0] = '\0';
@@ -622,8 +628,8 @@ ip_sans(X509 *x, char *buf, size_t len)
 		while (*tok == ' ')
 			tok++;
 		if (strncmp(tok, "IP:", 3) == 0 && used + strlen(tok) + 3 < len)
-			used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? ", " : "",
-			    tok + 3);
+			used += (size_t)snprintf(
+			    buf + used, len - used, "%s%s", used ? ", " : "", tok + 3);
 	}
 	if (buf[0] == '\0')
 		snprintf(buf, len, "none");
@@ -635,18 +641,17 @@ ip_sans(X509 *x, char *buf, size_t len)
  * the dialed IP among the IP SANs. Returns an RQ_* code.
  */
 static int
-probe_tls(const char *ip, int port, X509_STORE *roots, int timeout_ms, char *why,
-    size_t whylen)
+probe_tls(const char *ip, int port, X509_STORE *roots, int timeout_ms, char *why, size_t whylen)
 {
-	SSL_CTX			*ctx = NULL;
-	SSL			*ssl = NULL;
-	X509_STORE_CTX		*vctx = NULL;
-	X509			*leaf;
-	STACK_OF(X509)		*chain;
-	const unsigned char	*alpn = NULL;
-	unsigned int		 alpnlen = 0;
-	char			 errs[300], subj[200], iss[200], ips[256];
-	int			 fd, rc = RQ_INTERNAL;
+	SSL_CTX             *ctx = NULL;
+	SSL                 *ssl = NULL;
+	X509_STORE_CTX      *vctx = NULL;
+	X509                *leaf;
+	STACK_OF(X509)      *chain;
+	const unsigned char *alpn = NULL;
+	unsigned int         alpnlen = 0;
+	char                 errs[300], subj[200], iss[200], ips[256];
+	int                  fd, rc = RQ_INTERNAL;
 
 	if ((fd = dial(ip, port, timeout_ms, why, whylen)) == -1)
 		return RQ_CONNECT;
@@ -657,17 +662,18 @@ probe_tls(const char *ip, int port, X509_STORE *roots, int timeout_ms, char *why
 		snprintf(why, whylen, "cannot set up TLS: %s", log_ssl_errors(errs, sizeof(errs)));
 		goto out;
 	}
-	SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);	/* verified below, step by step */
+	SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL); /* verified below, step by step */
 	if (SSL_connect(ssl) != 1) {
 		log_ssl_errors(errs, sizeof(errs));
-		snprintf(why, whylen, "TLS handshake failed: %s", errs[0] ? errs :
-		    "connection closed by the server");
+		snprintf(why, whylen, "TLS handshake failed: %s",
+		    errs[0] ? errs : "connection closed by the server");
 		rc = RQ_TLS;
 		goto out;
 	}
 	SSL_get0_alpn_selected(ssl, &alpn, &alpnlen);
 	if (alpnlen != 2 || memcmp(alpn, "h2", 2) != 0) {
-		snprintf(why, whylen, "TLS: the server did not select ALPN \"h2\" "
+		snprintf(why, whylen,
+		    "TLS: the server did not select ALPN \"h2\" "
 		    "(grpc-go clients refuse it)");
 		rc = RQ_TLS;
 		goto out;
@@ -687,16 +693,19 @@ probe_tls(const char *ip, int port, X509_STORE *roots, int timeout_ms, char *why
 	}
 	X509_STORE_CTX_set_purpose(vctx, X509_PURPOSE_SSL_SERVER);
 	if (X509_verify_cert(vctx) != 1) {
-		snprintf(why, whylen, "CA not accepted: the serving certificate (subject %s, "
-		    "issuer %s) does not verify against --ca: %s", subj, iss,
-		    X509_verify_cert_error_string(X509_STORE_CTX_get_error(vctx)));
+		snprintf(why, whylen,
+		    "CA not accepted: the serving certificate (subject %s, "
+		    "issuer %s) does not verify against --ca: %s",
+		    subj, iss, X509_verify_cert_error_string(X509_STORE_CTX_get_error(vctx)));
 		rc = RQ_CA_NOT_ACCEPTED;
 		goto out;
 	}
 	if (X509_check_ip_asc(leaf, ip, 0) != 1) {
 		ip_sans(leaf, ips, sizeof(ips));
-		snprintf(why, whylen, "TLS name mismatch: the serving certificate is valid for "
-		    "IP %s, not %s (workers check the dialed IP against IP SANs only)", ips, ip);
+		snprintf(why, whylen,
+		    "TLS name mismatch: the serving certificate is valid for "
+		    "IP %s, not %s (workers check the dialed IP against IP SANs only)",
+		    ips, ip);
 		rc = RQ_NAME_MISMATCH;
 		goto out;
 	}
@@ -717,15 +726,15 @@ static int
 verify_answer(const struct grpccli_result *res, EVP_PKEY *key, const struct rq_opts *o,
     struct rq_issued *is, char *why, size_t whylen)
 {
-	STACK_OF(X509)	*crt = NULL, *ca = NULL;
-	X509_STORE	*st = NULL;
-	X509_STORE_CTX	*vctx = NULL;
-	X509		*leaf;
-	char		 err[256];
-	long long	 now = (long long)time(NULL), nb, na;
-	uint32_t	 xku;
-	size_t		 i;
-	int		 j, rc = RQ_BAD_RESPONSE;
+	STACK_OF(X509) *crt = NULL, *ca = NULL;
+	X509_STORE     *st = NULL;
+	X509_STORE_CTX *vctx = NULL;
+	X509           *leaf;
+	char            err[256];
+	long long       now = (long long)time(NULL), nb, na;
+	uint32_t        xku;
+	size_t          i;
+	int             j, rc = RQ_BAD_RESPONSE;
 
 	if ((crt = pki_load_certs(res->crt, res->crt_len, err, sizeof(err))) == NULL) {
 		snprintf(why, whylen, "crt is not a PEM certificate: %s", err);
@@ -737,8 +746,10 @@ verify_answer(const struct grpccli_result *res, EVP_PKEY *key, const struct rq_o
 		goto out;
 	}
 	if ((ca = pki_load_certs(res->ca, res->ca_len, err, sizeof(err))) == NULL) {
-		snprintf(why, whylen, "ca holds no parseable PEM certificate (apid: failed "
-		    "to parse CA certs): %s", err);
+		snprintf(why, whylen,
+		    "ca holds no parseable PEM certificate (apid: failed "
+		    "to parse CA certs): %s",
+		    err);
 		goto out;
 	}
 	if ((st = X509_STORE_new()) == NULL || (vctx = X509_STORE_CTX_new()) == NULL)
@@ -759,13 +770,15 @@ verify_answer(const struct grpccli_result *res, EVP_PKEY *key, const struct rq_o
 		goto out;
 	}
 	if (xku & XKU_SSL_CLIENT) {
-		snprintf(why, whylen, "crt allows clientAuth: it could impersonate a client "
+		snprintf(why, whylen,
+		    "crt allows clientAuth: it could impersonate a client "
 		    "(CVE-2022-36103)");
 		goto out;
 	}
-	if (X509_NAME_get_index_by_NID(X509_get_subject_name(leaf), NID_organizationName,
-	    -1) >= 0) {
-		snprintf(why, whylen, "crt keeps an Organization in its subject (client roles "
+	if (X509_NAME_get_index_by_NID(X509_get_subject_name(leaf), NID_organizationName, -1) >=
+	    0) {
+		snprintf(why, whylen,
+		    "crt keeps an Organization in its subject (client roles "
 		    "come from O; CVE-2022-36103)");
 		goto out;
 	}
@@ -774,8 +787,9 @@ verify_answer(const struct grpccli_result *res, EVP_PKEY *key, const struct rq_o
 		goto out;
 	}
 	for (i = 0; i < o->ndns; i++)
-		if (X509_check_host(leaf, o->dns[i], 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
-		    X509_CHECK_FLAG_NO_WILDCARDS, NULL) != 1) {
+		if (X509_check_host(leaf, o->dns[i], 0,
+			X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_WILDCARDS,
+			NULL) != 1) {
 			snprintf(why, whylen, "crt lacks the requested DNS SAN %s", o->dns[i]);
 			goto out;
 		}
@@ -787,7 +801,8 @@ verify_answer(const struct grpccli_result *res, EVP_PKEY *key, const struct rq_o
 	nb = pki_not_before(leaf);
 	na = pki_not_after(leaf);
 	if (nb > now + CLI_SKEW_S || na <= now) {
-		snprintf(why, whylen, "crt is not valid now (notBefore %lld, notAfter %lld)", nb, na);
+		snprintf(
+		    why, whylen, "crt is not valid now (notBefore %lld, notAfter %lld)", nb, na);
 		goto out;
 	}
 	fmt_name(X509_get_subject_name(leaf), is->subject, sizeof(is->subject));
@@ -799,9 +814,9 @@ verify_answer(const struct grpccli_result *res, EVP_PKEY *key, const struct rq_o
 	is->lifetime = na - nb;
 	is->nca = sk_X509_num(ca);
 	{
-		const ASN1_INTEGER	*sn = X509_get0_serialNumber(leaf);
-		BIGNUM			*bn = ASN1_INTEGER_to_BN(sn, NULL);
-		char			*hex = bn ? BN_bn2hex(bn) : NULL;
+		const ASN1_INTEGER *sn = X509_get0_serialNumber(leaf);
+		BIGNUM             *bn = ASN1_INTEGER_to_BN(sn, NULL);
+		char               *hex = bn ? BN_bn2hex(bn) : NULL;
 
 		snprintf(is->serial, sizeof(is->serial), "%s", hex ? hex : "?");
 		for (i = 0; is->serial[i] != '\0'; i++)
@@ -809,8 +824,8 @@ verify_answer(const struct grpccli_result *res, EVP_PKEY *key, const struct rq_o
 		OPENSSL_free(hex);
 		BN_free(bn);
 	}
-	snprintf(is->key_type, sizeof(is->key_type), "%s",
-	    pki_key_type_name(pki_key_type(key, NULL)));
+	snprintf(
+	    is->key_type, sizeof(is->key_type), "%s", pki_key_type_name(pki_key_type(key, NULL)));
 	rc = RQ_OK;
 	goto out;
 oom:
@@ -829,17 +844,12 @@ static int
 status_exit(int status)
 {
 	switch (status) {
-	case GRPCCLI_OK:
-		return RQ_OK;
-	case GRPCCLI_UNAUTHENTICATED:
-		return RQ_TOKEN_REFUSED;
+	case GRPCCLI_OK: return RQ_OK;
+	case GRPCCLI_UNAUTHENTICATED: return RQ_TOKEN_REFUSED;
 	case GRPCCLI_PERMISSION_DENIED:
-	case GRPCCLI_INVALID_ARGUMENT:
-		return RQ_CSR_REFUSED;
-	case GRPCCLI_RESOURCE_EXHAUSTED:
-		return RQ_RATE_LIMITED;
-	default:
-		return RQ_SERVER;
+	case GRPCCLI_INVALID_ARGUMENT: return RQ_CSR_REFUSED;
+	case GRPCCLI_RESOURCE_EXHAUSTED: return RQ_RATE_LIMITED;
+	default: return RQ_SERVER;
 	}
 }
 
@@ -863,8 +873,8 @@ static void
 print_success(const struct rq_opts *o, const char *endpoint, const struct rq_issued *is,
     const struct rq_attempt *att, size_t natt)
 {
-	char	life[32];
-	size_t	i;
+	char   life[32];
+	size_t i;
 
 	util_format_duration(is->lifetime * 1000, life, sizeof(life));
 	if (!o->json) {
@@ -893,7 +903,7 @@ print_success(const struct rq_opts *o, const char *endpoint, const struct rq_iss
 	printf("],\"issuer\":");
 	json_str(stdout, is->issuer);
 	printf(",\"not_before\":\"%s\",\"not_after\":\"%s\",\"lifetime_seconds\":%lld,"
-	    "\"serial\":\"%s\",\"key_type\":\"%s\",\"ca_certificates\":%d,\"failed_attempts\":[",
+	       "\"serial\":\"%s\",\"key_type\":\"%s\",\"ca_certificates\":%d,\"failed_attempts\":[",
 	    is->not_before, is->not_after, is->lifetime, is->serial, is->key_type, is->nca);
 	for (i = 0; i < natt; i++) {
 		printf("%s{\"endpoint\":", i ? "," : "");
@@ -908,7 +918,7 @@ print_success(const struct rq_opts *o, const char *endpoint, const struct rq_iss
 static void
 print_failure(const struct rq_opts *o, const struct rq_attempt *att, size_t natt)
 {
-	size_t	i;
+	size_t i;
 
 	if (!o->json) {
 		for (i = 0; i < natt; i++)
@@ -934,15 +944,14 @@ print_failure(const struct rq_opts *o, const struct rq_attempt *att, size_t natt
 }
 
 /* Local failure before any endpoint was tried. */
-static int
-local_failure(const struct rq_opts *o, int code, const char *fmt, ...)
+static int local_failure(const struct rq_opts *o, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int
 local_failure(const struct rq_opts *o, int code, const char *fmt, ...)
 {
-	struct rq_attempt	a;
-	va_list			ap;
+	struct rq_attempt a;
+	va_list           ap;
 
 	memset(&a, 0, sizeof(a));
 	snprintf(a.endpoint, sizeof(a.endpoint), "local");
@@ -957,35 +966,33 @@ local_failure(const struct rq_opts *o, int code, const char *fmt, ...)
 int
 cli_request(int argc, char **argv)
 {
-	struct rq_opts		 o;
-	struct rq_attempt	 att[CLI_MAX_ENDPOINTS];
-	struct rq_issued	 is;
-	struct grpccli_result	 res;
-	struct sbuf		 token, roots, csr;
-	STACK_OF(X509)		*rootcerts = NULL;
-	X509_STORE		*store = NULL;
-	EVP_PKEY		*key = NULL;
-	const char		*env;
-	char			 host[256], err[300], ep[80], ip[64];
-	size_t			 natt = 0, i;
-	int			 port, code, rc = RQ_INTERNAL;
+	struct rq_opts        o;
+	struct rq_attempt     att[CLI_MAX_ENDPOINTS];
+	struct rq_issued      is;
+	struct grpccli_result res;
+	struct sbuf           token, roots, csr;
+	STACK_OF(X509)       *rootcerts = NULL;
+	X509_STORE           *store = NULL;
+	EVP_PKEY             *key = NULL;
+	const char           *env;
+	char                  host[256], err[300], ep[80], ip[64];
+	size_t                natt = 0, i;
+	int                   port, code, rc = RQ_INTERNAL;
 
 	sbuf_init(&token, 4096);
 	sbuf_init(&roots, CLI_MAX_FILE);
 	sbuf_init(&csr, 1024 * 1024);
 	memset(&res, 0, sizeof(res));
 	switch (request_args(argc, argv, &o)) {
-	case 0:
-		break;
-	case 1:
-		return RQ_OK;
-	default:
-		return RQ_USAGE;
+	case 0: break;
+	case 1: return RQ_OK;
+	default: return RQ_USAGE;
 	}
 	log_init(LOG_TEXT, o.verbose ? LOG_DEBUG : LOG_ERROR);
 	for (i = 0; i < o.nendpoints; i++)
 		if (cli_parse_endpoint(o.endpoints[i], ip, sizeof(ip), &port) == -1) {
-			fprintf(stderr, "talos-csr-signer request: --endpoint \"%s\": want an IP "
+			fprintf(stderr,
+			    "talos-csr-signer request: --endpoint \"%s\": want an IP "
 			    "address, optionally with :PORT (workers dial IP addresses)\n",
 			    o.endpoints[i]);
 			return RQ_USAGE;
@@ -1006,7 +1013,8 @@ cli_request(int argc, char **argv)
 	while (token.len > 0 && isspace(token.data[token.len - 1]))
 		token.data[--token.len] = '\0';
 	if (token.len == 0) {
-		rc = local_failure(&o, RQ_LOCAL, "no token: use --token-file FILE or set TALOS_TOKEN");
+		rc = local_failure(
+		    &o, RQ_LOCAL, "no token: use --token-file FILE or set TALOS_TOKEN");
 		goto out;
 	}
 
@@ -1032,8 +1040,8 @@ cli_request(int argc, char **argv)
 	}
 	if ((key = gen_key(o.fam, o.rsa_bits)) == NULL) {
 		log_ssl_errors(err, sizeof(err));
-		rc = local_failure(&o, RQ_INTERNAL, "cannot generate a %s key: %s",
-		    family_names[o.fam], err);
+		rc = local_failure(
+		    &o, RQ_INTERNAL, "cannot generate a %s key: %s", family_names[o.fam], err);
 		goto out;
 	}
 	if (make_csr(key, &o, o.cn != NULL ? o.cn : host, &csr) == -1) {
@@ -1055,8 +1063,8 @@ cli_request(int argc, char **argv)
 			continue;
 		}
 		if (grpccli_certificate(ip, port, (const char *)roots.data,
-		    (const char *)token.data, token.len, csr.data, csr.len,
-		    (int)o.timeout_ms, &res) == -1) {
+			(const char *)token.data, token.len, csr.data, csr.len, (int)o.timeout_ms,
+			&res) == -1) {
 			a->code = RQ_INTERNAL;
 			snprintf(a->error, sizeof(a->error), "%s", res.message);
 			natt++;
@@ -1100,21 +1108,20 @@ out:
 enum ck_sev { CK_SEV_OK, CK_SEV_WARN, CK_SEV_ERROR, CK_SEV__MAX };
 
 struct ck {
-	int		 errors, warnings;
-	long long	 now, warn_s;
-	int		 json, nlines;
+	int       errors, warnings;
+	long long now, warn_s;
+	int       json, nlines;
 };
 
-static void
-ck_say(struct ck *ck, enum ck_sev sev, const char *fmt, ...)
+static void ck_say(struct ck *ck, enum ck_sev sev, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
 ck_say(struct ck *ck, enum ck_sev sev, const char *fmt, ...)
 {
 	static const char *const tags[CK_SEV__MAX] = { "ok", "warning", "error" };
-	char			 line[1024];
-	va_list			 ap;
+	char                     line[1024];
+	va_list                  ap;
 
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
@@ -1152,8 +1159,8 @@ ck_read(struct ck *ck, const char *setting, const char *path, struct sbuf *out)
 static void
 ck_validity(struct ck *ck, const char *what, X509 *x)
 {
-	long long	na = pki_not_after(x), nb = pki_not_before(x);
-	char		when[32], rel[48];
+	long long na = pki_not_after(x), nb = pki_not_before(x);
+	char      when[32], rel[48];
 
 	fmt_time(na, when, sizeof(when));
 	fmt_rel(na - ck->now, rel, sizeof(rel));
@@ -1163,8 +1170,8 @@ ck_validity(struct ck *ck, const char *what, X509 *x)
 	} else if (na < ck->now)
 		ck_say(ck, CK_SEV_ERROR, "%s: expired at %s (%s)", what, when, rel);
 	else if (na - ck->now < ck->warn_s)
-		ck_say(ck, CK_SEV_WARN, "%s: expires at %s (%s), within the warning window",
-		    what, when, rel);
+		ck_say(ck, CK_SEV_WARN, "%s: expires at %s (%s), within the warning window", what,
+		    when, rel);
 	else
 		ck_say(ck, CK_SEV_OK, "%s: valid until %s (%s)", what, when, rel);
 }
@@ -1198,12 +1205,12 @@ check_usage(FILE *f)
 static void
 check_ca(struct ck *ck, const struct config *cfg, X509 **ca_out, STACK_OF(X509) *accepted)
 {
-	struct sbuf	 b;
-	STACK_OF(X509)	*sk = NULL;
-	EVP_PKEY	*key = NULL;
-	X509		*ca = NULL, *x;
-	char		 err[300], subj[256], what[400];
-	int		 bits;
+	struct sbuf     b;
+	STACK_OF(X509) *sk = NULL;
+	EVP_PKEY       *key = NULL;
+	X509           *ca = NULL, *x;
+	char            err[300], subj[256], what[400];
+	int             bits;
 
 	*ca_out = NULL;
 	sbuf_init(&b, CREDS_MAX_PART);
@@ -1229,8 +1236,9 @@ check_ca(struct ck *ck, const struct config *cfg, X509 **ca_out, STACK_OF(X509) 
 		else if (pki_key_type(key, &bits) == KEY_OTHER)
 			ck_say(ck, CK_SEV_ERROR, "CA key: unsupported key type");
 		else if (ca != NULL && X509_check_private_key(ca, key) != 1)
-			ck_say(ck, CK_SEV_ERROR, "CA key (%s) does not match the CA certificate (%s)",
-			    cfg->ca_key_path, cfg->ca_cert_path);
+			ck_say(ck, CK_SEV_ERROR,
+			    "CA key (%s) does not match the CA certificate (%s)", cfg->ca_key_path,
+			    cfg->ca_cert_path);
 		else if (ca != NULL)
 			ck_say(ck, CK_SEV_OK, "CA key matches the CA certificate (%s)",
 			    pki_key_type_name(pki_key_type(key, NULL)));
@@ -1242,17 +1250,21 @@ check_ca(struct ck *ck, const struct config *cfg, X509 **ca_out, STACK_OF(X509) 
 	if (cfg->token_path != NULL && *cfg->token_path != '\0') {
 		if (ck_read(ck, "TOKEN_PATH", cfg->token_path, &b) == 0) {
 			if (cli_token_looks_valid((const char *)b.data, b.len))
-				ck_say(ck, CK_SEV_OK, "token (TOKEN_PATH) looks like a Talos token");
+				ck_say(
+				    ck, CK_SEV_OK, "token (TOKEN_PATH) looks like a Talos token");
 			else
-				ck_say(ck, CK_SEV_ERROR, "token (TOKEN_PATH %s) does not look like a "
-				    "Talos token ([a-z0-9]{6}.[a-z0-9]{16})", cfg->token_path);
+				ck_say(ck, CK_SEV_ERROR,
+				    "token (TOKEN_PATH %s) does not look like a "
+				    "Talos token ([a-z0-9]{6}.[a-z0-9]{16})",
+				    cfg->token_path);
 		}
 		sbuf_free(&b);
 	} else if (cfg->token != NULL && *cfg->token != '\0') {
 		if (cli_token_looks_valid(cfg->token, strlen(cfg->token)))
 			ck_say(ck, CK_SEV_OK, "token (TALOS_TOKEN) looks like a Talos token");
 		else
-			ck_say(ck, CK_SEV_ERROR, "token (TALOS_TOKEN) does not look like a Talos "
+			ck_say(ck, CK_SEV_ERROR,
+			    "token (TALOS_TOKEN) does not look like a Talos "
 			    "token ([a-z0-9]{6}.[a-z0-9]{16})");
 	} else
 		ck_say(ck, CK_SEV_ERROR, "no token: set TOKEN_PATH or TALOS_TOKEN");
@@ -1282,15 +1294,15 @@ static void
 check_tls(struct ck *ck, const struct config *cfg, X509 *ca, STACK_OF(X509) *accepted,
     const char *const *endpoints, size_t nendpoints)
 {
-	struct sbuf	 b;
-	STACK_OF(X509)	*chain = NULL, *untrusted = NULL;
-	X509_STORE	*st = NULL;
-	X509_STORE_CTX	*vctx = NULL;
-	EVP_PKEY	*key = NULL;
-	X509		*leaf = NULL;
-	char		 err[300], subj[256], ips[256];
-	size_t		 i;
-	int		 j;
+	struct sbuf     b;
+	STACK_OF(X509) *chain = NULL, *untrusted = NULL;
+	X509_STORE     *st = NULL;
+	X509_STORE_CTX *vctx = NULL;
+	EVP_PKEY       *key = NULL;
+	X509           *leaf = NULL;
+	char            err[300], subj[256], ips[256];
+	size_t          i;
+	int             j;
 
 	sbuf_init(&b, CREDS_MAX_PART);
 	if (ck_read(ck, "TLS_CERT_PATH", cfg->tls_cert_path, &b) == 0) {
@@ -1310,22 +1322,27 @@ check_tls(struct ck *ck, const struct config *cfg, X509 *ca, STACK_OF(X509) *acc
 		}
 		ip_sans(leaf, ips, sizeof(ips));
 		if (!pki_has_any_ip_san(leaf))
-			ck_say(ck, CK_SEV_ERROR, "serving certificate has no IP SAN: Talos workers "
+			ck_say(ck, CK_SEV_ERROR,
+			    "serving certificate has no IP SAN: Talos workers "
 			    "dial IP addresses and check them against IP SANs only");
 		else
 			ck_say(ck, CK_SEV_OK, "serving certificate IP SANs: %s", ips);
 		for (i = 0; i < nendpoints; i++) {
 			if (pki_has_ip_san(leaf, endpoints[i]))
-				ck_say(ck, CK_SEV_OK, "endpoint %s is an IP SAN of the serving "
-				    "certificate", endpoints[i]);
+				ck_say(ck, CK_SEV_OK,
+				    "endpoint %s is an IP SAN of the serving "
+				    "certificate",
+				    endpoints[i]);
 			else
-				ck_say(ck, CK_SEV_ERROR, "endpoint %s is not an IP SAN of the serving "
+				ck_say(ck, CK_SEV_ERROR,
+				    "endpoint %s is not an IP SAN of the serving "
 				    "certificate (IP SANs: %s): workers dialing it will refuse it",
 				    endpoints[i], ips);
 		}
 		if ((X509_get_extension_flags(leaf) & EXFLAG_XKUSAGE) &&
 		    !(X509_get_extended_key_usage(leaf) & XKU_SSL_SERVER))
-			ck_say(ck, CK_SEV_ERROR, "serving certificate lacks the serverAuth extended "
+			ck_say(ck, CK_SEV_ERROR,
+			    "serving certificate lacks the serverAuth extended "
 			    "key usage");
 		/* Chain to the accepted CAs plus the issuing CA (the workers' roots). */
 		if ((st = X509_STORE_new()) != NULL && (vctx = X509_STORE_CTX_new()) != NULL &&
@@ -1339,13 +1356,17 @@ check_tls(struct ck *ck, const struct config *cfg, X509 *ca, STACK_OF(X509) *acc
 			if (X509_STORE_CTX_init(vctx, st, leaf, untrusted)) {
 				X509_STORE_CTX_set_purpose(vctx, X509_PURPOSE_SSL_SERVER);
 				if (X509_verify_cert(vctx) == 1)
-					ck_say(ck, CK_SEV_OK, "serving certificate chains to an "
+					ck_say(ck, CK_SEV_OK,
+					    "serving certificate chains to an "
 					    "accepted CA");
 				else
-					ck_say(ck, CK_SEV_ERROR, "serving certificate does not chain to "
-					    "an accepted CA (%s): workers of Talos 1.5, 1.6 and 1.8+ "
-					    "will refuse it", X509_verify_cert_error_string(
-					    X509_STORE_CTX_get_error(vctx)));
+					ck_say(ck, CK_SEV_ERROR,
+					    "serving certificate does not chain to "
+					    "an accepted CA (%s): workers of Talos 1.5, 1.6 and "
+					    "1.8+ "
+					    "will refuse it",
+					    X509_verify_cert_error_string(
+						X509_STORE_CTX_get_error(vctx)));
 			}
 		}
 	}
@@ -1353,8 +1374,10 @@ check_tls(struct ck *ck, const struct config *cfg, X509 *ca, STACK_OF(X509) *acc
 		if ((key = pki_load_key(b.data, b.len, err, sizeof(err))) == NULL)
 			ck_say(ck, CK_SEV_ERROR, "TLS_KEY_PATH (%s): %s", cfg->tls_key_path, err);
 		else if (leaf != NULL && X509_check_private_key(leaf, key) != 1)
-			ck_say(ck, CK_SEV_ERROR, "serving key (%s) does not match the serving "
-			    "certificate (%s)", cfg->tls_key_path, cfg->tls_cert_path);
+			ck_say(ck, CK_SEV_ERROR,
+			    "serving key (%s) does not match the serving "
+			    "certificate (%s)",
+			    cfg->tls_key_path, cfg->tls_cert_path);
 		else if (leaf != NULL)
 			ck_say(ck, CK_SEV_OK, "serving key matches the serving certificate (%s)",
 			    pki_key_type_name(pki_key_type(key, NULL)));
@@ -1371,18 +1394,18 @@ check_tls(struct ck *ck, const struct config *cfg, X509 *ca, STACK_OF(X509) *acc
 int
 cli_check(int argc, char **argv)
 {
-	struct config		 cfg;
-	struct ck		 ck;
-	struct credstore	*store = NULL;
-	struct credsrc		*src = NULL;
-	struct filesrc		*files = NULL;
-	STACK_OF(X509)		*accepted = NULL;
-	X509			*ca = NULL;
-	const char		*endpoints[CLI_MAX_ENDPOINTS], *v;
-	char			**rest = NULL, err[512], ip[64];
-	unsigned		 all = CF_GROUP_CA | CF_GROUP_TLS;
-	size_t			 nendpoints = 0;
-	int			 i, nrest = 0, port, rc = CK_ERRORS;
+	struct config     cfg;
+	struct ck         ck;
+	struct credstore *store = NULL;
+	struct credsrc   *src = NULL;
+	struct filesrc   *files = NULL;
+	STACK_OF(X509)   *accepted = NULL;
+	X509             *ca = NULL;
+	const char       *endpoints[CLI_MAX_ENDPOINTS], *v;
+	char            **rest = NULL, err[512], ip[64];
+	unsigned          all = CF_GROUP_CA | CF_GROUP_TLS;
+	size_t            nendpoints = 0;
+	int               i, nrest = 0, port, rc = CK_ERRORS;
 
 	memset(&ck, 0, sizeof(ck));
 	memset(&cfg, 0, sizeof(cfg));
@@ -1405,7 +1428,8 @@ cli_check(int argc, char **argv)
 			if (v == NULL || nendpoints == CLI_MAX_ENDPOINTS ||
 			    cli_parse_endpoint(v, ip, sizeof(ip), &port) == -1 ||
 			    strcmp(ip, v) != 0) {
-				fprintf(stderr, "talos-csr-signer check: --endpoint: want an IP "
+				fprintf(stderr,
+				    "talos-csr-signer check: --endpoint: want an IP "
 				    "address\n");
 				free(rest);
 				return CK_USAGE;
@@ -1415,14 +1439,15 @@ cli_check(int argc, char **argv)
 		}
 		if (flag_value(argc, argv, &i, "--warn-within", &v)) {
 			if (v == NULL || parse_window(v, &ck.warn_s) == -1) {
-				fprintf(stderr, "talos-csr-signer check: --warn-within: want a "
+				fprintf(stderr,
+				    "talos-csr-signer check: --warn-within: want a "
 				    "duration such as 7d or 48h\n");
 				free(rest);
 				return CK_USAGE;
 			}
 			continue;
 		}
-		rest[nrest++] = argv[i];	/* a daemon setting */
+		rest[nrest++] = argv[i]; /* a daemon setting */
 	}
 	/* Our own report says everything; keep the daemon's warnings off stderr. */
 	log_init(LOG_TEXT, LOG_ERROR);
@@ -1434,7 +1459,8 @@ cli_check(int argc, char **argv)
 	}
 	ck_say(&ck, CK_SEV_OK, "configuration loaded (gRPC port %d)", cfg.port);
 	if (config_kube_mode(&cfg)) {
-		ck_say(&ck, CK_SEV_ERROR, "CA_SECRET/TLS_SECRET: Kubernetes mode; check reads "
+		ck_say(&ck, CK_SEV_ERROR,
+		    "CA_SECRET/TLS_SECRET: Kubernetes mode; check reads "
 		    "mounted files only (run it with the files the Secrets hold)");
 		goto done;
 	}

@@ -18,88 +18,102 @@
 #include "util.h"
 
 enum setting_type {
-	ST_STR, ST_PORT, ST_INT, ST_SIZE, ST_DURATION, ST_BOOL, ST_DOUBLE,
-	ST_LOGLEVEL, ST_LOGFORMAT, ST_KEYTYPES, ST__MAX
+	ST_STR,
+	ST_PORT,
+	ST_INT,
+	ST_SIZE,
+	ST_DURATION,
+	ST_BOOL,
+	ST_DOUBLE,
+	ST_LOGLEVEL,
+	ST_LOGFORMAT,
+	ST_KEYTYPES,
+	ST__MAX
 };
 
 struct setting {
-	const char		*env;
-	const char		*flag;		/* NULL: environment only */
-	enum setting_type	 type;
-	size_t			 off;
-	const char		*def;
-	const char		*help;
+	const char       *env;
+	const char       *flag; /* NULL: environment only */
+	enum setting_type type;
+	size_t            off;
+	const char       *def;
+	const char       *help;
 };
 
-#define OFF(f)	offsetof(struct config, f)
+#define OFF(f) offsetof(struct config, f)
 
 static const struct setting settings[] = {
 	{ "PORT", "port", ST_PORT, OFF(port), "50001", "gRPC (TLS) port" },
 	{ "LISTEN_ADDRESS", "listen-address", ST_STR, OFF(listen_address), "",
-	  "comma-separated IP addresses to bind; empty binds every IPv4 and IPv6 address" },
+	    "comma-separated IP addresses to bind; empty binds every IPv4 and IPv6 address" },
 	{ "CA_CERT_PATH", "ca-cert-path", ST_STR, OFF(ca_cert_path), "/etc/talos-ca/tls.crt",
-	  "Talos machine CA certificate (PEM)" },
+	    "Talos machine CA certificate (PEM)" },
 	{ "CA_KEY_PATH", "ca-key-path", ST_STR, OFF(ca_key_path), "/etc/talos-ca/tls.key",
-	  "Talos machine CA key (PEM; the ED25519 PRIVATE KEY label is accepted)" },
-	{ "TLS_CERT_PATH", "tls-cert-path", ST_STR, OFF(tls_cert_path), "/etc/talos-server-crt/tls.crt",
-	  "serving certificate presented to workers (PEM, chain allowed)" },
-	{ "TLS_KEY_PATH", "tls-key-path", ST_STR, OFF(tls_key_path), "/etc/talos-server-crt/tls.key",
-	  "serving certificate key (PEM)" },
+	    "Talos machine CA key (PEM; the ED25519 PRIVATE KEY label is accepted)" },
+	{ "TLS_CERT_PATH", "tls-cert-path", ST_STR, OFF(tls_cert_path),
+	    "/etc/talos-server-crt/tls.crt",
+	    "serving certificate presented to workers (PEM, chain allowed)" },
+	{ "TLS_KEY_PATH", "tls-key-path", ST_STR, OFF(tls_key_path),
+	    "/etc/talos-server-crt/tls.key", "serving certificate key (PEM)" },
 	{ "TALOS_TOKEN", NULL, ST_STR, OFF(token), "",
-	  "machine token (secret: environment only; required unless TOKEN_PATH or CA_SECRET)" },
+	    "machine token (secret: environment only; required unless TOKEN_PATH or CA_SECRET)" },
 	{ "TOKEN_PATH", "token-path", ST_STR, OFF(token_path), "",
-	  "file holding the machine token, re-read when it changes; wins over TALOS_TOKEN" },
+	    "file holding the machine token, re-read when it changes; wins over TALOS_TOKEN" },
 	{ "ACCEPTED_CAS_PATH", "accepted-cas-path", ST_STR, OFF(accepted_cas_path), "",
-	  "extra accepted CA certificates (PEM), returned before the issuing CA" },
+	    "extra accepted CA certificates (PEM), returned before the issuing CA" },
 	{ "CERT_TTL", "cert-ttl", ST_DURATION, OFF(cert_ttl_ms), "24h",
-	  "lifetime of issued certificates" },
+	    "lifetime of issued certificates" },
 	{ "CERT_BACKDATE", "cert-backdate", ST_DURATION, OFF(cert_backdate_ms), "1m",
-	  "notBefore backdating, for clock skew" },
+	    "notBefore backdating, for clock skew" },
 	{ "LOG_FORMAT", "log-format", ST_LOGFORMAT, OFF(log_format), "json", "json or text" },
 	{ "LOG_LEVEL", "log-level", ST_LOGLEVEL, OFF(log_level), "info",
-	  "debug, info, warn or error" },
+	    "debug, info, warn or error" },
 	{ "MAX_CONNECTION_AGE", "max-connection-age", ST_DURATION, OFF(max_connection_age_ms), "1h",
-	  "close client connections after this age, so they pick up a renewed serving certificate" },
+	    "close client connections after this age, so they pick up a renewed serving "
+	    "certificate" },
 	{ "SHUTDOWN_GRACE", "shutdown-grace", ST_DURATION, OFF(shutdown_grace_ms), "5s",
-	  "time given to in-flight calls on SIGTERM before they are cancelled" },
+	    "time given to in-flight calls on SIGTERM before they are cancelled" },
 	{ "GRPC_THREADS", "grpc-threads", ST_INT, OFF(grpc_threads), "0",
-	  "completion-queue threads; 0 means one per CPU core" },
+	    "completion-queue threads; 0 means one per CPU core" },
 	{ "MAX_REQUEST_BYTES", "max-request-bytes", ST_SIZE, OFF(max_request_bytes), "65536",
-	  "largest accepted gRPC request message" },
+	    "largest accepted gRPC request message" },
 	{ "CA_SECRET", "ca-secret", ST_STR, OFF(ca_secret), "",
-	  "Kubernetes mode: CA Secret as name or namespace/name (tls.crt, tls.key, token, accepted-cas.crt)" },
+	    "Kubernetes mode: CA Secret as name or namespace/name (tls.crt, tls.key, token, "
+	    "accepted-cas.crt)" },
 	{ "TLS_SECRET", "tls-secret", ST_STR, OFF(tls_secret), "",
-	  "Kubernetes mode: serving-certificate Secret as name or namespace/name (tls.crt, tls.key)" },
+	    "Kubernetes mode: serving-certificate Secret as name or namespace/name (tls.crt, "
+	    "tls.key)" },
 	{ "KUBE_API_URL", "kube-api-url", ST_STR, OFF(kube_api_url), "",
-	  "API server URL; default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT" },
+	    "API server URL; default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT" },
 	{ "KUBE_TOKEN_PATH", "kube-token-path", ST_STR, OFF(kube_token_path),
-	  "/var/run/secrets/kubernetes.io/serviceaccount/token", "service-account token file" },
+	    "/var/run/secrets/kubernetes.io/serviceaccount/token", "service-account token file" },
 	{ "KUBE_CA_PATH", "kube-ca-path", ST_STR, OFF(kube_ca_path),
-	  "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", "API server CA bundle" },
+	    "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", "API server CA bundle" },
 	{ "KUBE_NAMESPACE", "kube-namespace", ST_STR, OFF(kube_namespace), "",
-	  "namespace of Secrets named without one; default: the service account's namespace" },
+	    "namespace of Secrets named without one; default: the service account's namespace" },
 	{ "POD_NAME", NULL, ST_STR, OFF(pod_name), "", "own Pod name (downward API), for Events" },
-	{ "POD_NAMESPACE", NULL, ST_STR, OFF(pod_namespace), "", "own Pod namespace (downward API)" },
+	{ "POD_NAMESPACE", NULL, ST_STR, OFF(pod_namespace), "",
+	    "own Pod namespace (downward API)" },
 	{ "POD_UID", NULL, ST_STR, OFF(pod_uid), "", "own Pod UID (downward API)" },
 	{ "HTTP_ADDR", "http-addr", ST_STR, OFF(http_addr), ":8081",
-	  "plain-HTTP address for /healthz, /readyz and /metrics; empty disables" },
+	    "plain-HTTP address for /healthz, /readyz and /metrics; empty disables" },
 	{ "MAX_CSR_BYTES", "max-csr-bytes", ST_SIZE, OFF(policy.max_csr_bytes), "16384",
-	  "policy: largest CSR accepted" },
+	    "policy: largest CSR accepted" },
 	{ "MAX_SANS", "max-sans", ST_INT, OFF(policy.max_sans), "256",
-	  "policy: most DNS+IP SANs in one CSR" },
+	    "policy: most DNS+IP SANs in one CSR" },
 	{ "ALLOWED_KEY_TYPES", "allowed-key-types", ST_KEYTYPES, OFF(policy.allowed_families),
-	  "ed25519,ecdsa,rsa", "policy: CSR key families accepted" },
+	    "ed25519,ecdsa,rsa", "policy: CSR key families accepted" },
 	{ "MIN_RSA_BITS", "min-rsa-bits", ST_INT, OFF(policy.min_rsa_bits), "2048",
-	  "policy: smallest RSA CSR key" },
+	    "policy: smallest RSA CSR key" },
 	{ "REQUIRE_PEER_IP_SAN", "require-peer-ip-san", ST_BOOL, OFF(policy.require_peer_ip_san),
-	  "false", "policy: the caller's address must be one of the CSR's IP SANs" },
+	    "false", "policy: the caller's address must be one of the CSR's IP SANs" },
 	{ "RATE_LIMIT_RPS", "rate-limit-rps", ST_DOUBLE, OFF(rate_limit_rps), "0",
-	  "per-source-address request rate (token bucket); 0 disables" },
+	    "per-source-address request rate (token bucket); 0 disables" },
 	{ "RATE_LIMIT_BURST", "rate-limit-burst", ST_INT, OFF(rate_limit_burst), "20",
-	  "per-source-address burst" },
+	    "per-source-address burst" },
 };
 
-#define NSETTINGS	(sizeof(settings) / sizeof(settings[0]))
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
 static int
 parse_bool(const char *v, int *out)
@@ -107,8 +121,8 @@ parse_bool(const char *v, int *out)
 	if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0 ||
 	    strcasecmp(v, "on") == 0)
 		*out = 1;
-	else if (strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0 ||
-	    strcasecmp(v, "no") == 0 || strcasecmp(v, "off") == 0)
+	else if (strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0 ||
+	    strcasecmp(v, "off") == 0)
 		*out = 0;
 	else
 		return -1;
@@ -118,8 +132,8 @@ parse_bool(const char *v, int *out)
 static int
 parse_long(const char *v, long long lo, long long hi, long long *out)
 {
-	char		*end;
-	long long	 n;
+	char     *end;
+	long long n;
 
 	errno = 0;
 	n = strtoll(v, &end, 10);
@@ -132,8 +146,8 @@ parse_long(const char *v, long long lo, long long hi, long long *out)
 static int
 parse_keytypes(const char *v, unsigned *out)
 {
-	char		 buf[128], *s, *tok;
-	unsigned	 m = 0;
+	char     buf[128], *s, *tok;
+	unsigned m = 0;
 
 	if (strlen(v) >= sizeof(buf))
 		return -1;
@@ -159,15 +173,15 @@ parse_keytypes(const char *v, unsigned *out)
 
 /* Stores `v` into the field of `s`; 0, or -1 with err set. */
 static int
-apply(struct config *cfg, const struct setting *s, const char *v, const char *src,
-    char *err, size_t errlen)
+apply(struct config *cfg, const struct setting *s, const char *v, const char *src, char *err,
+    size_t errlen)
 {
-	char		*base = (char *)cfg + s->off;
-	long long	 n;
-	int64_t		 ms;
-	double		 d;
-	char		*end, *copy;
-	int		 b;
+	char     *base = (char *)cfg + s->off;
+	long long n;
+	int64_t   ms;
+	double    d;
+	char     *end, *copy;
+	int       b;
 
 	switch (s->type) {
 	case ST_STR:
@@ -209,7 +223,7 @@ apply(struct config *cfg, const struct setting *s, const char *v, const char *sr
 		d = strtod(v, &end);
 		if (errno != 0 || end == v || *end != '\0' || d < 0 || d > 1e6)
 			goto bad;
-		memcpy(base, &d, sizeof(d));	/* the field is a double */
+		memcpy(base, &d, sizeof(d)); /* the field is a double */
 		return 0;
 	case ST_LOGLEVEL:
 		if (log_level_parse(v, (enum log_level *)base) == -1)
@@ -223,8 +237,7 @@ apply(struct config *cfg, const struct setting *s, const char *v, const char *sr
 		if (parse_keytypes(v, (unsigned *)base) == -1)
 			goto bad;
 		return 0;
-	default:
-		break;
+	default: break;
 	}
 bad:
 	snprintf(err, errlen, "%s: invalid value \"%s\" (from %s)", s->env,
@@ -235,7 +248,7 @@ bad:
 static const struct setting *
 find_flag(const char *name, size_t len)
 {
-	size_t	i;
+	size_t i;
 
 	for (i = 0; i < NSETTINGS; i++)
 		if (settings[i].flag != NULL && strlen(settings[i].flag) == len &&
@@ -276,21 +289,21 @@ validate(struct config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	if (cfg->rate_limit_rps > 0 && cfg->rate_limit_burst < 1) {
-		snprintf(err, errlen, "RATE_LIMIT_BURST: must be at least 1 when RATE_LIMIT_RPS is set");
+		snprintf(
+		    err, errlen, "RATE_LIMIT_BURST: must be at least 1 when RATE_LIMIT_RPS is set");
 		return -1;
 	}
 	return 0;
 }
 
 int
-config_load(struct config *cfg, int argc, char **argv, int first, char *err,
-    size_t errlen)
+config_load(struct config *cfg, int argc, char **argv, int first, char *err, size_t errlen)
 {
-	const struct setting	*s;
-	const char		*v, *arg, *eq;
-	char			*envv;
-	size_t			 i, nlen;
-	int			 a;
+	const struct setting *s;
+	const char           *v, *arg, *eq;
+	char                 *envv;
+	size_t                i, nlen;
+	int                   a;
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->rate_limit_table = 4096;
@@ -323,7 +336,8 @@ config_load(struct config *cfg, int argc, char **argv, int first, char *err,
 		}
 		if (eq != NULL)
 			v = eq + 1;
-		else if (s->type == ST_BOOL && (a + 1 >= argc || strncmp(argv[a + 1], "--", 2) == 0))
+		else if (s->type == ST_BOOL &&
+		    (a + 1 >= argc || strncmp(argv[a + 1], "--", 2) == 0))
 			v = "true";
 		else if (a + 1 < argc)
 			v = argv[++a];
@@ -340,8 +354,8 @@ config_load(struct config *cfg, int argc, char **argv, int first, char *err,
 void
 config_free(struct config *cfg)
 {
-	size_t	i;
-	char	**p;
+	size_t i;
+	char **p;
 
 	for (i = 0; i < NSETTINGS; i++) {
 		if (settings[i].type != ST_STR)
@@ -356,13 +370,15 @@ config_free(struct config *cfg)
 void
 config_usage(FILE *f)
 {
-	char	left[64];
-	size_t	i;
+	char   left[64];
+	size_t i;
 
 	fprintf(f,
 	    "usage: talos-csr-signer [--flag value ...]\n"
-	    "       talos-csr-signer request ...   ask a signer for a certificate like a worker (request --help)\n"
-	    "       talos-csr-signer check ...     validate configuration and credentials (check --help)\n"
+	    "       talos-csr-signer request ...   ask a signer for a certificate like a worker "
+	    "(request --help)\n"
+	    "       talos-csr-signer check ...     validate configuration and credentials (check "
+	    "--help)\n"
 	    "       talos-csr-signer --help | --version\n\n"
 	    "Serves the Talos trustd Certificate API (securityapi.SecurityService) so that\n"
 	    "Talos workers obtain apid certificates from a non-Talos control plane.\n\n"

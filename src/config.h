@@ -22,33 +22,33 @@
 #include "signer.h"
 
 struct config {
-	int			 port;
-	char			*listen_address;	/* "" = every address */
-	char			*ca_cert_path, *ca_key_path;
-	char			*tls_cert_path, *tls_key_path;
-	char			*token;			/* TALOS_TOKEN (secret) */
-	char			*token_path;
-	char			*accepted_cas_path;
-	int64_t			 cert_ttl_ms, cert_backdate_ms;
-	enum log_format		 log_format;
-	enum log_level		 log_level;
-	int64_t			 max_connection_age_ms;
-	int64_t			 shutdown_grace_ms;
-	int			 grpc_threads;
-	size_t			 max_request_bytes;
+	int             port;
+	char           *listen_address; /* "" = every address */
+	char           *ca_cert_path, *ca_key_path;
+	char           *tls_cert_path, *tls_key_path;
+	char           *token; /* TALOS_TOKEN (secret) */
+	char           *token_path;
+	char           *accepted_cas_path;
+	int64_t         cert_ttl_ms, cert_backdate_ms;
+	enum log_format log_format;
+	enum log_level  log_level;
+	int64_t         max_connection_age_ms;
+	int64_t         shutdown_grace_ms;
+	int             grpc_threads;
+	size_t          max_request_bytes;
 
 	/* Kubernetes mode. */
-	char			*ca_secret, *tls_secret;
-	char			*kube_api_url, *kube_token_path, *kube_ca_path;
-	char			*kube_namespace;
-	char			*pod_name, *pod_namespace, *pod_uid;
+	char *ca_secret, *tls_secret;
+	char *kube_api_url, *kube_token_path, *kube_ca_path;
+	char *kube_namespace;
+	char *pod_name, *pod_namespace, *pod_uid;
 
 	/* Operability and policy. */
-	char			*http_addr;
-	struct signer_policy	 policy;
-	double			 rate_limit_rps;
-	int			 rate_limit_burst;
-	int			 rate_limit_table;
+	char                *http_addr;
+	struct signer_policy policy;
+	double               rate_limit_rps;
+	int                  rate_limit_burst;
+	int                  rate_limit_table;
 };
 
 /*
@@ -56,13 +56,12 @@ struct config {
  * argv[first]). Returns 0, or -1 with a one-line reason naming the setting
  * in err. Unknown flags and positional arguments are errors.
  */
-int	config_load(struct config *cfg, int argc, char **argv, int first,
-	    char *err, size_t errlen);
+int config_load(struct config *cfg, int argc, char **argv, int first, char *err, size_t errlen);
 /* Frees every string; wipes the token. */
-void	config_free(struct config *);
+void config_free(struct config *);
 /* Prints the settings table (for --help). */
-void	config_usage(FILE *);
+void config_usage(FILE *);
 /* 1 if the configuration reads credentials from Kubernetes Secrets. */
-int	config_kube_mode(const struct config *);
+int config_kube_mode(const struct config *);
 
 #endif /* TCS_CONFIG_H */

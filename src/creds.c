@@ -18,15 +18,13 @@
 
 #include "log.h"
 
-static const char *const field_names[CF__MAX] = {
-	"CA certificate", "CA key", "token", "accepted CAs",
-	"serving certificate", "serving key"
-};
+static const char *const field_names[CF__MAX] = { "CA certificate", "CA key", "token",
+	"accepted CAs", "serving certificate", "serving key" };
 
 void
 creds_input_init(struct creds_input *in)
 {
-	int	i;
+	int i;
 
 	memset(in, 0, sizeof(*in));
 	for (i = 0; i < CF__MAX; i++)
@@ -34,10 +32,10 @@ creds_input_init(struct creds_input *in)
 }
 
 int
-creds_input_set(struct creds_input *in, enum creds_field f, const void *p,
-    size_t n, const char *origin)
+creds_input_set(
+    struct creds_input *in, enum creds_field f, const void *p, size_t n, const char *origin)
 {
-	struct creds_part	*cp;
+	struct creds_part *cp;
 
 	if (f >= CF__MAX)
 		return -1;
@@ -54,7 +52,7 @@ creds_input_set(struct creds_input *in, enum creds_field f, const void *p,
 void
 creds_input_free(struct creds_input *in)
 {
-	int	i;
+	int i;
 
 	for (i = 0; i < CF__MAX; i++) {
 		sbuf_free(&in->part[i].data);
@@ -65,10 +63,10 @@ creds_input_free(struct creds_input *in)
 void
 creds_input_digest(const struct creds_input *in, unsigned char out[SHA256_DIGEST_LENGTH])
 {
-	EVP_MD_CTX		*ctx;
-	const struct creds_part	*cp;
-	uint64_t		 len;
-	int			 i;
+	EVP_MD_CTX              *ctx;
+	const struct creds_part *cp;
+	uint64_t                 len;
+	int                      i;
 
 	memset(out, 0, SHA256_DIGEST_LENGTH);
 	if ((ctx = EVP_MD_CTX_new()) == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL))
@@ -115,21 +113,21 @@ creds_release(struct creds *c)
 
 /* A one-line error naming where the bad input came from. */
 static void
-fail(char *err, size_t errlen, const struct creds_part *cp, enum creds_field f,
-    const char *why)
+fail(char *err, size_t errlen, const struct creds_part *cp, enum creds_field f, const char *why)
 {
-	snprintf(err, errlen, "%s: %s: %s",
-	    cp->origin[0] ? cp->origin : field_names[f], field_names[f], why);
+	snprintf(err, errlen, "%s: %s: %s", cp->origin[0] ? cp->origin : field_names[f],
+	    field_names[f], why);
 }
 
 static int
 key_usable(EVP_PKEY *k, char *why, size_t len)
 {
-	int		bits;
-	enum key_type	t = pki_key_type(k, &bits);
+	int           bits;
+	enum key_type t = pki_key_type(k, &bits);
 
 	if (t == KEY_OTHER) {
-		snprintf(why, len, "unsupported key type (want Ed25519, ECDSA P-256/P-384/P-521 or RSA)");
+		snprintf(why, len,
+		    "unsupported key type (want Ed25519, ECDSA P-256/P-384/P-521 or RSA)");
 		return 0;
 	}
 	if (t == KEY_RSA && bits < 2048) {
@@ -142,11 +140,10 @@ key_usable(EVP_PKEY *k, char *why, size_t len)
 static int
 set_akid(struct creds *c)
 {
-	const ASN1_OCTET_STRING	*skid;
-	unsigned int		 n = 0;
+	const ASN1_OCTET_STRING *skid;
+	unsigned int             n = 0;
 
-	if ((skid = X509_get0_subject_key_id(c->ca_cert)) != NULL &&
-	    ASN1_STRING_length(skid) > 0 &&
+	if ((skid = X509_get0_subject_key_id(c->ca_cert)) != NULL && ASN1_STRING_length(skid) > 0 &&
 	    (size_t)ASN1_STRING_length(skid) <= sizeof(c->akid)) {
 		c->akid_len = (size_t)ASN1_STRING_length(skid);
 		memcpy(c->akid, ASN1_STRING_get0_data(skid), c->akid_len);
@@ -163,14 +160,14 @@ set_akid(struct creds *c)
 static void
 soft_checks(struct creds *c, STACK_OF(X509) *chain)
 {
-	X509_STORE	*st = NULL;
-	X509_STORE_CTX	*ctx = NULL;
-	STACK_OF(X509)	*untrusted = NULL;
-	int		 i;
+	X509_STORE     *st = NULL;
+	X509_STORE_CTX *ctx = NULL;
+	STACK_OF(X509) *untrusted = NULL;
+	int             i;
 
 	if (!pki_has_any_ip_san(c->tls_leaf))
 		log_warnx("serving certificate has no IP SAN: Talos workers dial IP "
-		    "addresses and will refuse it");
+			  "addresses and will refuse it");
 	if ((st = X509_STORE_new()) == NULL || (ctx = X509_STORE_CTX_new()) == NULL ||
 	    (untrusted = sk_X509_new_null()) == NULL)
 		goto out;
@@ -182,7 +179,7 @@ soft_checks(struct creds *c, STACK_OF(X509) *chain)
 		goto out;
 	if (X509_verify_cert(ctx) != 1)
 		log_warnx("serving certificate does not chain to an accepted CA (%s): "
-		    "workers of Talos 1.5, 1.6 and 1.8+ will refuse it",
+			  "workers of Talos 1.5, 1.6 and 1.8+ will refuse it",
 		    X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
 out:
 	ERR_clear_error();
@@ -194,7 +191,7 @@ out:
 static int
 in_stack(STACK_OF(X509) *sk, X509 *x)
 {
-	int	i;
+	int i;
 
 	for (i = 0; i < sk_X509_num(sk); i++)
 		if (X509_cmp(sk_X509_value(sk, i), x) == 0)
@@ -205,19 +202,18 @@ in_stack(STACK_OF(X509) *sk, X509 *x)
 struct creds *
 creds_build(const struct creds_input *in, long long now, char *err, size_t errlen)
 {
-	static const enum creds_field	 required[] = {
-		CF_CA_CERT, CF_CA_KEY, CF_TOKEN, CF_TLS_CERT, CF_TLS_KEY
-	};
-	const struct creds_part		*cp;
-	struct creds			*c = NULL;
-	STACK_OF(X509)			*sk = NULL, *chain = NULL;
-	EVP_PKEY			*tlskey = NULL;
-	X509				*x;
-	struct sbuf			 b;
-	EVP_MD_CTX			*sha = NULL;
-	char				 why[384];
-	size_t				 i;
-	int				 j;
+	static const enum creds_field required[] = { CF_CA_CERT, CF_CA_KEY, CF_TOKEN, CF_TLS_CERT,
+		CF_TLS_KEY };
+	const struct creds_part      *cp;
+	struct creds                 *c = NULL;
+	STACK_OF(X509)               *sk = NULL, *chain = NULL;
+	EVP_PKEY                     *tlskey = NULL;
+	X509                         *x;
+	struct sbuf                   b;
+	EVP_MD_CTX                   *sha = NULL;
+	char                          why[384];
+	size_t                        i;
+	int                           j;
 
 	sbuf_init(&b, 4 * CREDS_MAX_PART);
 	for (i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
@@ -270,7 +266,8 @@ creds_build(const struct creds_input *in, long long now, char *err, size_t errle
 	}
 	c->ca_type = pki_key_type(c->ca_key, NULL);
 	if (set_akid(c) == -1) {
-		fail(err, errlen, &in->part[CF_CA_CERT], CF_CA_CERT, "cannot compute key identifier");
+		fail(err, errlen, &in->part[CF_CA_CERT], CF_CA_CERT,
+		    "cannot compute key identifier");
 		goto bad;
 	}
 

@@ -26,64 +26,63 @@
 
 /* Raw material; each field names where it came from for error messages. */
 struct creds_part {
-	struct sbuf	 data;
-	char		 origin[160];	/* e.g. "CA_CERT_PATH (/etc/talos-ca/tls.crt)" */
-	int		 present;
+	struct sbuf data;
+	char        origin[160]; /* e.g. "CA_CERT_PATH (/etc/talos-ca/tls.crt)" */
+	int         present;
 };
 
 enum creds_field {
 	CF_CA_CERT,
 	CF_CA_KEY,
 	CF_TOKEN,
-	CF_ACCEPTED_CAS,	/* optional */
+	CF_ACCEPTED_CAS, /* optional */
 	CF_TLS_CERT,
 	CF_TLS_KEY,
 	CF__MAX
 };
 
 struct creds_input {
-	struct creds_part	part[CF__MAX];
+	struct creds_part part[CF__MAX];
 };
 
 /* Upper bound of any one input (a Secret value is at most 1 MiB). */
-#define CREDS_MAX_PART	(1024 * 1024)
+#define CREDS_MAX_PART (1024 * 1024)
 
 struct creds {
-	atomic_int	 refs;
-	uint64_t	 gen;			/* set by credstore_publish() */
+	atomic_int refs;
+	uint64_t   gen; /* set by credstore_publish() */
 
-	X509		*ca_cert;		/* issuing CA */
-	EVP_PKEY	*ca_key;
-	enum key_type	 ca_type;
-	unsigned char	 akid[64];		/* CA's subjectKeyIdentifier */
-	size_t		 akid_len;
-	STACK_OF(X509)	*accepted;		/* accepted CAs, then the issuing CA */
-	unsigned char	*ca_bundle;		/* their PEM, each ending in \n */
-	size_t		 ca_bundle_len;
+	X509           *ca_cert; /* issuing CA */
+	EVP_PKEY       *ca_key;
+	enum key_type   ca_type;
+	unsigned char   akid[64]; /* CA's subjectKeyIdentifier */
+	size_t          akid_len;
+	STACK_OF(X509) *accepted;  /* accepted CAs, then the issuing CA */
+	unsigned char  *ca_bundle; /* their PEM, each ending in \n */
+	size_t          ca_bundle_len;
 
-	unsigned char	 token_digest[SHA256_DIGEST_LENGTH];
+	unsigned char token_digest[SHA256_DIGEST_LENGTH];
 
-	char		*tls_cert_pem;		/* leaf (+ chain) as given */
-	char		*tls_key_pem;		/* PKCS#8; wiped on free */
-	size_t		 tls_cert_len, tls_key_len;
-	unsigned char	 tls_digest[SHA256_DIGEST_LENGTH];	/* identity of the pair */
-	X509		*tls_leaf;
+	char         *tls_cert_pem; /* leaf (+ chain) as given */
+	char         *tls_key_pem;  /* PKCS#8; wiped on free */
+	size_t        tls_cert_len, tls_key_len;
+	unsigned char tls_digest[SHA256_DIGEST_LENGTH]; /* identity of the pair */
+	X509         *tls_leaf;
 
-	long long	 ca_not_after, tls_not_after;
-	char		 ca_fp[65], tls_fp[65];	/* SPKI SHA-256 fingerprints */
-	unsigned char	 input_digest[SHA256_DIGEST_LENGTH];
+	long long     ca_not_after, tls_not_after;
+	char          ca_fp[65], tls_fp[65]; /* SPKI SHA-256 fingerprints */
+	unsigned char input_digest[SHA256_DIGEST_LENGTH];
 };
 
 /* Initialises an empty input; parts are filled by the source. */
-void	creds_input_init(struct creds_input *);
+void creds_input_init(struct creds_input *);
 /* Sets a part, copying the bytes; 0 or -1. */
-int	creds_input_set(struct creds_input *, enum creds_field, const void *,
-	    size_t, const char *origin);
+int creds_input_set(
+    struct creds_input *, enum creds_field, const void *, size_t, const char *origin);
 /* Wipes and frees every part. */
-void	creds_input_free(struct creds_input *);
+void creds_input_free(struct creds_input *);
 /* SHA-256 over every present part, to detect "nothing changed". */
-void	creds_input_digest(const struct creds_input *,
-	    unsigned char out[SHA256_DIGEST_LENGTH]);
+void creds_input_digest(const struct creds_input *, unsigned char out[SHA256_DIGEST_LENGTH]);
 
 /*
  * Validates `in` completely against the wall clock `now` (seconds) and builds
@@ -92,12 +91,11 @@ void	creds_input_digest(const struct creds_input *,
  * certificate that does not chain to an accepted CA, or has no IP SAN) are
  * logged as warnings and do not fail the build. Does not take ownership of in.
  */
-struct creds	*creds_build(const struct creds_input *in, long long now,
-		    char *err, size_t errlen);
+struct creds *creds_build(const struct creds_input *in, long long now, char *err, size_t errlen);
 
 /* Adds a reference; returns c. */
-struct creds	*creds_ref(struct creds *c);
+struct creds *creds_ref(struct creds *c);
 /* Drops a reference; the last one wipes and frees. NULL is fine. */
-void		 creds_release(struct creds *c);
+void creds_release(struct creds *c);
 
 #endif /* TCS_CREDS_H */

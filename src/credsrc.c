@@ -21,19 +21,19 @@
 #include "metrics.h"
 
 struct credsrc {
-	pthread_mutex_t		 mtx;
-	struct credstore	*store;
-	struct creds_input	 good;		/* parts of the serving snapshot */
-	struct creds_input	 pending;	/* parts delivered before the first publish */
-	unsigned		 delivered;
-	unsigned char		 serving_digest[SHA256_DIGEST_LENGTH];
-	int			 have_serving;
+	pthread_mutex_t    mtx;
+	struct credstore  *store;
+	struct creds_input good;    /* parts of the serving snapshot */
+	struct creds_input pending; /* parts delivered before the first publish */
+	unsigned           delivered;
+	unsigned char      serving_digest[SHA256_DIGEST_LENGTH];
+	int                have_serving;
 };
 
 struct credsrc *
 credsrc_new(struct credstore *store)
 {
-	struct credsrc	*cs;
+	struct credsrc *cs;
 
 	if ((cs = calloc(1, sizeof(*cs))) == NULL)
 		return NULL;
@@ -66,7 +66,7 @@ credsrc_invalidate(struct credsrc *cs)
 static int
 copy_part(struct creds_input *dst, const struct creds_input *src, int f)
 {
-	const struct creds_part	*p = &src->part[f];
+	const struct creds_part *p = &src->part[f];
 
 	if (!p->present) {
 		sbuf_free(&dst->part[f].data);
@@ -79,18 +79,18 @@ copy_part(struct creds_input *dst, const struct creds_input *src, int f)
 }
 
 enum credsrc_result
-credsrc_submit(struct credsrc *cs, unsigned expect, unsigned mask,
-    const struct creds_input *in, const char *related, char *err, size_t errlen)
+credsrc_submit(struct credsrc *cs, unsigned expect, unsigned mask, const struct creds_input *in,
+    const char *related, char *err, size_t errlen)
 {
-	struct creds_input	 cand;
-	struct creds		*c = NULL;
-	struct audit_rec	 ar;
-	unsigned char		 digest[SHA256_DIGEST_LENGTH];
+	struct creds_input        cand;
+	struct creds             *c = NULL;
+	struct audit_rec          ar;
+	unsigned char             digest[SHA256_DIGEST_LENGTH];
 	const struct creds_input *base;
-	enum credsrc_result	 res;
-	char			 note[512];
-	uint64_t		 gen;
-	int			 f;
+	enum credsrc_result       res;
+	char                      note[512];
+	uint64_t                  gen;
+	int                       f;
 
 	err[0] = '\0';
 	creds_input_init(&cand);
@@ -124,8 +124,9 @@ credsrc_submit(struct credsrc *cs, unsigned expect, unsigned mask,
 		memset(&ar, 0, sizeof(ar));
 		ar.kind = AK_CREDS_INVALID;
 		snprintf(note, sizeof(note), "new credentials refused, %s: %s",
-		    credstore_generation(cs->store) > 0 ? "still serving the last good ones" :
-		    "nothing to serve yet", err);
+		    credstore_generation(cs->store) > 0 ? "still serving the last good ones"
+							: "nothing to serve yet",
+		    err);
 		ar.message = note;
 		ar.related = related;
 		audit_emit(&ar);
@@ -133,27 +134,32 @@ credsrc_submit(struct credsrc *cs, unsigned expect, unsigned mask,
 		goto out;
 	}
 	{
-		long long	ca_na = c->ca_not_after, tls_na = c->tls_not_after;
-		char		ca_fp[65], tls_fp[65];
+		long long ca_na = c->ca_not_after, tls_na = c->tls_not_after;
+		char      ca_fp[65], tls_fp[65];
 
 		memcpy(ca_fp, c->ca_fp, sizeof(ca_fp));
 		memcpy(tls_fp, c->tls_fp, sizeof(tls_fp));
-		gen = credstore_publish(cs->store, c);	/* the store owns c now */
+		gen = credstore_publish(cs->store, c); /* the store owns c now */
 		c = NULL;
 		metrics_set_creds(gen, ca_na, tls_na);
 		metrics_inc(MC_RELOAD_OK);
 		{
 			struct log_field lf[] = {
-				LF_I("generation", gen), LF_S("source", related),
-				LF_S("ca_spki_sha256", ca_fp), LF_S("serving_spki_sha256", tls_fp),
-				LF_I("ca_not_after", ca_na), LF_I("serving_not_after", tls_na),
+				LF_I("generation", gen),
+				LF_S("source", related),
+				LF_S("ca_spki_sha256", ca_fp),
+				LF_S("serving_spki_sha256", tls_fp),
+				LF_I("ca_not_after", ca_na),
+				LF_I("serving_not_after", tls_na),
 			};
-			log_record(LOG_INFO, "credentials published", lf, sizeof(lf) / sizeof(lf[0]));
+			log_record(
+			    LOG_INFO, "credentials published", lf, sizeof(lf) / sizeof(lf[0]));
 		}
 		if (gen > 1) {
 			memset(&ar, 0, sizeof(ar));
 			ar.kind = AK_CREDS_ROTATED;
-			snprintf(note, sizeof(note), "credentials generation %llu in use "
+			snprintf(note, sizeof(note),
+			    "credentials generation %llu in use "
 			    "(CA SPKI sha256 %.16s, serving SPKI sha256 %.16s)",
 			    (unsigned long long)gen, ca_fp, tls_fp);
 			ar.message = note;

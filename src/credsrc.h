@@ -20,19 +20,19 @@
 struct credstore;
 struct credsrc;
 
-#define CF_MASK(f)		(1u << (f))
-#define CF_GROUP_CA		(CF_MASK(CF_CA_CERT) | CF_MASK(CF_CA_KEY) | \
-				 CF_MASK(CF_TOKEN) | CF_MASK(CF_ACCEPTED_CAS))
-#define CF_GROUP_TLS		(CF_MASK(CF_TLS_CERT) | CF_MASK(CF_TLS_KEY))
+#define CF_MASK(f) (1u << (f))
+#define CF_GROUP_CA                                                                                \
+	(CF_MASK(CF_CA_CERT) | CF_MASK(CF_CA_KEY) | CF_MASK(CF_TOKEN) | CF_MASK(CF_ACCEPTED_CAS))
+#define CF_GROUP_TLS (CF_MASK(CF_TLS_CERT) | CF_MASK(CF_TLS_KEY))
 
-struct credsrc	*credsrc_new(struct credstore *);
-void		 credsrc_free(struct credsrc *);
+struct credsrc *credsrc_new(struct credstore *);
+void            credsrc_free(struct credsrc *);
 
 enum credsrc_result {
-	CREDSRC_PUBLISHED,	/* a new snapshot is serving */
-	CREDSRC_UNCHANGED,	/* same bytes as what is serving: nothing done */
-	CREDSRC_PENDING,	/* other sources have not delivered yet */
-	CREDSRC_INVALID,	/* refused; the last good snapshot stays */
+	CREDSRC_PUBLISHED, /* a new snapshot is serving */
+	CREDSRC_UNCHANGED, /* same bytes as what is serving: nothing done */
+	CREDSRC_PENDING,   /* other sources have not delivered yet */
+	CREDSRC_INVALID,   /* refused; the last good snapshot stays */
 };
 
 /*
@@ -44,10 +44,9 @@ enum credsrc_result {
  * delivered once, the result is CREDSRC_PENDING.
  */
 enum credsrc_result credsrc_submit(struct credsrc *, unsigned expect, unsigned mask,
-		    const struct creds_input *in, const char *related,
-		    char *err, size_t errlen);
+    const struct creds_input *in, const char *related, char *err, size_t errlen);
 
 /* Forgets the "unchanged" memory so the next submit rebuilds (SIGHUP). */
-void		 credsrc_invalidate(struct credsrc *);
+void credsrc_invalidate(struct credsrc *);
 
 #endif /* TCS_CREDSRC_H */

@@ -13,15 +13,15 @@
 #include "creds.h"
 
 struct credstore {
-	pthread_mutex_t		 mtx;
-	struct creds		*cur;
-	atomic_uint_fast64_t	 gen;
+	pthread_mutex_t      mtx;
+	struct creds        *cur;
+	atomic_uint_fast64_t gen;
 };
 
 struct credstore *
 credstore_new(void)
 {
-	struct credstore	*cs;
+	struct credstore *cs;
 
 	if ((cs = calloc(1, sizeof(*cs))) == NULL)
 		return NULL;
@@ -46,8 +46,8 @@ credstore_free(struct credstore *cs)
 uint64_t
 credstore_publish(struct credstore *cs, struct creds *c)
 {
-	struct creds	*old;
-	uint64_t	 gen;
+	struct creds *old;
+	uint64_t      gen;
 
 	pthread_mutex_lock(&cs->mtx);
 	gen = atomic_load(&cs->gen) + 1;
@@ -63,7 +63,7 @@ credstore_publish(struct credstore *cs, struct creds *c)
 struct creds *
 credstore_acquire(struct credstore *cs)
 {
-	struct creds	*c;
+	struct creds *c;
 
 	pthread_mutex_lock(&cs->mtx);
 	if ((c = cs->cur) != NULL)

@@ -19,18 +19,18 @@ struct credstore;
 /* Returns a new, empty store, or NULL. */
 struct credstore *credstore_new(void);
 /* Releases the current snapshot and frees the store; no reader may remain. */
-void		credstore_free(struct credstore *);
+void credstore_free(struct credstore *);
 
 /*
  * Publishes `c` (the store takes over the caller's reference) and returns the
  * new generation (1 for the first publish). Any thread.
  */
-uint64_t	credstore_publish(struct credstore *, struct creds *c);
+uint64_t credstore_publish(struct credstore *, struct creds *c);
 
 /* Returns the current snapshot with one reference for the caller, or NULL. */
-struct creds	*credstore_acquire(struct credstore *);
+struct creds *credstore_acquire(struct credstore *);
 
 /* The generation of the current snapshot (0 before the first). Lock-free. */
-uint64_t	credstore_generation(struct credstore *);
+uint64_t credstore_generation(struct credstore *);
 
 #endif /* TCS_CREDSTORE_H */

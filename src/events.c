@@ -48,71 +48,71 @@
 #include "metrics.h"
 #include "util.h"
 
-#define EVENTS_RELATED_MAX	(KUBE_NS_MAX + KUBE_NAME_MAX + 8)
+#define EVENTS_RELATED_MAX (KUBE_NS_MAX + KUBE_NAME_MAX + 8)
 
 /* A queued record: copies of the strings, cut to size. */
 struct ev_rec {
-	enum audit_kind	 kind;
-	int64_t		 real_us;
-	char		 note[EVENTS_NOTE_MAX + 1];
-	char		 related[EVENTS_RELATED_MAX];
+	enum audit_kind kind;
+	int64_t         real_us;
+	char            note[EVENTS_NOTE_MAX + 1];
+	char            related[EVENTS_RELATED_MAX];
 };
 
 struct cell {
-	atomic_size_t	 seq;
-	struct ev_rec	 rec;
+	atomic_size_t seq;
+	struct ev_rec rec;
 };
 
 struct bucket {
-	double		 tokens;
-	int64_t		 ms;
+	double  tokens;
+	int64_t ms;
 };
 
 struct series {
-	int		 used;
-	int		 creds;			/* which bucket it draws from */
-	unsigned char	 key[SHA256_DIGEST_LENGTH];
-	char		 name[KUBE_NAME_MAX];	/* the Event on the server */
-	int		 count;			/* occurrences seen */
-	int		 posted;		/* count the server has */
-	int64_t		 last_ms;		/* monotonic, last occurrence */
-	int64_t		 last_us;		/* wall clock, last occurrence */
-	int64_t		 patch_ms;		/* monotonic, last create or patch */
+	int           used;
+	int           creds; /* which bucket it draws from */
+	unsigned char key[SHA256_DIGEST_LENGTH];
+	char          name[KUBE_NAME_MAX]; /* the Event on the server */
+	int           count;               /* occurrences seen */
+	int           posted;              /* count the server has */
+	int64_t       last_ms;             /* monotonic, last occurrence */
+	int64_t       last_us;             /* wall clock, last occurrence */
+	int64_t       patch_ms;            /* monotonic, last create or patch */
 };
 
-typedef int	(*send_fn)(struct events *, const char *method, const char *path,
-		    const char *body, long *status);
+typedef int (*send_fn)(
+    struct events *, const char *method, const char *path, const char *body, long *status);
 
 struct events {
-	struct kube		*k;
-	struct kube_call	*call;
-	send_fn			 send;
+	struct kube      *k;
+	struct kube_call *call;
+	send_fn           send;
 
 	/* Identity, fixed at start. */
-	char			 ns[KUBE_NS_MAX];	/* where Events are written */
-	char			 reg_kind[8];		/* "Pod" or "Secret" */
-	char			 reg_name[KUBE_NAME_MAX];
-	char			 reg_uid[64];
-	char			 instance[129];
+	char ns[KUBE_NS_MAX]; /* where Events are written */
+	char reg_kind[8];     /* "Pod" or "Secret" */
+	char reg_name[KUBE_NAME_MAX];
+	char reg_uid[64];
+	char instance[129];
 
 	/* The queue (any thread enqueues, the events thread dequeues). */
-	struct cell		 q[EVENTS_QUEUE];
-	atomic_size_t		 head, tail;
-	int			 efd;
+	struct cell   q[EVENTS_QUEUE];
+	atomic_size_t head, tail;
+	int           efd;
 
 	/* Events thread only. */
-	struct series		 ser[EVENTS_SERIES_MAX];
-	struct bucket		 bk[2];		/* [0] requests, [1] credential changes */
-	uint64_t		 nameseq;
-	long			 last_status;
-	uint64_t		 posted, patched, dropped;
+	struct series ser[EVENTS_SERIES_MAX];
+	struct bucket bk[2]; /* [0] requests, [1] credential changes */
+	uint64_t      nameseq;
+	long          last_status;
+	uint64_t      posted, patched, dropped;
 
-	pthread_t		 thr;
-	int			 running;
-	atomic_int		 stopping, hard;
-	pthread_mutex_t		 mtx;
-	pthread_cond_t		 cv;
-	int			 exited;
+	pthread_t       thr;
+	int             running;
+	atomic_int      stopping, hard;
+	pthread_mutex_t mtx;
+	pthread_cond_t  cv;
+	int             exited;
 };
 
 /* ------------------------------------------------------------------ queue */
@@ -120,7 +120,7 @@ struct events {
 static void
 queue_init(struct events *e)
 {
-	size_t	i;
+	size_t i;
 
 	for (i = 0; i < EVENTS_QUEUE; i++)
 		atomic_init(&e->q[i].seq, i);
@@ -132,9 +132,9 @@ queue_init(struct events *e)
 static int
 queue_put(struct events *e, const struct ev_rec *r)
 {
-	struct cell	*c;
-	size_t		 pos, seq;
-	intptr_t	 dif;
+	struct cell *c;
+	size_t       pos, seq;
+	intptr_t     dif;
 
 	pos = atomic_load_explicit(&e->tail, memory_order_relaxed);
 	for (;;) {
@@ -143,10 +143,10 @@ queue_put(struct events *e, const struct ev_rec *r)
 		dif = (intptr_t)seq - (intptr_t)pos;
 		if (dif == 0) {
 			if (atomic_compare_exchange_weak_explicit(&e->tail, &pos, pos + 1,
-			    memory_order_relaxed, memory_order_relaxed))
+				memory_order_relaxed, memory_order_relaxed))
 				break;
 		} else if (dif < 0)
-			return -1;	/* full */
+			return -1; /* full */
 		else
 			pos = atomic_load_explicit(&e->tail, memory_order_relaxed);
 	}
@@ -159,8 +159,8 @@ queue_put(struct events *e, const struct ev_rec *r)
 static int
 queue_get(struct events *e, struct ev_rec *r)
 {
-	struct cell	*c;
-	size_t		 pos = atomic_load_explicit(&e->head, memory_order_relaxed);
+	struct cell *c;
+	size_t       pos = atomic_load_explicit(&e->head, memory_order_relaxed);
 
 	c = &e->q[pos % EVENTS_QUEUE];
 	if (atomic_load_explicit(&c->seq, memory_order_acquire) != pos + 1)
@@ -186,8 +186,8 @@ put(char *buf, size_t len, size_t o, const char *s)
 char *
 events_note(const struct audit_rec *r, char *buf, size_t len)
 {
-	size_t	o = 0, i, lim;
-	int	high = 0;
+	size_t o = 0, i, lim;
+	int    high = 0;
 
 	if (len == 0)
 		return buf;
@@ -234,7 +234,7 @@ events_note(const struct audit_rec *r, char *buf, size_t len)
 	if (o > lim) {
 		o = lim;
 		while (o > 0 && ((unsigned char)buf[o] & 0xc0) == 0x80)
-			o--;	/* do not cut a UTF-8 sequence */
+			o--; /* do not cut a UTF-8 sequence */
 		buf[o] = '\0';
 	}
 	return buf;
@@ -245,19 +245,19 @@ events_note(const struct audit_rec *r, char *buf, size_t len)
 static void
 micro_time(int64_t us, char *buf, size_t len)
 {
-	time_t		t = (time_t)(us / 1000000);
-	struct tm	tm;
-	char		d[32];
+	time_t    t = (time_t)(us / 1000000);
+	struct tm tm;
+	char      d[24];
 
 	gmtime_r(&t, &tm);
 	strftime(d, sizeof(d), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%06lldZ", d, (long long)(us % 1000000));
+	snprintf(buf, len, "%.19s.%06dZ", d, (int)(us % 1000000));
 }
 
 static int64_t
 real_us(void)
 {
-	struct timespec	ts;
+	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
@@ -267,13 +267,10 @@ static const char *
 action_of(enum audit_kind k)
 {
 	switch (k) {
-	case AK_ISSUED:
-		return "Issue";
+	case AK_ISSUED: return "Issue";
 	case AK_CREDS_ROTATED:
-	case AK_CREDS_INVALID:
-		return "Reload";
-	default:
-		return "Reject";
+	case AK_CREDS_INVALID: return "Reload";
+	default: return "Reject";
 	}
 }
 
@@ -281,8 +278,8 @@ action_of(enum audit_kind k)
 static char *
 event_body(const struct events *e, const struct ev_rec *r, const char *name)
 {
-	cJSON		*o, *md, *reg, *rel;
-	char		 t[40], ns[KUBE_NS_MAX], nm[KUBE_NAME_MAX], *s = NULL;
+	cJSON *o, *md, *reg, *rel;
+	char   t[40], ns[KUBE_NS_MAX], nm[KUBE_NAME_MAX], *s = NULL;
 
 	if ((o = cJSON_CreateObject()) == NULL)
 		return NULL;
@@ -322,8 +319,8 @@ event_body(const struct events *e, const struct ev_rec *r, const char *name)
 static char *
 series_body(int count, int64_t last_us)
 {
-	char	t[40], *s;
-	cJSON	*o, *se;
+	char   t[40], *s;
+	cJSON *o, *se;
 
 	if ((o = cJSON_CreateObject()) == NULL)
 		return NULL;
@@ -351,7 +348,7 @@ is_creds(enum audit_kind k)
 static int
 take_token(struct events *e, int creds, int64_t now)
 {
-	struct bucket	*b = &e->bk[creds ? 1 : 0];
+	struct bucket *b = &e->bk[creds ? 1 : 0];
 
 	if (b->ms == 0) {
 		b->tokens = EVENTS_BURST;
@@ -388,8 +385,8 @@ request_failed(struct events *e, const char *what, long status)
 static void
 key_of(const struct ev_rec *r, unsigned char key[SHA256_DIGEST_LENGTH])
 {
-	unsigned char	buf[1 + EVENTS_RELATED_MAX + EVENTS_NOTE_MAX + 2];
-	size_t		a = strlen(r->related) + 1, b = strlen(r->note) + 1;
+	unsigned char buf[1 + EVENTS_RELATED_MAX + EVENTS_NOTE_MAX + 2];
+	size_t        a = strlen(r->related) + 1, b = strlen(r->note) + 1;
 
 	buf[0] = (unsigned char)r->kind;
 	memcpy(buf + 1, r->related, a);
@@ -401,26 +398,26 @@ key_of(const struct ev_rec *r, unsigned char key[SHA256_DIGEST_LENGTH])
 static void
 series_flush(struct events *e, struct series *s, int64_t now, int force)
 {
-	char	path[512], *body;
-	long	status = 0;
+	char path[512], *body;
+	long status = 0;
 
 	if (!s->used || s->count <= s->posted || s->name[0] == '\0')
 		return;
 	if (!force && s->posted >= 2 && now - s->patch_ms < EVENTS_PATCH_MS)
 		return;
 	if (!take_token(e, s->creds, now))
-		return;		/* try again later */
+		return; /* try again later */
 	if ((body = series_body(s->count, s->last_us)) == NULL)
 		return;
-	snprintf(path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events/%s",
-	    e->ns, s->name);
+	snprintf(
+	    path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events/%s", e->ns, s->name);
 	if (e->send(e, "PATCH", path, body, &status) == 0 && status / 100 == 2) {
 		s->posted = s->count;
 		s->patch_ms = now;
 		e->patched++;
 		e->last_status = status;
 	} else if (status == 404) {
-		s->used = 0;	/* expired on the server: the next one starts anew */
+		s->used = 0; /* expired on the server: the next one starts anew */
 	} else {
 		request_failed(e, "patching an Event series", status);
 		s->patch_ms = now;
@@ -431,8 +428,8 @@ series_flush(struct events *e, struct series *s, int64_t now, int force)
 static struct series *
 series_slot(struct events *e)
 {
-	struct series	*s, *lru = &e->ser[0];
-	int		 i;
+	struct series *s, *lru = &e->ser[0];
+	int            i;
 
 	for (i = 0; i < EVENTS_SERIES_MAX; i++) {
 		s = &e->ser[i];
@@ -441,18 +438,18 @@ series_slot(struct events *e)
 		if (s->last_ms < lru->last_ms)
 			lru = s;
 	}
-	return lru;	/* its unposted count is lost; it was aggregated, not dropped */
+	return lru; /* its unposted count is lost; it was aggregated, not dropped */
 }
 
 /* Handles one dequeued record at monotonic time `now`. */
 static void
 process(struct events *e, const struct ev_rec *r, int64_t now)
 {
-	unsigned char	 key[SHA256_DIGEST_LENGTH];
-	struct series	*s = NULL;
-	char		 name[KUBE_NAME_MAX], path[256], *body;
-	long		 status = 0;
-	int		 i;
+	unsigned char  key[SHA256_DIGEST_LENGTH];
+	struct series *s = NULL;
+	char           name[KUBE_NAME_MAX], path[256], *body;
+	long           status = 0;
+	int            i;
 
 	if (r->kind == AK_UNAVAILABLE || r->kind == AK_INTERNAL || r->kind >= AK__MAX)
 		return;
@@ -506,8 +503,8 @@ process(struct events *e, const struct ev_rec *r, int64_t now)
 static void
 periodic(struct events *e, int64_t now, int final)
 {
-	struct series	*s;
-	int		 i;
+	struct series *s;
+	int            i;
 
 	for (i = 0; i < EVENTS_SERIES_MAX; i++) {
 		s = &e->ser[i];
@@ -525,13 +522,13 @@ periodic(struct events *e, int64_t now, int final)
 /* ----------------------------------------------------------------- thread */
 
 static int
-kube_send(struct events *e, const char *method, const char *path, const char *body,
-    long *status)
+kube_send(struct events *e, const char *method, const char *path, const char *body, long *status)
 {
-	int	rc;
+	int rc;
 
-	rc = kube_request(e->call, method, path, strcmp(method, "PATCH") == 0 ?
-	    "application/merge-patch+json" : "application/json", body);
+	rc = kube_request(e->call, method, path,
+	    strcmp(method, "PATCH") == 0 ? "application/merge-patch+json" : "application/json",
+	    body);
 	*status = rc == 0 ? kube_call_status(e->call) : 0;
 	return rc;
 }
@@ -539,12 +536,12 @@ kube_send(struct events *e, const char *method, const char *path, const char *bo
 static void *
 events_thread(void *arg)
 {
-	struct events	*e = arg;
-	struct ev_rec	*r;
-	struct pollfd	 pfd;
-	uint64_t	 v;
-	int64_t		 deadline = -1;
-	ssize_t		 n;
+	struct events *e = arg;
+	struct ev_rec *r;
+	struct pollfd  pfd;
+	uint64_t       v;
+	int64_t        deadline = -1;
+	ssize_t        n;
 
 	if ((r = malloc(sizeof(*r))) == NULL) {
 		log_warnx("events: out of memory; Events disabled");
@@ -580,10 +577,10 @@ out:
 void
 events_sink(const struct audit_rec *a, void *arg)
 {
-	struct events	*e = arg;
-	struct ev_rec	 r;
-	uint64_t	 one = 1;
-	ssize_t		 w;
+	struct events *e = arg;
+	struct ev_rec  r;
+	uint64_t       one = 1;
+	ssize_t        w;
 
 	if (a->kind == AK_UNAVAILABLE || a->kind == AK_INTERNAL || a->kind >= AK__MAX)
 		return;
@@ -603,7 +600,7 @@ events_sink(const struct audit_rec *a, void *arg)
 static struct events *
 events_alloc(void)
 {
-	struct events	*e;
+	struct events *e;
 
 	if ((e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
@@ -619,9 +616,9 @@ events_alloc(void)
 struct events *
 events_new(struct kube *k, const struct config *cfg, char *err, size_t errlen)
 {
-	struct events	*e;
-	const char	*spec;
-	char		 host[128];
+	struct events *e;
+	const char    *spec;
+	char           host[128];
 
 	if ((e = events_alloc()) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -631,8 +628,10 @@ events_new(struct kube *k, const struct config *cfg, char *err, size_t errlen)
 	e->send = kube_send;
 	if (cfg->pod_name != NULL && *cfg->pod_name != '\0') {
 		snprintf(e->reg_kind, sizeof(e->reg_kind), "Pod");
-		if (kube_object_ref(cfg->pod_name, cfg->pod_namespace && *cfg->pod_namespace ?
-		    cfg->pod_namespace : kube_namespace(k), e->ns, e->reg_name) == -1 ||
+		if (kube_object_ref(cfg->pod_name,
+			cfg->pod_namespace && *cfg->pod_namespace ? cfg->pod_namespace
+								  : kube_namespace(k),
+			e->ns, e->reg_name) == -1 ||
 		    strchr(cfg->pod_name, '/') != NULL) {
 			snprintf(err, errlen, "POD_NAME/POD_NAMESPACE: not a valid Pod name");
 			goto fail;
@@ -643,9 +642,10 @@ events_new(struct kube *k, const struct config *cfg, char *err, size_t errlen)
 		/* Outside a Pod: the Events are about the watched Secret. */
 		spec = cfg->ca_secret && *cfg->ca_secret ? cfg->ca_secret : cfg->tls_secret;
 		snprintf(e->reg_kind, sizeof(e->reg_kind), "Secret");
-		if (spec == NULL || kube_object_ref(spec, kube_namespace(k), e->ns,
-		    e->reg_name) == -1) {
-			snprintf(err, errlen, "POD_NAME: needed for Events (no Secret to fall back on)");
+		if (spec == NULL ||
+		    kube_object_ref(spec, kube_namespace(k), e->ns, e->reg_name) == -1) {
+			snprintf(
+			    err, errlen, "POD_NAME: needed for Events (no Secret to fall back on)");
 			goto fail;
 		}
 		if (gethostname(host, sizeof(host)) == -1)
@@ -682,9 +682,9 @@ events_start(struct events *e)
 void
 events_free(struct events *e)
 {
-	struct timespec	ts;
-	uint64_t	one = 1;
-	ssize_t		w;
+	struct timespec ts;
+	uint64_t        one = 1;
+	ssize_t         w;
 
 	if (e == NULL)
 		return;
@@ -699,7 +699,7 @@ events_free(struct events *e)
 			if (pthread_cond_timedwait(&e->cv, &e->mtx, &ts) == ETIMEDOUT)
 				break;
 		pthread_mutex_unlock(&e->mtx);
-		atomic_store(&e->hard, 1);	/* aborts a transfer within a second */
+		atomic_store(&e->hard, 1); /* aborts a transfer within a second */
 		pthread_join(e->thr, NULL);
 		log_debug("events: %llu posted, %llu series patches, %llu dropped",
 		    (unsigned long long)e->posted, (unsigned long long)e->patched,

@@ -30,35 +30,35 @@
 #include "metrics.h"
 #include "util.h"
 
-#define FILESRC_MAX_DIRS	8
-#define FILESRC_DEBOUNCE_MS	150
-#define FILESRC_RECHECK_MS	30000	/* safety net: rescan even without events */
+#define FILESRC_MAX_DIRS    8
+#define FILESRC_DEBOUNCE_MS 150
+#define FILESRC_RECHECK_MS  30000 /* safety net: rescan even without events */
 
 struct filesrc {
-	const struct config	*cfg;
-	struct credsrc		*cs;
-	unsigned		 groups, expect;
-	int			 ifd, efd;
-	char			*dirs[FILESRC_MAX_DIRS];
-	int			 wds[FILESRC_MAX_DIRS];
-	int			 ndirs;
-	pthread_t		 thr;
-	int			 running;
-	atomic_int		 stop, force;
+	const struct config *cfg;
+	struct credsrc      *cs;
+	unsigned             groups, expect;
+	int                  ifd, efd;
+	char                *dirs[FILESRC_MAX_DIRS];
+	int                  wds[FILESRC_MAX_DIRS];
+	int                  ndirs;
+	pthread_t            thr;
+	int                  running;
+	atomic_int           stop, force;
 };
 
 struct filespec {
-	enum creds_field	 f;
-	const char		*setting;
-	const char		*path;
-	int			 optional;
+	enum creds_field f;
+	const char      *setting;
+	const char      *path;
+	int              optional;
 };
 
 static int
 specs(const struct filesrc *fs, struct filespec *out)
 {
-	const struct config	*c = fs->cfg;
-	int			 n = 0;
+	const struct config *c = fs->cfg;
+	int                  n = 0;
 
 	if (fs->groups & CF_GROUP_CA) {
 		out[n++] = (struct filespec){ CF_CA_CERT, "CA_CERT_PATH", c->ca_cert_path, 0 };
@@ -67,7 +67,7 @@ specs(const struct filesrc *fs, struct filespec *out)
 			out[n++] = (struct filespec){ CF_TOKEN, "TOKEN_PATH", c->token_path, 0 };
 		if (c->accepted_cas_path && *c->accepted_cas_path)
 			out[n++] = (struct filespec){ CF_ACCEPTED_CAS, "ACCEPTED_CAS_PATH",
-			    c->accepted_cas_path, 0 };
+				c->accepted_cas_path, 0 };
 	}
 	if (fs->groups & CF_GROUP_TLS) {
 		out[n++] = (struct filespec){ CF_TLS_CERT, "TLS_CERT_PATH", c->tls_cert_path, 0 };
@@ -80,10 +80,10 @@ specs(const struct filesrc *fs, struct filespec *out)
 static int
 read_all(struct filesrc *fs, struct creds_input *in, char *err, size_t errlen)
 {
-	struct filespec	 sp[8];
-	struct sbuf	 b;
-	char		 origin[160];
-	int		 i, n;
+	struct filespec sp[8];
+	struct sbuf     b;
+	char            origin[160];
+	int             i, n;
 
 	n = specs(fs, sp);
 	for (i = 0; i < n; i++) {
@@ -102,8 +102,8 @@ read_all(struct filesrc *fs, struct creds_input *in, char *err, size_t errlen)
 	}
 	if ((fs->groups & CF_GROUP_CA) && !(fs->cfg->token_path && *fs->cfg->token_path) &&
 	    fs->cfg->token != NULL &&
-	    creds_input_set(in, CF_TOKEN, fs->cfg->token, strlen(fs->cfg->token),
-	    "TALOS_TOKEN") == -1) {
+	    creds_input_set(in, CF_TOKEN, fs->cfg->token, strlen(fs->cfg->token), "TALOS_TOKEN") ==
+		-1) {
 		snprintf(err, errlen, "TALOS_TOKEN: out of memory");
 		return -1;
 	}
@@ -113,9 +113,9 @@ read_all(struct filesrc *fs, struct creds_input *in, char *err, size_t errlen)
 static int
 rescan(struct filesrc *fs, char *err, size_t errlen)
 {
-	struct creds_input	in;
-	enum credsrc_result	r;
-	int			rc = 0;
+	struct creds_input  in;
+	enum credsrc_result r;
+	int                 rc = 0;
 
 	creds_input_init(&in);
 	if (read_all(fs, &in, err, errlen) == -1) {
@@ -124,7 +124,7 @@ rescan(struct filesrc *fs, char *err, size_t errlen)
 	}
 	r = credsrc_submit(fs->cs, fs->expect, fs->groups, &in, "files", err, errlen);
 	if (r == CREDSRC_INVALID)
-		rc = -2;	/* already logged and audited by credsrc */
+		rc = -2; /* already logged and audited by credsrc */
 out:
 	creds_input_free(&in);
 	return rc;
@@ -137,10 +137,9 @@ filesrc_load(struct filesrc *fs, char *err, size_t errlen)
 }
 
 struct filesrc *
-filesrc_new(const struct config *cfg, struct credsrc *cs, unsigned groups,
-    unsigned expect)
+filesrc_new(const struct config *cfg, struct credsrc *cs, unsigned groups, unsigned expect)
 {
-	struct filesrc	*fs;
+	struct filesrc *fs;
 
 	if ((fs = calloc(1, sizeof(*fs))) == NULL)
 		return NULL;
@@ -158,11 +157,11 @@ filesrc_new(const struct config *cfg, struct credsrc *cs, unsigned groups,
 static void
 watch_dirs(struct filesrc *fs)
 {
-	struct filespec	 sp[8];
-	char		 copy[PATH_MAX], *d;
-	int		 i, j, n, wd;
-	const uint32_t	 mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
-	    IN_DELETE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_DONT_FOLLOW;
+	struct filespec sp[8];
+	char            copy[PATH_MAX], *d;
+	int             i, j, n, wd;
+	const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
+	    IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_DONT_FOLLOW;
 
 	n = specs(fs, sp);
 	for (i = 0; i < n; i++) {
@@ -191,11 +190,11 @@ watch_dirs(struct filesrc *fs)
 static int
 drain_inotify(struct filesrc *fs)
 {
-	char				 buf[4096] __attribute__((aligned(8)));
-	const struct inotify_event	*ev;
-	ssize_t				 r;
-	char				*p;
-	int				 j, any = 0;
+	char                        buf[4096] __attribute__((aligned(8)));
+	const struct inotify_event *ev;
+	ssize_t                     r;
+	char                       *p;
+	int                         j, any = 0;
 
 	while ((r = read(fs->ifd, buf, sizeof(buf))) > 0) {
 		for (p = buf; p < buf + r; p += sizeof(*ev) + ev->len) {
@@ -214,12 +213,12 @@ drain_inotify(struct filesrc *fs)
 static void *
 watcher(void *arg)
 {
-	struct filesrc	*fs = arg;
-	struct pollfd	 pfd[2];
-	uint64_t	 v;
-	int64_t		 due = -1, next_check;
-	char		 err[512];
-	int		 timeout, rc;
+	struct filesrc *fs = arg;
+	struct pollfd   pfd[2];
+	uint64_t        v;
+	int64_t         due = -1, next_check;
+	char            err[512];
+	int             timeout, rc;
 
 	next_check = util_mono_ms() + FILESRC_RECHECK_MS;
 	while (!atomic_load(&fs->stop)) {
@@ -240,7 +239,7 @@ watcher(void *arg)
 		if (atomic_load(&fs->stop))
 			break;
 		if (rc > 0 && (pfd[0].revents & POLLIN) && drain_inotify(fs))
-			due = util_mono_ms() + FILESRC_DEBOUNCE_MS;	/* settle first */
+			due = util_mono_ms() + FILESRC_DEBOUNCE_MS; /* settle first */
 		if (atomic_exchange(&fs->force, 0)) {
 			credsrc_invalidate(fs->cs);
 			due = util_mono_ms();
@@ -251,7 +250,7 @@ watcher(void *arg)
 		}
 		if (due >= 0 && util_mono_ms() >= due) {
 			due = -1;
-			watch_dirs(fs);		/* a replaced directory needs a new watch */
+			watch_dirs(fs); /* a replaced directory needs a new watch */
 			if (rescan(fs, err, sizeof(err)) == -1) {
 				metrics_inc(MC_RELOAD_FAIL);
 				log_warnx("credentials not reloaded: %s", err);
@@ -284,8 +283,8 @@ filesrc_start(struct filesrc *fs)
 static void
 wake(struct filesrc *fs)
 {
-	uint64_t	one = 1;
-	ssize_t		w;
+	uint64_t one = 1;
+	ssize_t  w;
 
 	if (fs->efd >= 0)
 		w = write(fs->efd, &one, sizeof(one));
@@ -304,7 +303,7 @@ filesrc_reload(struct filesrc *fs)
 void
 filesrc_free(struct filesrc *fs)
 {
-	int	i;
+	int i;
 
 	if (fs == NULL)
 		return;

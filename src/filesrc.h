@@ -23,19 +23,19 @@ struct filesrc;
  * `groups` is the CF_GROUP_* mask this source owns, `expect` the mask every
  * source together delivers. Returns NULL on ENOMEM.
  */
-struct filesrc	*filesrc_new(const struct config *, struct credsrc *,
-		    unsigned groups, unsigned expect);
+struct filesrc *filesrc_new(
+    const struct config *, struct credsrc *, unsigned groups, unsigned expect);
 /*
  * Reads and submits once, synchronously (start-up). Returns 0 when the files
  * were read and accepted (or are pending other sources), -1 with a one-line
  * reason naming the setting.
  */
-int		 filesrc_load(struct filesrc *, char *err, size_t errlen);
+int filesrc_load(struct filesrc *, char *err, size_t errlen);
 /* Starts the watcher thread. 0 or -1. */
-int		 filesrc_start(struct filesrc *);
+int filesrc_start(struct filesrc *);
 /* Asks the watcher for an immediate forced rescan (async-signal-unsafe; main thread). */
-void		 filesrc_reload(struct filesrc *);
+void filesrc_reload(struct filesrc *);
 /* Stops and joins the watcher thread, then frees. NULL is fine. */
-void		 filesrc_free(struct filesrc *);
+void filesrc_free(struct filesrc *);
 
 #endif /* TCS_FILESRC_H */

@@ -38,25 +38,37 @@
 
 #include "log.h"
 
-#define GRPCCLI_MAX_RESPONSE	(256 * 1024)
+#define GRPCCLI_MAX_RESPONSE (256 * 1024)
 
-static const char	method_path[] = "/securityapi.SecurityService/Certificate";
+static const char method_path[] = "/securityapi.SecurityService/Certificate";
 
 static const struct {
-	int		 code;
-	const char	*name;
+	int         code;
+	const char *name;
 } status_names[] = {
-	{ 0, "OK" }, { 1, "CANCELLED" }, { 2, "UNKNOWN" }, { 3, "INVALID_ARGUMENT" },
-	{ 4, "DEADLINE_EXCEEDED" }, { 5, "NOT_FOUND" }, { 6, "ALREADY_EXISTS" },
-	{ 7, "PERMISSION_DENIED" }, { 8, "RESOURCE_EXHAUSTED" }, { 9, "FAILED_PRECONDITION" },
-	{ 10, "ABORTED" }, { 11, "OUT_OF_RANGE" }, { 12, "UNIMPLEMENTED" }, { 13, "INTERNAL" },
-	{ 14, "UNAVAILABLE" }, { 15, "DATA_LOSS" }, { 16, "UNAUTHENTICATED" },
+	{ 0, "OK" },
+	{ 1, "CANCELLED" },
+	{ 2, "UNKNOWN" },
+	{ 3, "INVALID_ARGUMENT" },
+	{ 4, "DEADLINE_EXCEEDED" },
+	{ 5, "NOT_FOUND" },
+	{ 6, "ALREADY_EXISTS" },
+	{ 7, "PERMISSION_DENIED" },
+	{ 8, "RESOURCE_EXHAUSTED" },
+	{ 9, "FAILED_PRECONDITION" },
+	{ 10, "ABORTED" },
+	{ 11, "OUT_OF_RANGE" },
+	{ 12, "UNIMPLEMENTED" },
+	{ 13, "INTERNAL" },
+	{ 14, "UNAVAILABLE" },
+	{ 15, "DATA_LOSS" },
+	{ 16, "UNAUTHENTICATED" },
 };
 
 const char *
 grpccli_status_name(int code)
 {
-	size_t	i;
+	size_t i;
 
 	for (i = 0; i < sizeof(status_names) / sizeof(status_names[0]); i++)
 		if (status_names[i].code == code)
@@ -83,7 +95,7 @@ quiet_log(gpr_log_func_args *a)
 static unsigned char *
 dup_bytes(const unsigned char *p, size_t n)
 {
-	unsigned char	*d;
+	unsigned char *d;
 
 	if ((d = malloc(n + 1)) == NULL)
 		return NULL;
@@ -97,10 +109,10 @@ dup_bytes(const unsigned char *p, size_t n)
 static int
 unpack(grpc_byte_buffer *bb, struct grpccli_result *res)
 {
-	Securityapi__CertificateResponse	*resp = NULL;
-	grpc_byte_buffer_reader			 rd;
-	grpc_slice				 all;
-	int					 rc = -1;
+	Securityapi__CertificateResponse *resp = NULL;
+	grpc_byte_buffer_reader           rd;
+	grpc_slice                        all;
+	int                               rc = -1;
 
 	if (!grpc_byte_buffer_reader_init(&rd, bb))
 		return -1;
@@ -108,8 +120,8 @@ unpack(grpc_byte_buffer *bb, struct grpccli_result *res)
 	grpc_byte_buffer_reader_destroy(&rd);
 	if (GRPC_SLICE_LENGTH(all) > GRPCCLI_MAX_RESPONSE)
 		goto out;
-	resp = securityapi__certificate_response__unpack(NULL, GRPC_SLICE_LENGTH(all),
-	    GRPC_SLICE_START_PTR(all));
+	resp = securityapi__certificate_response__unpack(
+	    NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
 	if (resp == NULL)
 		goto out;
 	if ((res->ca = dup_bytes(resp->ca.data, resp->ca.len)) == NULL ||
@@ -126,29 +138,29 @@ out:
 }
 
 int
-grpccli_certificate(const char *ip, int port, const char *roots_pem,
-    const char *token, size_t token_len, const unsigned char *csr, size_t csr_len,
-    int timeout_ms, struct grpccli_result *res)
+grpccli_certificate(const char *ip, int port, const char *roots_pem, const char *token,
+    size_t token_len, const unsigned char *csr, size_t csr_len, int timeout_ms,
+    struct grpccli_result *res)
 {
-	Securityapi__CertificateRequest	 req = SECURITYAPI__CERTIFICATE_REQUEST__INIT;
-	grpc_channel_credentials	*creds = NULL;
-	grpc_channel			*ch = NULL;
-	grpc_completion_queue		*cq = NULL;
-	grpc_call			*call = NULL;
-	grpc_byte_buffer		*send = NULL, *recv = NULL;
-	grpc_metadata_array		 md_initial, md_trailing;
-	grpc_metadata			 tok;
-	grpc_slice			 payload, details = grpc_empty_slice();
-	grpc_status_code		 status = GRPC_STATUS_UNKNOWN;
-	grpc_arg			 args[2];
-	grpc_channel_args		 chargs;
-	grpc_op				 ops[6];
-	grpc_event			 ev;
-	gpr_timespec			 deadline;
-	unsigned char			 a6[16];
-	char				 target[96], *msg;
-	int				 rc = -1, tag = 1;
-	size_t				 n = 0;
+	Securityapi__CertificateRequest req = SECURITYAPI__CERTIFICATE_REQUEST__INIT;
+	grpc_channel_credentials       *creds = NULL;
+	grpc_channel                   *ch = NULL;
+	grpc_completion_queue          *cq = NULL;
+	grpc_call                      *call = NULL;
+	grpc_byte_buffer               *send = NULL, *recv = NULL;
+	grpc_metadata_array             md_initial, md_trailing;
+	grpc_metadata                   tok;
+	grpc_slice                      payload, details = grpc_empty_slice();
+	grpc_status_code                status = GRPC_STATUS_UNKNOWN;
+	grpc_arg                        args[2];
+	grpc_channel_args               chargs;
+	grpc_op                         ops[6];
+	grpc_event                      ev;
+	gpr_timespec                    deadline;
+	unsigned char                   a6[16];
+	char                            target[96], *msg;
+	int                             rc = -1, tag = 1;
+	size_t                          n = 0;
 
 	memset(res, 0, sizeof(*res));
 	res->status = -1;
@@ -168,17 +180,18 @@ grpccli_certificate(const char *ip, int port, const char *roots_pem,
 	}
 	/* The TLS name is the dialed IP (as a worker's round-robin resolver sets it). */
 	args[0] = (grpc_arg){ GRPC_ARG_STRING, GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
-	    { .string = (char *)(uintptr_t)ip } };
+		{ .string = (char *)(uintptr_t)ip } };
 	args[1] = (grpc_arg){ GRPC_ARG_INTEGER, GRPC_ARG_ENABLE_RETRIES, { .integer = 0 } };
 	chargs.num_args = 2;
 	chargs.args = args;
 	if ((ch = grpc_channel_create(target, creds, &chargs)) == NULL) {
-		snprintf(res->message, sizeof(res->message), "cannot create a channel to %s", target);
+		snprintf(
+		    res->message, sizeof(res->message), "cannot create a channel to %s", target);
 		goto out;
 	}
 	cq = grpc_completion_queue_create_for_next(NULL);
-	deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-	    gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+	deadline = gpr_time_add(
+	    gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
 	call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
 	    grpc_slice_from_static_string(method_path), NULL, deadline, NULL);
 	if (call == NULL) {
@@ -249,8 +262,9 @@ out:
 		grpc_channel_destroy(ch);
 	if (cq != NULL) {
 		grpc_completion_queue_shutdown(cq);
-		while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-		    NULL).type != GRPC_QUEUE_SHUTDOWN)
+		while (
+		    grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+		    GRPC_QUEUE_SHUTDOWN)
 			;
 		grpc_completion_queue_destroy(cq);
 	}

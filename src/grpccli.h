@@ -17,24 +17,24 @@
 #include <stddef.h>
 
 /* gRPC status codes (wire values). */
-#define GRPCCLI_OK			0
-#define GRPCCLI_INVALID_ARGUMENT	3
-#define GRPCCLI_DEADLINE_EXCEEDED	4
-#define GRPCCLI_PERMISSION_DENIED	7
-#define GRPCCLI_RESOURCE_EXHAUSTED	8
-#define GRPCCLI_UNIMPLEMENTED		12
-#define GRPCCLI_INTERNAL		13
-#define GRPCCLI_UNAVAILABLE		14
-#define GRPCCLI_UNAUTHENTICATED		16
+#define GRPCCLI_OK                 0
+#define GRPCCLI_INVALID_ARGUMENT   3
+#define GRPCCLI_DEADLINE_EXCEEDED  4
+#define GRPCCLI_PERMISSION_DENIED  7
+#define GRPCCLI_RESOURCE_EXHAUSTED 8
+#define GRPCCLI_UNIMPLEMENTED      12
+#define GRPCCLI_INTERNAL           13
+#define GRPCCLI_UNAVAILABLE        14
+#define GRPCCLI_UNAUTHENTICATED    16
 
 /* What came back; free with grpccli_result_free(). */
 struct grpccli_result {
-	int		 status;	/* a GRPCCLI_* code */
-	char		 message[512];	/* status details */
-	unsigned char	*ca;		/* CertificateResponse.ca (NUL-terminated) */
-	size_t		 ca_len;
-	unsigned char	*crt;		/* CertificateResponse.crt (NUL-terminated) */
-	size_t		 crt_len;
+	int            status;       /* a GRPCCLI_* code */
+	char           message[512]; /* status details */
+	unsigned char *ca;           /* CertificateResponse.ca (NUL-terminated) */
+	size_t         ca_len;
+	unsigned char *crt; /* CertificateResponse.crt (NUL-terminated) */
+	size_t         crt_len;
 };
 
 /*
@@ -46,12 +46,12 @@ struct grpccli_result {
  * keep any argument. Main thread of the CLI; initialises and shuts down
  * gRPC itself.
  */
-int	grpccli_certificate(const char *ip, int port, const char *roots_pem,
-	    const char *token, size_t token_len, const unsigned char *csr,
-	    size_t csr_len, int timeout_ms, struct grpccli_result *res);
+int grpccli_certificate(const char *ip, int port, const char *roots_pem, const char *token,
+    size_t token_len, const unsigned char *csr, size_t csr_len, int timeout_ms,
+    struct grpccli_result *res);
 /* Frees what grpccli_certificate() allocated. */
-void	grpccli_result_free(struct grpccli_result *);
+void grpccli_result_free(struct grpccli_result *);
 /* "OK", "UNAUTHENTICATED", ... for a status code (static strings). */
-const char	*grpccli_status_name(int);
+const char *grpccli_status_name(int);
 
 #endif /* TCS_GRPCCLI_H */

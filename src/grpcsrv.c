@@ -54,14 +54,14 @@
 #include "signer.h"
 #include "util.h"
 
-#define GRPCSRV_PENDING_PER_THREAD	16	/* Certificate requests kept posted */
-#define GRPCSRV_PENDING_GENERIC		2	/* for unknown methods */
-#define GRPCSRV_MAX_ADDRS		8
-#define GRPCSRV_MAX_STREAMS		64
-#define GRPCSRV_HANDSHAKE_MS		10000
-#define GRPCSRV_IDLE_MS			(5 * 60 * 1000)
+#define GRPCSRV_PENDING_PER_THREAD 16 /* Certificate requests kept posted */
+#define GRPCSRV_PENDING_GENERIC    2  /* for unknown methods */
+#define GRPCSRV_MAX_ADDRS          8
+#define GRPCSRV_MAX_STREAMS        64
+#define GRPCSRV_HANDSHAKE_MS       10000
+#define GRPCSRV_IDLE_MS            (5 * 60 * 1000)
 
-static const char	method_path[] = "/securityapi.SecurityService/Certificate";
+static const char method_path[] = "/securityapi.SecurityService/Certificate";
 
 enum call_kind { CALL_CERT, CALL_GENERIC, CALL_SHUTDOWN, CALL__MAX };
 enum call_state { CS_REQUESTED, CS_FINISHING, CS__MAX };
@@ -73,22 +73,22 @@ enum rpc_outcome {
 	OUT_MISSING_TOKEN,
 	OUT_INVALID_TOKEN,
 	OUT_BAD_MESSAGE,
-	OUT_SIGNER,		/* status taken from signer_result */
+	OUT_SIGNER, /* status taken from signer_result */
 	OUT_RATE_LIMITED,
 	OUT__MAX
 };
 
 struct call {
-	struct grpcsrv		*srv;
-	enum call_kind		 kind;
-	enum call_state		 state;
-	grpc_call		*call;
-	gpr_timespec		 deadline;
-	grpc_metadata_array	 md;
-	grpc_call_details	 details;
-	grpc_byte_buffer	*recv;
-	grpc_byte_buffer	*send;
-	int			 cancelled;
+	struct grpcsrv     *srv;
+	enum call_kind      kind;
+	enum call_state     state;
+	grpc_call          *call;
+	gpr_timespec        deadline;
+	grpc_metadata_array md;
+	grpc_call_details   details;
+	grpc_byte_buffer   *recv;
+	grpc_byte_buffer   *send;
+	int                 cancelled;
 };
 
 /*
@@ -97,40 +97,41 @@ struct call {
  * own fetcher state, passed as the fetcher's user data.
  */
 struct fetcher {
-	struct grpcsrv		*srv;
-	pthread_mutex_t		 mtx;
-	uint64_t		 tls_gen;	/* generation last looked at */
-	unsigned char		 tls_digest[SHA256_DIGEST_LENGTH];
-	int			 tls_loaded;
+	struct grpcsrv *srv;
+	pthread_mutex_t mtx;
+	uint64_t        tls_gen; /* generation last looked at */
+	unsigned char   tls_digest[SHA256_DIGEST_LENGTH];
+	int             tls_loaded;
 };
 
 struct grpcsrv {
-	const struct config	*cfg;
-	struct credstore	*store;
-	struct ratelimit	*rl;
-	grpc_server		*server;
-	grpc_completion_queue	*cq;
-	void			*method;
-	pthread_t		*threads;
-	int			 nthreads;
-	int			 port;
-	atomic_int		 shutting_down;
-	struct call		 shutdown_tag;
-	pthread_mutex_t		 mtx;		/* shutdown_done */
-	pthread_cond_t		 cond;
-	int			 shutdown_done;
-	struct fetcher		 fetchers[GRPCSRV_MAX_ADDRS];
-	int			 nfetchers;
+	const struct config   *cfg;
+	struct credstore      *store;
+	struct ratelimit      *rl;
+	grpc_server           *server;
+	grpc_completion_queue *cq;
+	void                  *method;
+	pthread_t             *threads;
+	int                    nthreads;
+	int                    port;
+	atomic_int             shutting_down;
+	struct call            shutdown_tag;
+	pthread_mutex_t        mtx; /* shutdown_done */
+	pthread_cond_t         cond;
+	int                    shutdown_done;
+	struct fetcher         fetchers[GRPCSRV_MAX_ADDRS];
+	int                    nfetchers;
 };
 
 /* One table maps every rejection to its wire status and message. */
 static const struct {
-	grpc_status_code	 code;
-	const char		*message;
-	enum audit_kind		 audit;
+	grpc_status_code code;
+	const char      *message;
+	enum audit_kind  audit;
 } outcomes[OUT__MAX] = {
 	[OUT_OK] = { GRPC_STATUS_OK, "", AK_ISSUED },
-	[OUT_UNAVAILABLE] = { GRPC_STATUS_UNAVAILABLE, "no credentials loaded yet", AK_UNAVAILABLE },
+	[OUT_UNAVAILABLE] = { GRPC_STATUS_UNAVAILABLE, "no credentials loaded yet",
+	    AK_UNAVAILABLE },
 	[OUT_MISSING_TOKEN] = { GRPC_STATUS_UNAUTHENTICATED, "missing token", AK_AUTH_FAILED },
 	[OUT_INVALID_TOKEN] = { GRPC_STATUS_UNAUTHENTICATED, "invalid token", AK_AUTH_FAILED },
 	[OUT_BAD_MESSAGE] = { GRPC_STATUS_INVALID_ARGUMENT, "failed to decode request message",
@@ -141,8 +142,8 @@ static const struct {
 };
 
 static const struct {
-	grpc_status_code	code;
-	enum audit_kind		audit;
+	grpc_status_code code;
+	enum audit_kind  audit;
 } signer_map[SIGNER__MAX] = {
 	[SIGNER_OK] = { GRPC_STATUS_OK, AK_ISSUED },
 	[SIGNER_BAD_DECODE] = { GRPC_STATUS_INVALID_ARGUMENT, AK_INVALID_CSR },
@@ -166,10 +167,10 @@ grpcsrv_protobuf_c_version(void)
 int
 grpcsrv_peer_ip(const char *peer, char *out, size_t outlen)
 {
-	char		 dec[128];
+	char              dec[128];
 	static const char hexd[] = "0123456789abcdef0123456789ABCDEF";
-	const char	*p, *end, *h1, *h2;
-	size_t		 i, n = 0;
+	const char       *p, *end, *h1, *h2;
+	size_t            i, n = 0;
 
 	out[0] = '\0';
 	if (peer == NULL)
@@ -203,32 +204,32 @@ grpcsrv_peer_ip(const char *peer, char *out, size_t outlen)
 	return 0;
 }
 
-static void	free_fetchers(struct grpcsrv *);
+static void free_fetchers(struct grpcsrv *);
 
 /* --- TLS certificate fetcher -------------------------------------------- */
 
 static grpc_ssl_certificate_config_reload_status
 cert_fetcher(void *arg, grpc_ssl_server_certificate_config **config)
 {
-	struct fetcher				*f = arg;
-	struct credstore			*store = f->srv->store;
-	struct creds				*c;
-	grpc_ssl_pem_key_cert_pair		 pair;
+	struct fetcher                           *f = arg;
+	struct credstore                         *store = f->srv->store;
+	struct creds                             *c;
+	grpc_ssl_pem_key_cert_pair                pair;
 	grpc_ssl_certificate_config_reload_status rc = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
-	uint64_t				 gen = credstore_generation(store);
+	uint64_t                                  gen = credstore_generation(store);
 
 	pthread_mutex_lock(&f->mtx);
 	if (f->tls_loaded && gen == f->tls_gen)
 		goto out;
 	if ((c = credstore_acquire(store)) == NULL) {
-		rc = f->tls_loaded ? GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED :
-		    GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
+		rc = f->tls_loaded ? GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED
+				   : GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
 		goto out;
 	}
 	f->tls_gen = c->gen;
 	if (f->tls_loaded && memcmp(c->tls_digest, f->tls_digest, sizeof(f->tls_digest)) == 0) {
 		creds_release(c);
-		goto out;	/* only the CA side changed */
+		goto out; /* only the CA side changed */
 	}
 	pair.private_key = c->tls_key_pem;
 	pair.cert_chain = c->tls_cert_pem;
@@ -242,7 +243,8 @@ cert_fetcher(void *arg, grpc_ssl_server_certificate_config **config)
 	memcpy(f->tls_digest, c->tls_digest, sizeof(f->tls_digest));
 	if (f->tls_loaded || f == &f->srv->fetchers[0]) {
 		struct log_field lf[] = {
-			LF_I("generation", c->gen), LF_S("serving_spki_sha256", c->tls_fp),
+			LF_I("generation", c->gen),
+			LF_S("serving_spki_sha256", c->tls_fp),
 			LF_I("not_after", c->tls_not_after),
 		};
 		log_record(LOG_INFO, "serving certificate loaded", lf, sizeof(lf) / sizeof(lf[0]));
@@ -259,7 +261,7 @@ out:
 static grpc_server_credentials *
 port_credentials(struct grpcsrv *s)
 {
-	struct fetcher	*f;
+	struct fetcher *f;
 
 	if (s->nfetchers == GRPCSRV_MAX_ADDRS)
 		return NULL;
@@ -268,15 +270,15 @@ port_credentials(struct grpcsrv *s)
 	pthread_mutex_init(&f->mtx, NULL);
 	return grpc_ssl_server_credentials_create_with_options(
 	    grpc_ssl_server_credentials_create_options_using_config_fetcher(
-	    GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, cert_fetcher, f));
+		GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, cert_fetcher, f));
 }
 
 /* Binds one address with its own credentials; the bound port or 0. */
 static int
 add_port(struct grpcsrv *s, const char *addr)
 {
-	grpc_server_credentials	*creds;
-	int			 got;
+	grpc_server_credentials *creds;
+	int                      got;
 
 	if ((creds = port_credentials(s)) == NULL)
 		return 0;
@@ -290,8 +292,8 @@ add_port(struct grpcsrv *s, const char *addr)
 static int
 request_call(struct grpcsrv *s, enum call_kind kind)
 {
-	struct call	*c;
-	grpc_call_error	 e;
+	struct call    *c;
+	grpc_call_error e;
 
 	if (atomic_load(&s->shutting_down))
 		return 0;
@@ -308,8 +310,8 @@ request_call(struct grpcsrv *s, enum call_kind kind)
 		    &c->deadline, &c->md, &c->recv, s->cq, s->cq, c);
 	} else {
 		grpc_call_details_init(&c->details);
-		e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md,
-		    s->cq, s->cq, c);
+		e = grpc_server_request_call(
+		    s->server, &c->call, &c->details, &c->md, s->cq, s->cq, c);
 	}
 	if (e != GRPC_CALL_OK) {
 		log_warnx("grpcsrv: cannot post a call (%d)", (int)e);
@@ -341,10 +343,10 @@ call_free(struct call *c)
 static void
 finish(struct call *c, grpc_status_code code, const char *msg)
 {
-	grpc_op		ops[4];
-	grpc_slice	details = grpc_slice_from_copied_string(msg ? msg : "");
-	size_t		n = 0;
-	grpc_call_error	e;
+	grpc_op         ops[4];
+	grpc_slice      details = grpc_slice_from_copied_string(msg ? msg : "");
+	size_t          n = 0;
+	grpc_call_error e;
 
 	memset(ops, 0, sizeof(ops));
 	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -370,8 +372,8 @@ finish(struct call *c, grpc_status_code code, const char *msg)
 static enum rpc_outcome
 check_token(const struct call *c, const struct creds *cr)
 {
-	const grpc_metadata	*tok = NULL;
-	size_t			 i, n = 0;
+	const grpc_metadata *tok = NULL;
+	size_t               i, n = 0;
 
 	for (i = 0; i < c->md.count; i++)
 		if (grpc_slice_str_cmp(c->md.metadata[i].key, "token") == 0) {
@@ -381,9 +383,9 @@ check_token(const struct call *c, const struct creds *cr)
 	if (n == 0)
 		return OUT_MISSING_TOKEN;
 	if (n > 1)
-		return OUT_INVALID_TOKEN;	/* never guess which value counts */
+		return OUT_INVALID_TOKEN; /* never guess which value counts */
 	if (!util_token_ok((const char *)GRPC_SLICE_START_PTR(tok->value),
-	    GRPC_SLICE_LENGTH(tok->value), cr->token_digest))
+		GRPC_SLICE_LENGTH(tok->value), cr->token_digest))
 		return OUT_INVALID_TOKEN;
 	return OUT_OK;
 }
@@ -391,10 +393,10 @@ check_token(const struct call *c, const struct creds *cr)
 static grpc_byte_buffer *
 pack_response(const struct creds *cr, const struct signer_result *res)
 {
-	Securityapi__CertificateResponse	 resp = SECURITYAPI__CERTIFICATE_RESPONSE__INIT;
-	grpc_byte_buffer			*bb;
-	grpc_slice				 out;
-	size_t					 len;
+	Securityapi__CertificateResponse resp = SECURITYAPI__CERTIFICATE_RESPONSE__INIT;
+	grpc_byte_buffer                *bb;
+	grpc_slice                       out;
+	size_t                           len;
 
 	resp.ca.data = cr->ca_bundle;
 	resp.ca.len = cr->ca_bundle_len;
@@ -411,18 +413,18 @@ pack_response(const struct creds *cr, const struct signer_result *res)
 static void
 handle_certificate(struct call *c)
 {
-	struct grpcsrv			*s = c->srv;
-	struct creds			*cr = NULL;
-	struct signer_result		 res;
-	struct signer_params		 sp;
-	struct audit_rec		 ar;
-	Securityapi__CertificateRequest	*req = NULL;
-	grpc_byte_buffer_reader		 rd;
-	grpc_slice			 all = grpc_empty_slice();
-	enum rpc_outcome		 out;
-	grpc_status_code		 code;
-	const char			*msg;
-	char				*peer, ip[64];
+	struct grpcsrv                  *s = c->srv;
+	struct creds                    *cr = NULL;
+	struct signer_result             res;
+	struct signer_params             sp;
+	struct audit_rec                 ar;
+	Securityapi__CertificateRequest *req = NULL;
+	grpc_byte_buffer_reader          rd;
+	grpc_slice                       all = grpc_empty_slice();
+	enum rpc_outcome                 out;
+	grpc_status_code                 code;
+	const char                      *msg;
+	char                            *peer, ip[64];
 
 	memset(&res, 0, sizeof(res));
 	memset(&ar, 0, sizeof(ar));
@@ -447,8 +449,8 @@ handle_certificate(struct call *c)
 	}
 	all = grpc_byte_buffer_reader_readall(&rd);
 	grpc_byte_buffer_reader_destroy(&rd);
-	req = securityapi__certificate_request__unpack(NULL, GRPC_SLICE_LENGTH(all),
-	    GRPC_SLICE_START_PTR(all));
+	req = securityapi__certificate_request__unpack(
+	    NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
 	if (req == NULL) {
 		out = OUT_BAD_MESSAGE;
 		goto reply;
@@ -465,8 +467,8 @@ handle_certificate(struct call *c)
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		signer_issue(cr, req->csr.data, req->csr.len, &sp, &res);
 		clock_gettime(CLOCK_MONOTONIC, &b);
-		metrics_sign_latency_us((b.tv_sec - a.tv_sec) * 1000000 +
-		    (b.tv_nsec - a.tv_nsec) / 1000);
+		metrics_sign_latency_us(
+		    (b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000);
 	}
 	out = OUT_SIGNER;
 	if (res.status == SIGNER_OK)
@@ -502,7 +504,7 @@ reply:
 static void
 dispatch(struct call *c, int ok)
 {
-	struct grpcsrv	*s = c->srv;
+	struct grpcsrv *s = c->srv;
 
 	if (c->kind == CALL_SHUTDOWN) {
 		pthread_mutex_lock(&s->mtx);
@@ -513,30 +515,26 @@ dispatch(struct call *c, int ok)
 	}
 	switch (c->state) {
 	case CS_REQUESTED:
-		if (!ok) {		/* the server is shutting down */
+		if (!ok) { /* the server is shutting down */
 			call_free(c);
 			return;
 		}
-		request_call(s, c->kind);	/* keep the pool of posted calls full */
+		request_call(s, c->kind); /* keep the pool of posted calls full */
 		if (c->kind == CALL_CERT)
 			handle_certificate(c);
 		else
 			finish(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
 		return;
-	case CS_FINISHING:
-		call_free(c);
-		return;
-	default:
-		log_warnx("grpcsrv: call in impossible state %d", (int)c->state);
-		call_free(c);
+	case CS_FINISHING: call_free(c); return;
+	default: log_warnx("grpcsrv: call in impossible state %d", (int)c->state); call_free(c);
 	}
 }
 
 static void *
 worker(void *arg)
 {
-	struct grpcsrv	*s = arg;
-	grpc_event	 ev;
+	struct grpcsrv *s = arg;
+	grpc_event      ev;
 
 	for (;;) {
 		ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -553,9 +551,9 @@ worker(void *arg)
 static int
 bind_all(struct grpcsrv *s, char *err, size_t errlen)
 {
-	const struct config	*cfg = s->cfg;
-	char			 list[512], addr[160], *p, *tok;
-	int			 port = cfg->port, got, n = 0;
+	const struct config *cfg = s->cfg;
+	char                 list[512], addr[160], *p, *tok;
+	int                  port = cfg->port, got, n = 0;
 
 	if (cfg->listen_address == NULL || *cfg->listen_address == '\0') {
 		/* "[::]" is dual-stack; fall back to IPv4 where IPv6 is off. */
@@ -598,11 +596,11 @@ bind_all(struct grpcsrv *s, char *err, size_t errlen)
 			return -1;
 		}
 		if (port == 0)
-			port = got;	/* the same ephemeral port everywhere */
+			port = got; /* the same ephemeral port everywhere */
 		if (s->port == 0)
 			s->port = got;
-		snprintf(addr, sizeof(addr), inet_pton(AF_INET, tok, buf) == 1 ? "%s:%d" : "[%s]:%d",
-		    tok, got);
+		snprintf(addr, sizeof(addr),
+		    inet_pton(AF_INET, tok, buf) == 1 ? "%s:%d" : "[%s]:%d", tok, got);
 		{
 			struct log_field f[] = { LF_S("addr", addr), LF_I("port", got) };
 			log_record(LOG_INFO, "listening", f, 2);
@@ -617,14 +615,14 @@ bind_all(struct grpcsrv *s, char *err, size_t errlen)
 }
 
 struct grpcsrv *
-grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimit *rl,
-    char *err, size_t errlen)
+grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimit *rl, char *err,
+    size_t errlen)
 {
-	struct grpcsrv			*s;
-	grpc_arg			 args[6];
-	grpc_channel_args		 chargs;
-	long				 ncpu;
-	int				 i;
+	struct grpcsrv   *s;
+	grpc_arg          args[6];
+	grpc_channel_args chargs;
+	long              ncpu;
+	int               i;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -641,26 +639,27 @@ grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimi
 
 	grpc_init();
 	args[0] = (grpc_arg){ GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-	    { .integer = (int)cfg->max_request_bytes } };
+		{ .integer = (int)cfg->max_request_bytes } };
 	args[1] = (grpc_arg){ GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_MS,
-	    { .integer = cfg->max_connection_age_ms > INT32_MAX ? INT32_MAX :
-	    (int)cfg->max_connection_age_ms } };
+		{ .integer = cfg->max_connection_age_ms > INT32_MAX
+			? INT32_MAX
+			: (int)cfg->max_connection_age_ms } };
 	args[2] = (grpc_arg){ GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
-	    { .integer = 10000 } };
+		{ .integer = 10000 } };
 	args[3] = (grpc_arg){ GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS,
-	    { .integer = GRPCSRV_MAX_STREAMS } };
+		{ .integer = GRPCSRV_MAX_STREAMS } };
 	args[4] = (grpc_arg){ GRPC_ARG_INTEGER, GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
-	    { .integer = GRPCSRV_HANDSHAKE_MS } };
+		{ .integer = GRPCSRV_HANDSHAKE_MS } };
 	args[5] = (grpc_arg){ GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS,
-	    { .integer = GRPCSRV_IDLE_MS } };
+		{ .integer = GRPCSRV_IDLE_MS } };
 	chargs.num_args = sizeof(args) / sizeof(args[0]);
 	chargs.args = args;
 
 	s->cq = grpc_completion_queue_create_for_next(NULL);
 	s->server = grpc_server_create(&chargs, NULL);
 	grpc_server_register_completion_queue(s->server, s->cq, NULL);
-	s->method = grpc_server_register_method(s->server, method_path, NULL,
-	    GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+	s->method = grpc_server_register_method(
+	    s->server, method_path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
 	if (bind_all(s, err, errlen) == -1)
 		goto fail;
 	grpc_server_start(s->server);
@@ -710,7 +709,7 @@ fail:
 static void
 free_fetchers(struct grpcsrv *s)
 {
-	int	i;
+	int i;
 
 	for (i = 0; i < s->nfetchers; i++)
 		pthread_mutex_destroy(&s->fetchers[i].mtx);
@@ -726,8 +725,8 @@ grpcsrv_port(const struct grpcsrv *s)
 static int
 wait_shutdown(struct grpcsrv *s, int64_t ms)
 {
-	struct timespec	ts;
-	int		done;
+	struct timespec ts;
+	int             done;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += ms / 1000;
@@ -751,7 +750,7 @@ wait_shutdown(struct grpcsrv *s, int64_t ms)
 void
 grpcsrv_shutdown(struct grpcsrv *s, int64_t grace_ms)
 {
-	int	i;
+	int i;
 
 	if (s == NULL)
 		return;
@@ -770,7 +769,8 @@ grpcsrv_shutdown(struct grpcsrv *s, int64_t grace_ms)
 		grpc_event ev;
 
 		do {
-			ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+			ev = grpc_completion_queue_next(
+			    s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 			if (ev.type == GRPC_OP_COMPLETE)
 				dispatch(ev.tag, ev.success);
 		} while (!s->shutdown_done);
@@ -783,7 +783,8 @@ grpcsrv_shutdown(struct grpcsrv *s, int64_t grace_ms)
 		grpc_event ev;
 
 		do {
-			ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+			ev = grpc_completion_queue_next(
+			    s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 			if (ev.type == GRPC_OP_COMPLETE)
 				dispatch(ev.tag, ev.success);
 		} while (ev.type != GRPC_QUEUE_SHUTDOWN);

@@ -27,22 +27,22 @@ struct ratelimit;
  * while binding). `rl` may be NULL (no rate limit). Returns NULL with a
  * one-line reason in err.
  */
-struct grpcsrv	*grpcsrv_start(const struct config *, struct credstore *,
-		    struct ratelimit *rl, char *err, size_t errlen);
+struct grpcsrv *grpcsrv_start(
+    const struct config *, struct credstore *, struct ratelimit *rl, char *err, size_t errlen);
 /* The first bound port (useful with PORT=0). */
-int		 grpcsrv_port(const struct grpcsrv *);
+int grpcsrv_port(const struct grpcsrv *);
 /*
  * Stops accepting, lets in-flight calls finish for up to grace_ms, cancels
  * the rest, joins the threads and frees everything (including gRPC's global
  * state). Main thread only.
  */
-void		 grpcsrv_shutdown(struct grpcsrv *, int64_t grace_ms);
+void grpcsrv_shutdown(struct grpcsrv *, int64_t grace_ms);
 
 /* Versions of the libraries this module uses, for --version. */
-const char	*grpcsrv_grpc_version(void);
-const char	*grpcsrv_protobuf_c_version(void);
+const char *grpcsrv_grpc_version(void);
+const char *grpcsrv_protobuf_c_version(void);
 
 /* Exposed for tests: "ipv4:1.2.3.4:5" / "ipv6:%5B::1%5D:5" -> "1.2.3.4" / "::1". */
-int		 grpcsrv_peer_ip(const char *peer, char *out, size_t outlen);
+int grpcsrv_peer_ip(const char *peer, char *out, size_t outlen);
 
 #endif /* TCS_GRPCSRV_H */

@@ -36,24 +36,24 @@
 #include "metrics.h"
 #include "util.h"
 
-#define HTTPD_MAX_CONNECTIONS	64
-#define HTTPD_TIMEOUT_S		10
-#define HTTPD_MAX_METRICS	(1024 * 1024)
+#define HTTPD_MAX_CONNECTIONS 64
+#define HTTPD_TIMEOUT_S       10
+#define HTTPD_MAX_METRICS     (1024 * 1024)
 
 struct httpd {
-	struct credstore	*store;
-	int			 port;
+	struct credstore *store;
+	int               port;
 #ifdef HAVE_MHD
-	struct MHD_Daemon	*mhd;
+	struct MHD_Daemon *mhd;
 #endif
 };
 
 int
 httpd_parse_addr(const char *addr, char *host, size_t hostlen, int *port)
 {
-	const char	*colon, *h, *hend;
-	char		*end;
-	long		 p;
+	const char *colon, *h, *hend;
+	char       *end;
+	long        p;
 
 	host[0] = '\0';
 	if (addr[0] == '[') {
@@ -67,7 +67,7 @@ httpd_parse_addr(const char *addr, char *host, size_t hostlen, int *port)
 		h = addr;
 		hend = colon;
 		if (memchr(h, ':', (size_t)(hend - h)) != NULL)
-			return -1;	/* a bare IPv6 literal needs brackets */
+			return -1; /* a bare IPv6 literal needs brackets */
 	}
 	if ((size_t)(hend - h) + 1 > hostlen)
 		return -1;
@@ -83,7 +83,7 @@ httpd_parse_addr(const char *addr, char *host, size_t hostlen, int *port)
 void
 httpd_readiness(struct credstore *store, long long now, struct httpd_readiness *r)
 {
-	struct creds	*c;
+	struct creds *c;
 
 	r->ready = 0;
 	if ((c = credstore_acquire(store)) == NULL) {
@@ -93,11 +93,15 @@ httpd_readiness(struct credstore *store, long long now, struct httpd_readiness *
 	if (!metrics_serving())
 		snprintf(r->reason, sizeof(r->reason), "gRPC port not bound");
 	else if (c->ca_not_after < now)
-		snprintf(r->reason, sizeof(r->reason), "issuing CA certificate expired "
-		    "(generation %llu)", (unsigned long long)c->gen);
+		snprintf(r->reason, sizeof(r->reason),
+		    "issuing CA certificate expired "
+		    "(generation %llu)",
+		    (unsigned long long)c->gen);
 	else if (c->tls_not_after < now)
-		snprintf(r->reason, sizeof(r->reason), "serving certificate expired "
-		    "(generation %llu)", (unsigned long long)c->gen);
+		snprintf(r->reason, sizeof(r->reason),
+		    "serving certificate expired "
+		    "(generation %llu)",
+		    (unsigned long long)c->gen);
 	else {
 		r->ready = 1;
 		snprintf(r->reason, sizeof(r->reason), "ready");
@@ -118,8 +122,8 @@ static void mhd_log(void *, const char *, va_list) __attribute__((format(printf,
 static void
 mhd_log(void *arg, const char *fmt, va_list ap)
 {
-	char	buf[512];
-	size_t	n;
+	char   buf[512];
+	size_t n;
 
 	(void)arg;
 	vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -130,14 +134,12 @@ mhd_log(void *arg, const char *fmt, va_list ap)
 }
 
 static enum MHD_Result
-reply(struct MHD_Connection *conn, unsigned status, const char *ctype,
-    const void *body, size_t len)
+reply(struct MHD_Connection *conn, unsigned status, const char *ctype, const void *body, size_t len)
 {
-	struct MHD_Response	*resp;
-	enum MHD_Result		 rc;
+	struct MHD_Response *resp;
+	enum MHD_Result      rc;
 
-	resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)body,
-	    MHD_RESPMEM_MUST_COPY);
+	resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
 	if (resp == NULL)
 		return MHD_NO;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
@@ -158,16 +160,16 @@ static enum MHD_Result
 handle(void *arg, struct MHD_Connection *conn, const char *url, const char *method,
     const char *version, const char *upload, size_t *upload_len, void **state)
 {
-	struct httpd		*h = arg;
-	struct httpd_readiness	 r;
-	struct sbuf		 b;
-	enum MHD_Result		 rc;
-	char			 line[200];
+	struct httpd          *h = arg;
+	struct httpd_readiness r;
+	struct sbuf            b;
+	enum MHD_Result        rc;
+	char                   line[200];
 
 	(void)version;
 	(void)upload;
 	if (*upload_len != 0) {
-		*upload_len = 0;	/* probes have no body: discard */
+		*upload_len = 0; /* probes have no body: discard */
 		return MHD_YES;
 	}
 	(void)state;
@@ -185,14 +187,16 @@ handle(void *arg, struct MHD_Connection *conn, const char *url, const char *meth
 		if (metrics_render(&b) == -1) {
 			sbuf_free(&b);
 			log_warnx("httpd: cannot render metrics");
-			return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "metrics unavailable\n");
+			return reply_text(
+			    conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "metrics unavailable\n");
 		}
 		rc = reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
 		    b.data != NULL ? (const char *)b.data : "", b.len);
 		sbuf_free(&b);
 		return rc;
 	}
-	return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found: try /healthz, /readyz or /metrics\n");
+	return reply_text(
+	    conn, MHD_HTTP_NOT_FOUND, "not found: try /healthz, /readyz or /metrics\n");
 }
 
 static struct MHD_Daemon *
@@ -200,36 +204,33 @@ start_daemon(struct httpd *h, unsigned flags, int port, const struct sockaddr *s
 {
 	if (sa != NULL)
 		return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h,
-		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,	/* first: see MHD docs */
-		    MHD_OPTION_SOCK_ADDR, sa,
-		    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTPD_MAX_CONNECTIONS,
-		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_S,
-		    MHD_OPTION_END);
+		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first: see MHD docs */
+		    MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT,
+		    (unsigned)HTTPD_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+		    (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_END);
 	return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h,
-	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTPD_MAX_CONNECTIONS,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_S,
-	    MHD_OPTION_END);
+	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)HTTPD_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_END);
 }
 
 int
-httpd_start(const char *addr, struct credstore *store, struct httpd **out,
-    char *err, size_t errlen)
+httpd_start(const char *addr, struct credstore *store, struct httpd **out, char *err, size_t errlen)
 {
-	struct httpd		*h = NULL;
-	struct sockaddr_in	 sin;
-	struct sockaddr_in6	 sin6;
+	struct httpd               *h = NULL;
+	struct sockaddr_in          sin;
+	struct sockaddr_in6         sin6;
 	const union MHD_DaemonInfo *di;
-	unsigned		 flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
-				    MHD_USE_AUTO;
-	char			 host[64], shown[96];
-	int			 port;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_AUTO;
+	char     host[64], shown[96];
+	int      port;
 
 	*out = NULL;
 	if (addr == NULL || *addr == '\0')
-		return 0;	/* disabled */
+		return 0; /* disabled */
 	if (httpd_parse_addr(addr, host, sizeof(host), &port) == -1) {
-		snprintf(err, errlen, "HTTP_ADDR: \"%s\" is not HOST:PORT, :PORT or [IPV6]:PORT", addr);
+		snprintf(
+		    err, errlen, "HTTP_ADDR: \"%s\" is not HOST:PORT, :PORT or [IPV6]:PORT", addr);
 		return -1;
 	}
 	if ((h = calloc(1, sizeof(*h))) == NULL) {
@@ -250,7 +251,8 @@ httpd_start(const char *addr, struct credstore *store, struct httpd **out,
 	} else if (inet_pton(AF_INET6, host, &sin6.sin6_addr) == 1) {
 		sin6.sin6_family = AF_INET6;
 		sin6.sin6_port = htons((uint16_t)port);
-		h->mhd = start_daemon(h, flags | MHD_USE_IPv6, port, (const struct sockaddr *)&sin6);
+		h->mhd =
+		    start_daemon(h, flags | MHD_USE_IPv6, port, (const struct sockaddr *)&sin6);
 	} else {
 		snprintf(err, errlen, "HTTP_ADDR: \"%s\" is not an IP address", host);
 		free(h);
@@ -262,8 +264,7 @@ httpd_start(const char *addr, struct credstore *store, struct httpd **out,
 		return -1;
 	}
 	h->port = port;
-	if ((di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT)) != NULL &&
-	    di->port != 0)
+	if ((di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT)) != NULL && di->port != 0)
 		h->port = di->port;
 	snprintf(shown, sizeof(shown), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, h->port);
 	{
@@ -292,14 +293,14 @@ httpd_mhd_version(void)
 }
 
 int
-httpd_start(const char *addr, struct credstore *store, struct httpd **out,
-    char *err, size_t errlen)
+httpd_start(const char *addr, struct credstore *store, struct httpd **out, char *err, size_t errlen)
 {
 	(void)store;
 	*out = NULL;
 	if (addr == NULL || *addr == '\0')
 		return 0;
-	snprintf(err, errlen, "HTTP_ADDR: this build has no HTTP listener "
+	snprintf(err, errlen,
+	    "HTTP_ADDR: this build has no HTTP listener "
 	    "(libmicrohttpd missing); set HTTP_ADDR= to disable it");
 	return -1;
 }

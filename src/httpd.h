@@ -23,8 +23,8 @@ struct httpd;
 
 /* The answer of /readyz, exposed for tests. */
 struct httpd_readiness {
-	int	ready;			/* 1/0 */
-	char	reason[160];		/* why not ready, or "ready" */
+	int  ready;       /* 1/0 */
+	char reason[160]; /* why not ready, or "ready" */
 };
 
 /*
@@ -34,23 +34,23 @@ struct httpd_readiness {
  * new server in *out (stop with httpd_stop()), or -1 with a one-line reason
  * naming HTTP_ADDR in err. Main thread.
  */
-int	httpd_start(const char *addr, struct credstore *store, struct httpd **out,
-	    char *err, size_t errlen);
+int httpd_start(
+    const char *addr, struct credstore *store, struct httpd **out, char *err, size_t errlen);
 /* The bound TCP port (useful with port 0). */
-int	httpd_port(const struct httpd *);
+int httpd_port(const struct httpd *);
 /* Stops the listener, joins its thread and frees it. NULL is fine. Main thread. */
-void	httpd_stop(struct httpd *);
+void httpd_stop(struct httpd *);
 
 /*
  * Computes readiness from the store, the wall clock `now` (seconds) and
  * metrics_serving(). Any thread; takes and drops one snapshot reference.
  */
-void	httpd_readiness(struct credstore *, long long now, struct httpd_readiness *);
+void httpd_readiness(struct credstore *, long long now, struct httpd_readiness *);
 
 /* Parses an HTTP_ADDR value into host ("" = every address) and port; 0 or -1. */
-int	httpd_parse_addr(const char *addr, char *host, size_t hostlen, int *port);
+int httpd_parse_addr(const char *addr, char *host, size_t hostlen, int *port);
 
 /* libmicrohttpd's version string, or "none" (for --version). */
-const char	*httpd_mhd_version(void);
+const char *httpd_mhd_version(void);
 
 #endif /* TCS_HTTPD_H */

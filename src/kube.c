@@ -36,55 +36,55 @@
 #include "config.h"
 #include "log.h"
 
-#define KUBE_TOKEN_MAX_AGE_MS	(50 * 1000)	/* re-read well within a minute */
-#define KUBE_TOKEN_MAX		(64 * 1024)
-#define KUBE_CA_CACHE_S		60L
-#define KUBE_CONNECT_TIMEOUT_S	10L
-#define KUBE_REQUEST_TIMEOUT_S	30L
-#define KUBE_SA_NAMESPACE	"/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+#define KUBE_TOKEN_MAX_AGE_MS  (50 * 1000) /* re-read well within a minute */
+#define KUBE_TOKEN_MAX         (64 * 1024)
+#define KUBE_CA_CACHE_S        60L
+#define KUBE_CONNECT_TIMEOUT_S 10L
+#define KUBE_REQUEST_TIMEOUT_S 30L
+#define KUBE_SA_NAMESPACE      "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 struct kube {
-	char		*url;		/* no trailing slash */
-	char		*ca_path;
-	char		*token_path;
-	char		*ns;
+	char *url; /* no trailing slash */
+	char *ca_path;
+	char *token_path;
+	char *ns;
 
-	pthread_mutex_t	 mtx;		/* protects the token fields */
-	char		*token;		/* secret, NUL-terminated */
-	size_t		 token_len;
-	int64_t		 token_read_ms;
-	int		 token_stale;
-	int		 token_warned;
+	pthread_mutex_t mtx;   /* protects the token fields */
+	char           *token; /* secret, NUL-terminated */
+	size_t          token_len;
+	int64_t         token_read_ms;
+	int             token_stale;
+	int             token_warned;
 };
 
 struct kube_call {
-	struct kube		*k;
-	const atomic_int	*stop;
-	CURL			*h;
-	struct curl_slist	*hdrs;		/* holds the bearer token: wiped */
+	struct kube       *k;
+	const atomic_int  *stop;
+	CURL              *h;
+	struct curl_slist *hdrs; /* holds the bearer token: wiped */
 
 	/* The request, kept to retry once after a 401. */
-	char			 method[8];
-	char			*path;
-	char			*ctype;
-	char			*body;
-	size_t			 bodylen;
-	kube_data_fn		 on_data;
-	void			*arg;
-	long			 timeout_s, idle_s;
+	char         method[8];
+	char        *path;
+	char        *ctype;
+	char        *body;
+	size_t       bodylen;
+	kube_data_fn on_data;
+	void        *arg;
+	long         timeout_s, idle_s;
 
 	/* The outcome. */
-	struct sbuf		 resp;
-	long			 status;
-	long			 retry_after;
-	int			 overflow, cb_stop;
-	CURLcode		 rc;
-	char			 errbuf[CURL_ERROR_SIZE];
-	char			 err[256];
+	struct sbuf resp;
+	long        status;
+	long        retry_after;
+	int         overflow, cb_stop;
+	CURLcode    rc;
+	char        errbuf[CURL_ERROR_SIZE];
+	char        err[256];
 };
 
 struct kube_multi {
-	CURLM	*m;
+	CURLM *m;
 };
 
 int
@@ -113,9 +113,9 @@ kube_curl_version(void)
 static int
 read_token(const char *path, char **out, size_t *outlen)
 {
-	struct sbuf	 b;
-	size_t		 s = 0, e;
-	char		*t;
+	struct sbuf b;
+	size_t      s = 0, e;
+	char       *t;
 
 	*out = NULL;
 	*outlen = 0;
@@ -150,14 +150,13 @@ read_token(const char *path, char **out, size_t *outlen)
 static char *
 auth_header(struct kube *k)
 {
-	static const char	 pre[] = "Authorization: Bearer ";
-	char			*tok, *h = NULL;
-	size_t			 len;
-	int64_t			 now = util_mono_ms();
+	static const char pre[] = "Authorization: Bearer ";
+	char             *tok, *h = NULL;
+	size_t            len;
+	int64_t           now = util_mono_ms();
 
 	pthread_mutex_lock(&k->mtx);
-	if (k->token == NULL || k->token_stale ||
-	    now - k->token_read_ms >= KUBE_TOKEN_MAX_AGE_MS) {
+	if (k->token == NULL || k->token_stale || now - k->token_read_ms >= KUBE_TOKEN_MAX_AGE_MS) {
 		if (read_token(k->token_path, &tok, &len) == 0) {
 			if (k->token != NULL)
 				freezero(k->token, k->token_len + 1);
@@ -192,8 +191,8 @@ token_stale(struct kube *k)
 static char *
 trimmed_dup(const char *s)
 {
-	size_t	n;
-	char	*d;
+	size_t n;
+	char  *d;
 
 	if ((d = strdup(s)) == NULL)
 		return NULL;
@@ -206,12 +205,12 @@ trimmed_dup(const char *s)
 struct kube *
 kube_new(const struct config *cfg, char *err, size_t errlen)
 {
-	struct kube	*k;
-	struct sbuf	 b;
-	const char	*host, *port;
-	char		 url[512];
-	size_t		 s, e;
-	int		 n;
+	struct kube *k;
+	struct sbuf  b;
+	const char  *host, *port;
+	char         url[512];
+	size_t       s, e;
+	int          n;
 
 	if ((k = calloc(1, sizeof(*k))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -228,13 +227,15 @@ kube_new(const struct config *cfg, char *err, size_t errlen)
 		host = getenv("KUBERNETES_SERVICE_HOST");
 		port = getenv("KUBERNETES_SERVICE_PORT");
 		if (host == NULL || *host == '\0' || port == NULL || *port == '\0') {
-			snprintf(err, errlen, "KUBE_API_URL: not set, and KUBERNETES_SERVICE_HOST/"
-			    "KUBERNETES_SERVICE_PORT are not in the environment (not in a cluster?)");
+			snprintf(err, errlen,
+			    "KUBE_API_URL: not set, and KUBERNETES_SERVICE_HOST/"
+			    "KUBERNETES_SERVICE_PORT are not in the environment (not in a "
+			    "cluster?)");
 			goto fail;
 		}
 		/* An IPv6 literal needs brackets (net.JoinHostPort). */
-		n = snprintf(url, sizeof(url), strchr(host, ':') ? "https://[%s]:%s" :
-		    "https://%s:%s", host, port);
+		n = snprintf(url, sizeof(url),
+		    strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s", host, port);
 		if (n < 0 || (size_t)n >= sizeof(url)) {
 			snprintf(err, errlen, "KUBERNETES_SERVICE_HOST: too long");
 			goto fail;
@@ -248,13 +249,15 @@ kube_new(const struct config *cfg, char *err, size_t errlen)
 		goto fail;
 	}
 	if (*k->ca_path != '\0' && access(k->ca_path, R_OK) == -1) {
-		snprintf(err, errlen, "KUBE_CA_PATH (%s): cannot read: %s", k->ca_path,
-		    strerror(errno));
+		snprintf(
+		    err, errlen, "KUBE_CA_PATH (%s): cannot read: %s", k->ca_path, strerror(errno));
 		goto fail;
 	}
 	if (read_token(k->token_path, &k->token, &k->token_len) == -1) {
 		snprintf(err, errlen, "KUBE_TOKEN_PATH (%s): cannot read: %s", k->token_path,
-		    errno == ENODATA ? "empty" : errno == EFBIG ? "too large" : strerror(errno));
+		    errno == ENODATA     ? "empty"
+			: errno == EFBIG ? "too large"
+					 : strerror(errno));
 		goto fail;
 	}
 	k->token_read_ms = util_mono_ms();
@@ -311,7 +314,7 @@ kube_url(const struct kube *k)
 struct kube_call *
 kube_call_new(struct kube *k, const atomic_int *stop)
 {
-	struct kube_call	*c;
+	struct kube_call *c;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
@@ -329,7 +332,7 @@ kube_call_new(struct kube *k, const atomic_int *stop)
 static void
 free_headers(struct kube_call *c)
 {
-	struct curl_slist	*l;
+	struct curl_slist *l;
 
 	for (l = c->hdrs; l != NULL; l = l->next)
 		if (l->data != NULL)
@@ -367,15 +370,15 @@ kube_call_free(struct kube_call *c)
 static size_t
 write_cb(char *p, size_t size, size_t nmemb, void *arg)
 {
-	struct kube_call	*c = arg;
-	size_t			 len = size * nmemb;
+	struct kube_call *c = arg;
+	size_t            len = size * nmemb;
 
 	if (c->status == 0)
 		curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &c->status);
 	if (c->on_data != NULL && c->status / 100 == 2) {
 		if (c->on_data(p, len, c->arg) == -1) {
 			c->cb_stop = 1;
-			return 0;	/* ends the transfer with CURLE_WRITE_ERROR */
+			return 0; /* ends the transfer with CURLE_WRITE_ERROR */
 		}
 		return len;
 	}
@@ -389,9 +392,12 @@ write_cb(char *p, size_t size, size_t nmemb, void *arg)
 static int
 xferinfo_cb(void *arg, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln)
 {
-	struct kube_call	*c = arg;
+	struct kube_call *c = arg;
 
-	(void)dlt; (void)dln; (void)ult; (void)uln;
+	(void)dlt;
+	(void)dln;
+	(void)ult;
+	(void)uln;
 	return c->stop != NULL && atomic_load(c->stop) ? 1 : 0;
 }
 
@@ -399,11 +405,11 @@ xferinfo_cb(void *arg, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_
 static int
 setup(struct kube_call *c)
 {
-	CURL			*h = c->h;
-	struct curl_slist	*l;
-	char			*auth = NULL, *url = NULL, ct[160];
-	size_t			 ulen;
-	int			 rc = -1;
+	CURL              *h = c->h;
+	struct curl_slist *l;
+	char              *auth = NULL, *url = NULL, ct[160];
+	size_t             ulen;
+	int                rc = -1;
 
 	free_headers(c);
 	sbuf_reset(&c->resp);
@@ -433,13 +439,13 @@ setup(struct kube_call *c)
 			goto out;
 	}
 
-	curl_easy_setopt(h, CURLOPT_URL, url);		/* libcurl copies it */
+	curl_easy_setopt(h, CURLOPT_URL, url); /* libcurl copies it */
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_VERBOSE, 0L);	/* never: it prints the token */
+	curl_easy_setopt(h, CURLOPT_VERBOSE, 0L); /* never: it prints the token */
 	if (*c->k->ca_path != '\0')
 		curl_easy_setopt(h, CURLOPT_CAINFO, c->k->ca_path);
-#if LIBCURL_VERSION_NUM >= 0x075700	/* 7.87.0 */
+#if LIBCURL_VERSION_NUM >= 0x075700 /* 7.87.0 */
 	curl_easy_setopt(h, CURLOPT_CA_CACHE_TIMEOUT, KUBE_CA_CACHE_S);
 #endif
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -479,9 +485,8 @@ out:
 }
 
 int
-kube_call_prepare(struct kube_call *c, const char *method, const char *path,
-    const char *ctype, const char *body, kube_data_fn on_data, void *arg,
-    long timeout_s, long idle_s)
+kube_call_prepare(struct kube_call *c, const char *method, const char *path, const char *ctype,
+    const char *body, kube_data_fn on_data, void *arg, long timeout_s, long idle_s)
 {
 	clear_request(c);
 	snprintf(c->method, sizeof(c->method), "%s", method);
@@ -509,7 +514,7 @@ kube_call_prepare(struct kube_call *c, const char *method, const char *path,
 static int
 finish(struct kube_call *c)
 {
-	curl_off_t	ra = 0;
+	curl_off_t ra = 0;
 
 	curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &c->status);
 	if (curl_easy_getinfo(c->h, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
@@ -520,13 +525,13 @@ finish(struct kube_call *c)
 	if (c->rc == CURLE_OK || (c->rc == CURLE_WRITE_ERROR && c->cb_stop))
 		return 0;
 	if (c->overflow)
-		snprintf(c->err, sizeof(c->err), "response body larger than %d bytes",
-		    KUBE_MAX_BODY);
+		snprintf(
+		    c->err, sizeof(c->err), "response body larger than %d bytes", KUBE_MAX_BODY);
 	else if (c->rc == CURLE_ABORTED_BY_CALLBACK)
 		snprintf(c->err, sizeof(c->err), "aborted (shutting down)");
 	else
-		snprintf(c->err, sizeof(c->err), "%s", c->errbuf[0] ? c->errbuf :
-		    curl_easy_strerror(c->rc));
+		snprintf(c->err, sizeof(c->err), "%s",
+		    c->errbuf[0] ? c->errbuf : curl_easy_strerror(c->rc));
 	log_debug("kube: %s %s: %s", c->method, c->path, c->err);
 	return -1;
 }
@@ -534,7 +539,7 @@ finish(struct kube_call *c)
 int
 kube_call_perform(struct kube_call *c)
 {
-	int	attempt, rc = -1;
+	int attempt, rc = -1;
 
 	for (attempt = 0; attempt < 2; attempt++) {
 		if (c->path == NULL || setup(c) == -1)
@@ -552,11 +557,11 @@ kube_call_perform(struct kube_call *c)
 }
 
 int
-kube_request(struct kube_call *c, const char *method, const char *path,
-    const char *ctype, const char *body)
+kube_request(
+    struct kube_call *c, const char *method, const char *path, const char *ctype, const char *body)
 {
-	if (kube_call_prepare(c, method, path, ctype, body, NULL, NULL,
-	    KUBE_REQUEST_TIMEOUT_S, 0) == -1)
+	if (kube_call_prepare(
+		c, method, path, ctype, body, NULL, NULL, KUBE_REQUEST_TIMEOUT_S, 0) == -1)
 		return -1;
 	return kube_call_perform(c);
 }
@@ -588,7 +593,7 @@ kube_call_error(const struct kube_call *c)
 struct kube_multi *
 kube_multi_new(void)
 {
-	struct kube_multi	*km;
+	struct kube_multi *km;
 
 	if ((km = calloc(1, sizeof(*km))) == NULL)
 		return NULL;
@@ -631,9 +636,9 @@ kube_multi_remove(struct kube_multi *km, struct kube_call *c)
 int
 kube_multi_run(struct kube_multi *km, int timeout_ms, struct kube_call **done, int max)
 {
-	CURLMsg			*msg;
-	struct kube_call	*c;
-	int			 running, left, n = 0, polled = 0;
+	CURLMsg          *msg;
+	struct kube_call *c;
+	int               running, left, n = 0, polled = 0;
 
 	for (;;) {
 		if (curl_multi_perform(km->m, &running) != CURLM_OK)
@@ -672,9 +677,9 @@ kube_call_result(struct kube_call *c)
 char *
 kube_escape(const char *s, char *buf, size_t len)
 {
-	static const char	 hex[] = "0123456789ABCDEF";
-	size_t			 o = 0;
-	unsigned char		 ch;
+	static const char hex[] = "0123456789ABCDEF";
+	size_t            o = 0;
+	unsigned char     ch;
 
 	for (; *s != '\0'; s++) {
 		ch = (unsigned char)*s;
@@ -702,14 +707,13 @@ toolong:
 static int
 valid_name(const char *s, size_t max, int dots)
 {
-	size_t	n = strlen(s), i;
+	size_t n = strlen(s), i;
 
-	if (n == 0 || n > max || !isalnum((unsigned char)s[0]) ||
-	    !isalnum((unsigned char)s[n - 1]))
+	if (n == 0 || n > max || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1]))
 		return 0;
 	for (i = 0; i < n; i++) {
-		if ((s[i] >= 'a' && s[i] <= 'z') || isdigit((unsigned char)s[i]) ||
-		    s[i] == '-' || (dots && s[i] == '.'))
+		if ((s[i] >= 'a' && s[i] <= 'z') || isdigit((unsigned char)s[i]) || s[i] == '-' ||
+		    (dots && s[i] == '.'))
 			continue;
 		return 0;
 	}
@@ -717,11 +721,10 @@ valid_name(const char *s, size_t max, int dots)
 }
 
 int
-kube_object_ref(const char *spec, const char *defns, char ns[KUBE_NS_MAX],
-    char name[KUBE_NAME_MAX])
+kube_object_ref(const char *spec, const char *defns, char ns[KUBE_NS_MAX], char name[KUBE_NAME_MAX])
 {
-	const char	*slash = strchr(spec, '/');
-	size_t		 nslen;
+	const char *slash = strchr(spec, '/');
+	size_t      nslen;
 
 	if (slash != NULL) {
 		nslen = (size_t)(slash - spec);

@@ -29,33 +29,33 @@ struct kube_call;
 struct kube_multi;
 
 /* Bound of one response body or one watch event (a Secret is at most 1 MiB before base64). */
-#define KUBE_MAX_BODY	(3 * 1024 * 1024)
+#define KUBE_MAX_BODY (3 * 1024 * 1024)
 
 /* Calls curl_global_init(); main only, before any thread starts. 0 or -1. */
-int		 kube_global_init(void);
+int kube_global_init(void);
 /* Undoes kube_global_init(); main only, after every thread has stopped. */
-void		 kube_global_cleanup(void);
+void kube_global_cleanup(void);
 /* The libcurl version, e.g. "7.88.1", for --version. A static string. */
-const char	*kube_curl_version(void);
+const char *kube_curl_version(void);
 
 /*
  * Builds the client configuration from `cfg` (main thread, start-up).
  * Returns NULL with a one-line reason naming the setting in err. The token
  * file is read once here, so that a missing token is a configuration error.
  */
-struct kube	*kube_new(const struct config *cfg, char *err, size_t errlen);
+struct kube *kube_new(const struct config *cfg, char *err, size_t errlen);
 /* Wipes the cached token and frees. NULL is fine. No call may remain. */
-void		 kube_free(struct kube *);
+void kube_free(struct kube *);
 /* The namespace of Secrets named without one. Valid until kube_free(). */
-const char	*kube_namespace(const struct kube *);
+const char *kube_namespace(const struct kube *);
 /* The API server base URL, e.g. "https://10.96.0.1:443". */
-const char	*kube_url(const struct kube *);
+const char *kube_url(const struct kube *);
 
 /*
  * Receives the body bytes of a successful (2xx) streaming call, in arbitrary
  * pieces. Returns 0 to continue or -1 to end the transfer.
  */
-typedef int	(*kube_data_fn)(const void *buf, size_t len, void *arg);
+typedef int (*kube_data_fn)(const void *buf, size_t len, void *arg);
 
 /*
  * Returns a new call slot bound to `k` (which must outlive it), or NULL on
@@ -64,7 +64,7 @@ typedef int	(*kube_data_fn)(const void *buf, size_t len, void *arg);
  */
 struct kube_call *kube_call_new(struct kube *k, const atomic_int *stop);
 /* Frees the slot and wipes its buffers. NULL is fine; must not be in a multi. */
-void		 kube_call_free(struct kube_call *);
+void kube_call_free(struct kube_call *);
 
 /*
  * Prepares a request: `method` "GET", "POST" or "PATCH"; `path` starts with
@@ -74,9 +74,8 @@ void		 kube_call_free(struct kube_call *);
  * `timeout_s` bounds the whole transfer (0: none, for watches; then a
  * low-speed limit of `idle_s` seconds ends a silent stream). 0 or -1.
  */
-int		 kube_call_prepare(struct kube_call *, const char *method,
-		    const char *path, const char *ctype, const char *body,
-		    kube_data_fn on_data, void *arg, long timeout_s, long idle_s);
+int kube_call_prepare(struct kube_call *, const char *method, const char *path, const char *ctype,
+    const char *body, kube_data_fn on_data, void *arg, long timeout_s, long idle_s);
 /*
  * Runs a prepared call to completion on the calling thread. Returns 0 when
  * an HTTP response was received (status in kube_call_status()), -1 on a
@@ -84,55 +83,54 @@ int		 kube_call_prepare(struct kube_call *, const char *method,
  * the reason in kube_call_error()). A 401 marks the token stale and the call
  * is retried once with a freshly read token.
  */
-int		 kube_call_perform(struct kube_call *);
+int kube_call_perform(struct kube_call *);
 /* HTTP status of the last completed call (0 if none). */
-long		 kube_call_status(const struct kube_call *);
+long kube_call_status(const struct kube_call *);
 /* Retry-After of the last response in seconds, 0 if none. */
-long		 kube_call_retry_after(const struct kube_call *);
+long kube_call_retry_after(const struct kube_call *);
 /* Body of the last non-streamed response (NUL-terminated, bounded). */
 const struct sbuf *kube_call_body(const struct kube_call *);
 /* One-line transport error of the last call, "" if none. */
-const char	*kube_call_error(const struct kube_call *);
+const char *kube_call_error(const struct kube_call *);
 /* Convenience: prepare + perform with a 30 s timeout; 0 or -1 as above. */
-int		 kube_request(struct kube_call *, const char *method, const char *path,
-		    const char *ctype, const char *body);
+int kube_request(
+    struct kube_call *, const char *method, const char *path, const char *ctype, const char *body);
 
 /* A multi driver for calls on one thread. NULL on failure. */
 struct kube_multi *kube_multi_new(void);
 /* Frees the driver; every call must have been removed first. NULL is fine. */
-void		 kube_multi_free(struct kube_multi *);
+void kube_multi_free(struct kube_multi *);
 /* Starts a prepared call in the driver. 0 or -1. */
-int		 kube_multi_add(struct kube_multi *, struct kube_call *);
+int kube_multi_add(struct kube_multi *, struct kube_call *);
 /* Takes a running call out of the driver (aborting it). */
-void		 kube_multi_remove(struct kube_multi *, struct kube_call *);
+void kube_multi_remove(struct kube_multi *, struct kube_call *);
 /*
  * Runs transfers for at most `timeout_ms` (less if one finishes or
  * kube_multi_wakeup() is called). Finished calls are removed from the driver
  * and stored in done[] (at most `max`); returns their number, or -1. For
  * each, kube_call_result() says how it ended. Owner thread only.
  */
-int		 kube_multi_run(struct kube_multi *, int timeout_ms,
-		    struct kube_call **done, int max);
+int kube_multi_run(struct kube_multi *, int timeout_ms, struct kube_call **done, int max);
 /* Wakes kube_multi_run() from any thread. */
-void		 kube_multi_wakeup(struct kube_multi *);
+void kube_multi_wakeup(struct kube_multi *);
 /*
  * After kube_multi_run() reported the call: 0 when an HTTP response was
  * received (including a stream that ended normally), -1 on a transport error
  * or abort. Also records a 401 (token stale) like kube_call_perform().
  */
-int		 kube_call_result(struct kube_call *);
+int kube_call_result(struct kube_call *);
 
-#define KUBE_NS_MAX	64	/* a namespace is a DNS label: 63 + NUL */
-#define KUBE_NAME_MAX	254	/* a Secret name is a DNS subdomain: 253 + NUL */
+#define KUBE_NS_MAX   64  /* a namespace is a DNS label: 63 + NUL */
+#define KUBE_NAME_MAX 254 /* a Secret name is a DNS subdomain: 253 + NUL */
 
 /*
  * Splits "namespace/name" or "name" (namespace `defns`) into ns and name and
  * checks both are valid Kubernetes names. 0 or -1.
  */
-int		 kube_object_ref(const char *spec, const char *defns,
-		    char ns[KUBE_NS_MAX], char name[KUBE_NAME_MAX]);
+int kube_object_ref(
+    const char *spec, const char *defns, char ns[KUBE_NS_MAX], char name[KUBE_NAME_MAX]);
 
 /* Percent-escapes `s` for a query value into buf; returns buf ("" if too long). */
-char		*kube_escape(const char *s, char *buf, size_t len);
+char *kube_escape(const char *s, char *buf, size_t len);
 
 #endif /* TCS_KUBE_H */

@@ -18,18 +18,18 @@
 
 #include <openssl/err.h>
 
-#define LOG_MAX_LINE	8192
-#define LOG_MAX_MSG	2048
+#define LOG_MAX_LINE 8192
+#define LOG_MAX_MSG  2048
 
-static enum log_format	log_fmt = LOG_JSON;
-static enum log_level	log_min = LOG_INFO;
+static enum log_format log_fmt = LOG_JSON;
+static enum log_level  log_min = LOG_INFO;
 
 static const char *const level_names[LOG__MAX] = { "debug", "info", "warn", "error" };
 
 struct out {
-	char	*p;
-	size_t	 len, cap;
-	int	 cut;
+	char  *p;
+	size_t len, cap;
+	int    cut;
 };
 
 static void
@@ -54,7 +54,7 @@ puts_(struct out *o, const char *s)
 static int
 utf8_len(const unsigned char *s)
 {
-	int	n, i;
+	int n, i;
 
 	if (s[0] < 0x80)
 		return 1;
@@ -79,9 +79,9 @@ utf8_len(const unsigned char *s)
 static void
 put_escaped(struct out *o, const char *s)
 {
-	char		 esc[8];
-	unsigned char	 c;
-	int		 n;
+	char          esc[8];
+	unsigned char c;
+	int           n;
 
 	for (; *s != '\0'; s++) {
 		c = (unsigned char)*s;
@@ -95,11 +95,11 @@ put_escaped(struct out *o, const char *s)
 			continue;
 		}
 		switch (c) {
-		case '"':	puts_(o, "\\\""); break;
-		case '\\':	puts_(o, "\\\\"); break;
-		case '\n':	puts_(o, "\\n"); break;
-		case '\r':	puts_(o, "\\r"); break;
-		case '\t':	puts_(o, "\\t"); break;
+		case '"': puts_(o, "\\\""); break;
+		case '\\': puts_(o, "\\\\"); break;
+		case '\n': puts_(o, "\\n"); break;
+		case '\r': puts_(o, "\\r"); break;
+		case '\t': puts_(o, "\\t"); break;
 		default:
 			if (c < 0x20 || c == 0x7f) {
 				snprintf(esc, sizeof(esc), "\\u%04x", c);
@@ -135,21 +135,17 @@ put_key(struct out *o, const char *k)
 static void
 put_field(struct out *o, const struct log_field *f)
 {
-	char	num[32];
-	size_t	i;
+	char   num[32];
+	size_t i;
 
 	put_key(o, f->key);
 	switch (f->type) {
-	case LF_STR:
-		put_str(o, f->s);
-		break;
+	case LF_STR: put_str(o, f->s); break;
 	case LF_INT:
 		snprintf(num, sizeof(num), "%lld", f->i);
 		puts_(o, num);
 		break;
-	case LF_BOOL:
-		puts_(o, f->i ? "true" : "false");
-		break;
+	case LF_BOOL: puts_(o, f->i ? "true" : "false"); break;
 	case LF_STRV:
 		puts_(o, log_fmt == LOG_JSON ? "[" : "\"");
 		for (i = 0; i < f->n; i++) {
@@ -162,8 +158,7 @@ put_field(struct out *o, const struct log_field *f)
 		}
 		puts_(o, log_fmt == LOG_JSON ? "]" : "\"");
 		break;
-	default:
-		puts_(o, "null");
+	default: puts_(o, "null");
 	}
 }
 
@@ -179,7 +174,7 @@ log_init(enum log_format fmt, enum log_level min)
 int
 log_level_parse(const char *s, enum log_level *out)
 {
-	int	i;
+	int i;
 
 	for (i = 0; i < LOG__MAX; i++)
 		if (strcmp(s, level_names[i]) == 0) {
@@ -212,25 +207,23 @@ log_enabled(enum log_level lvl)
 }
 
 void
-log_record(enum log_level lvl, const char *msg, const struct log_field *f,
-    size_t n)
+log_record(enum log_level lvl, const char *msg, const struct log_field *f, size_t n)
 {
-	char		 buf[LOG_MAX_LINE], ts[64];
-	struct out	 o = { buf, 0, sizeof(buf) - 2, 0 };
-	struct timespec	 now;
-	struct tm	 tm;
-	size_t		 i;
-	ssize_t		 w;
-	int		 saved = errno;
+	char            buf[LOG_MAX_LINE], ts[64];
+	struct out      o = { buf, 0, sizeof(buf) - 2, 0 };
+	struct timespec now;
+	struct tm       tm;
+	size_t          i;
+	ssize_t         w;
+	int             saved = errno;
 
 	if (lvl >= LOG__MAX || lvl < log_min)
 		return;
 	buf[0] = '\0';
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
-	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
+	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
 	if (log_fmt == LOG_JSON) {
 		puts_(&o, "{\"time\":\"");
 		puts_(&o, ts);
@@ -278,9 +271,9 @@ log_record(enum log_level lvl, const char *msg, const struct log_field *f,
 static void
 vlog(enum log_level lvl, int with_errno, const char *fmt, va_list ap)
 {
-	char	msg[LOG_MAX_MSG];
-	size_t	len;
-	int	saved = errno;
+	char   msg[LOG_MAX_MSG];
+	size_t len;
+	int    saved = errno;
 
 	if (lvl < log_min)
 		return;
@@ -292,15 +285,14 @@ vlog(enum log_level lvl, int with_errno, const char *fmt, va_list ap)
 	log_record(lvl, msg, NULL, 0);
 }
 
-#define LOGFN(name, lvl, err)					\
-void								\
-name(const char *fmt, ...)					\
-{								\
-	va_list	ap;						\
-	va_start(ap, fmt);					\
-	vlog(lvl, err, fmt, ap);				\
-	va_end(ap);						\
-}
+#define LOGFN(name, lvl, err)                                                                      \
+	void name(const char *fmt, ...)                                                            \
+	{                                                                                          \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		vlog(lvl, err, fmt, ap);                                                           \
+		va_end(ap);                                                                        \
+	}
 
 LOGFN(log_debug, LOG_DEBUG, 0)
 LOGFN(log_info, LOG_INFO, 0)
@@ -311,10 +303,10 @@ LOGFN(log_error, LOG_ERROR, 0)
 char *
 log_ssl_errors(char *buf, size_t len)
 {
-	unsigned long	e;
-	size_t		used = 0;
-	const char	*r;
-	int		w;
+	unsigned long e;
+	size_t        used = 0;
+	const char   *r;
+	int           w;
 
 	if (len == 0)
 		return buf;
@@ -323,7 +315,7 @@ log_ssl_errors(char *buf, size_t len)
 		if ((r = ERR_reason_error_string(e)) == NULL)
 			r = "unknown error";
 		if (used + 1 >= len)
-			continue;	/* keep draining */
+			continue; /* keep draining */
 		w = snprintf(buf + used, len - used, "%s%s", used ? "; " : "", r);
 		if (w > 0)
 			used += (size_t)w < len - used ? (size_t)w : len - used - 1;
@@ -334,9 +326,9 @@ log_ssl_errors(char *buf, size_t len)
 void
 log_ssl(const char *fmt, ...)
 {
-	char	msg[LOG_MAX_MSG], errs[512];
-	va_list	ap;
-	size_t	len;
+	char    msg[LOG_MAX_MSG], errs[512];
+	va_list ap;
+	size_t  len;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -350,7 +342,7 @@ log_ssl(const char *fmt, ...)
 void
 fatal(const char *fmt, ...)
 {
-	va_list	ap;
+	va_list ap;
 
 	va_start(ap, fmt);
 	vlog(LOG_ERROR, 1, fmt, ap);
@@ -361,7 +353,7 @@ fatal(const char *fmt, ...)
 void
 fatalx(const char *fmt, ...)
 {
-	va_list	ap;
+	va_list ap;
 
 	va_start(ap, fmt);
 	vlog(LOG_ERROR, 0, fmt, ap);

@@ -19,47 +19,58 @@ enum log_field_type { LF_STR, LF_INT, LF_BOOL, LF_STRV, LF__MAX };
 
 /* One typed key/value of a record. LF_STRV is an array of `n` strings. */
 struct log_field {
-	const char		*key;
-	enum log_field_type	 type;
-	const char		*s;
-	long long		 i;
-	const char *const	*v;
-	size_t			 n;
+	const char         *key;
+	enum log_field_type type;
+	const char         *s;
+	long long           i;
+	const char *const  *v;
+	size_t              n;
 };
 
-#define LF_S(k, val)	 { .key = (k), .type = LF_STR, .s = (val) }
-#define LF_I(k, val)	 { .key = (k), .type = LF_INT, .i = (long long)(val) }
-#define LF_B(k, val)	 { .key = (k), .type = LF_BOOL, .i = !!(val) }
-#define LF_V(k, arr, cnt) { .key = (k), .type = LF_STRV, .v = (arr), .n = (cnt) }
+#define LF_S(k, val)                                                                               \
+	{                                                                                          \
+		.key = (k), .type = LF_STR, .s = (val)                                             \
+	}
+#define LF_I(k, val)                                                                               \
+	{                                                                                          \
+		.key = (k), .type = LF_INT, .i = (long long)(val)                                  \
+	}
+#define LF_B(k, val)                                                                               \
+	{                                                                                          \
+		.key = (k), .type = LF_BOOL, .i = !!(val)                                          \
+	}
+#define LF_V(k, arr, cnt)                                                                          \
+	{                                                                                          \
+		.key = (k), .type = LF_STRV, .v = (arr), .n = (cnt)                                \
+	}
 
 /* Sets the format and the minimum level; call before starting threads. */
-void	log_init(enum log_format, enum log_level);
+void log_init(enum log_format, enum log_level);
 /* Parses "debug|info|warn|error" and "json|text"; 0 or -1. */
-int	log_level_parse(const char *, enum log_level *);
-int	log_format_parse(const char *, enum log_format *);
+int log_level_parse(const char *, enum log_level *);
+int log_format_parse(const char *, enum log_format *);
 /* 1 if a record of this level would be written. */
-int	log_enabled(enum log_level);
+int log_enabled(enum log_level);
 
 /* Writes one record with fields. */
-void	log_record(enum log_level, const char *msg, const struct log_field *,
-	    size_t nfields);
+void log_record(enum log_level, const char *msg, const struct log_field *, size_t nfields);
 
-void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
-void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 /* log_warn appends strerror(errno); log_warnx does not. */
-void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
-void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
-void	log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
 /* Logs a warning with the drained OpenSSL error queue appended. */
-void	log_ssl(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_ssl(const char *, ...) __attribute__((format(printf, 1, 2)));
 /* Start-up and impossible states only: log and exit(1). */
-void	fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
-void	fatalx(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
+void fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
+void fatalx(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /*
  * Drains the OpenSSL error queue of the calling thread into `buf` as
  * "reason; reason" (no file names); returns buf.
  */
-char	*log_ssl_errors(char *buf, size_t len);
+char *log_ssl_errors(char *buf, size_t len);
 
 #endif /* TCS_LOG_H */

@@ -59,7 +59,7 @@ print_version(void)
 static void
 harden(void)
 {
-	struct rlimit	rl = { 0, 0 };
+	struct rlimit rl = { 0, 0 };
 
 	if (setrlimit(RLIMIT_CORE, &rl) == -1)
 		log_warn("setrlimit(RLIMIT_CORE)");
@@ -74,9 +74,9 @@ harden(void)
 static int
 wait_first_creds(struct credstore *store, struct watch *w, const sigset_t *set)
 {
-	struct timespec	ts = { 0, 100 * 1000 * 1000 };
-	int64_t		next = util_mono_ms();
-	int		sig;
+	struct timespec ts = { 0, 100 * 1000 * 1000 };
+	int64_t         next = util_mono_ms();
+	int             sig;
 
 	while (credstore_generation(store) == 0) {
 		if (util_mono_ms() >= next) {
@@ -98,21 +98,21 @@ wait_first_creds(struct credstore *store, struct watch *w, const sigset_t *set)
 int
 main(int argc, char **argv)
 {
-	struct config		 cfg;
-	struct credstore	*store = NULL;
-	struct credsrc		*src = NULL;
-	struct filesrc		*files = NULL;
-	struct ratelimit	*rl = NULL;
-	struct grpcsrv		*srv = NULL;
-	struct httpd		*http = NULL;
-	struct kube		*kube = NULL;
-	struct watch		*watcher = NULL;
-	struct events		*events = NULL;
-	unsigned		 fgroups = CF_GROUP_CA | CF_GROUP_TLS;
-	sigset_t		 set;
-	char			 err[512];
-	unsigned		 expect = CF_GROUP_CA | CF_GROUP_TLS;
-	int			 sig, rc = 1;
+	struct config     cfg;
+	struct credstore *store = NULL;
+	struct credsrc   *src = NULL;
+	struct filesrc   *files = NULL;
+	struct ratelimit *rl = NULL;
+	struct grpcsrv   *srv = NULL;
+	struct httpd     *http = NULL;
+	struct kube      *kube = NULL;
+	struct watch     *watcher = NULL;
+	struct events    *events = NULL;
+	unsigned          fgroups = CF_GROUP_CA | CF_GROUP_TLS;
+	sigset_t          set;
+	char              err[512];
+	unsigned          expect = CF_GROUP_CA | CF_GROUP_TLS;
+	int               sig, rc = 1;
 
 	if (argc > 1 && strcmp(argv[1], "request") == 0)
 		return cli_request(argc - 1, argv + 1);
@@ -155,7 +155,7 @@ main(int argc, char **argv)
 			goto out;
 		}
 		fgroups = expect & ~watch_groups(watcher);
-		audit_set_sink(events_sink, events);	/* before any emitter thread */
+		audit_set_sink(events_sink, events); /* before any emitter thread */
 		if (events_start(events) == -1)
 			goto out;
 	}
@@ -173,13 +173,13 @@ main(int argc, char **argv)
 		if (watch_start(watcher) == -1)
 			goto out;
 		if (wait_first_creds(store, watcher, &set) == -1) {
-			rc = 0;		/* stopped by a signal before serving */
+			rc = 0; /* stopped by a signal before serving */
 			goto out;
 		}
 	}
 	if (cfg.rate_limit_rps > 0 &&
-	    (rl = ratelimit_new(cfg.rate_limit_rps, cfg.rate_limit_burst,
-	    (size_t)cfg.rate_limit_table)) == NULL)
+	    (rl = ratelimit_new(
+		 cfg.rate_limit_rps, cfg.rate_limit_burst, (size_t)cfg.rate_limit_table)) == NULL)
 		fatalx("out of memory");
 	if ((srv = grpcsrv_start(&cfg, store, rl, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "talos-csr-signer: %s\n", err);
@@ -190,11 +190,12 @@ main(int argc, char **argv)
 		goto out;
 	}
 	{
-		char v[32];
+		char             v[32];
 		struct log_field f[] = {
-			LF_S("version", TCS_VERSION), LF_S("commit", TCS_COMMIT),
-			LF_I("port", grpcsrv_port(srv)), LF_S("cert_ttl", (util_format_duration(
-			    cfg.cert_ttl_ms, v, sizeof(v)), v)),
+			LF_S("version", TCS_VERSION),
+			LF_S("commit", TCS_COMMIT),
+			LF_I("port", grpcsrv_port(srv)),
+			LF_S("cert_ttl", (util_format_duration(cfg.cert_ttl_ms, v, sizeof(v)), v)),
 		};
 		log_record(LOG_INFO, "serving", f, sizeof(f) / sizeof(f[0]));
 	}
@@ -206,7 +207,7 @@ main(int argc, char **argv)
 			log_info("SIGHUP: reloading credentials");
 			filesrc_reload(files);
 			if (watcher != NULL)
-				watch_resync(watcher);	/* relist both Secrets */
+				watch_resync(watcher); /* relist both Secrets */
 			continue;
 		}
 		log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -219,7 +220,7 @@ out:
 	watch_free(watcher);
 	filesrc_free(files);
 	if (events != NULL)
-		audit_set_sink(NULL, NULL);	/* every emitter has stopped */
+		audit_set_sink(NULL, NULL); /* every emitter has stopped */
 	events_free(events);
 	kube_free(kube);
 	kube_global_cleanup();

@@ -12,7 +12,7 @@
 #include "audit.h"
 #include "util.h"
 
-#define METRICS_NBUCKETS	12
+#define METRICS_NBUCKETS 12
 
 enum metric_counter {
 	MC_RELOAD_OK,
@@ -24,17 +24,17 @@ enum metric_counter {
 };
 
 /* Counts a finished request by its audit kind. */
-void	metrics_request(enum audit_kind);
+void metrics_request(enum audit_kind);
 /* Records one signing duration in microseconds. */
-void	metrics_sign_latency_us(int64_t us);
-void	metrics_inc(enum metric_counter);
+void metrics_sign_latency_us(int64_t us);
+void metrics_inc(enum metric_counter);
 /* Credential gauges, set by the credential publisher. */
-void	metrics_set_creds(uint64_t gen, long long ca_not_after, long long tls_not_after);
+void metrics_set_creds(uint64_t gen, long long ca_not_after, long long tls_not_after);
 /* Sets the readiness bits: gRPC bound. */
-void	metrics_set_serving(int);
-int	metrics_serving(void);
+void metrics_set_serving(int);
+int  metrics_serving(void);
 /* Appends the exposition text to `out`. 0 or -1. */
-int	metrics_render(struct sbuf *out);
+int metrics_render(struct sbuf *out);
 /* Value of a request counter (tests). */
 uint64_t metrics_request_count(enum audit_kind);
 

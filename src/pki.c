@@ -18,12 +18,12 @@
 
 #include "log.h"
 
-#define PKI_MAX_BLOCKS	64
+#define PKI_MAX_BLOCKS 64
 
 static void
 seterr(char *err, size_t errlen, const char *what)
 {
-	char	ssl[256];
+	char ssl[256];
 
 	log_ssl_errors(ssl, sizeof(ssl));
 	if (ssl[0] != '\0')
@@ -35,22 +35,20 @@ seterr(char *err, size_t errlen, const char *what)
 static int
 is_key_label(const char *name)
 {
-	return strcmp(name, "PRIVATE KEY") == 0 ||
-	    strcmp(name, "ED25519 PRIVATE KEY") == 0 ||
-	    strcmp(name, "EC PRIVATE KEY") == 0 ||
-	    strcmp(name, "RSA PRIVATE KEY") == 0;
+	return strcmp(name, "PRIVATE KEY") == 0 || strcmp(name, "ED25519 PRIVATE KEY") == 0 ||
+	    strcmp(name, "EC PRIVATE KEY") == 0 || strcmp(name, "RSA PRIVATE KEY") == 0;
 }
 
 EVP_PKEY *
 pki_load_key(const void *pem, size_t len, char *err, size_t errlen)
 {
-	BIO			*bio = NULL;
-	EVP_PKEY		*key = NULL;
-	char			*name = NULL, *header = NULL;
-	unsigned char		*data = NULL;
-	const unsigned char	*p;
-	long			 dlen = 0;
-	int			 i;
+	BIO                 *bio = NULL;
+	EVP_PKEY            *key = NULL;
+	char                *name = NULL, *header = NULL;
+	unsigned char       *data = NULL;
+	const unsigned char *p;
+	long                 dlen = 0;
+	int                  i;
 
 	err[0] = '\0';
 	if (len > INT32_MAX || (bio = BIO_new_mem_buf(pem, (int)len)) == NULL) {
@@ -100,14 +98,14 @@ out:
 STACK_OF(X509) *
 pki_load_certs(const void *pem, size_t len, char *err, size_t errlen)
 {
-	STACK_OF(X509)		*sk = NULL;
-	BIO			*bio = NULL;
-	X509			*x = NULL;
-	char			*name = NULL, *header = NULL;
-	unsigned char		*data = NULL;
-	const unsigned char	*p;
-	long			 dlen = 0;
-	int			 i;
+	STACK_OF(X509)      *sk = NULL;
+	BIO                 *bio = NULL;
+	X509                *x = NULL;
+	char                *name = NULL, *header = NULL;
+	unsigned char       *data = NULL;
+	const unsigned char *p;
+	long                 dlen = 0;
+	int                  i;
 
 	err[0] = '\0';
 	if (len > INT32_MAX || (bio = BIO_new_mem_buf(pem, (int)len)) == NULL ||
@@ -120,8 +118,7 @@ pki_load_certs(const void *pem, size_t len, char *err, size_t errlen)
 			break;
 		if (strcmp(name, "CERTIFICATE") == 0) {
 			p = data;
-			if ((x = d2i_X509(NULL, &p, dlen)) == NULL ||
-			    p != data + dlen) {
+			if ((x = d2i_X509(NULL, &p, dlen)) == NULL || p != data + dlen) {
 				seterr(err, errlen, "cannot parse certificate");
 				goto fail;
 			}
@@ -157,21 +154,19 @@ fail:
 enum key_type
 pki_key_type(const EVP_PKEY *k, int *bits)
 {
-	char	curve[64];
-	size_t	clen = 0;
+	char   curve[64];
+	size_t clen = 0;
 
 	if (bits != NULL)
 		*bits = k != NULL ? EVP_PKEY_get_bits(k) : 0;
 	if (k == NULL)
 		return KEY_OTHER;
 	switch (EVP_PKEY_get_base_id(k)) {
-	case EVP_PKEY_ED25519:
-		return KEY_ED25519;
-	case EVP_PKEY_RSA:
-		return KEY_RSA;
+	case EVP_PKEY_ED25519: return KEY_ED25519;
+	case EVP_PKEY_RSA: return KEY_RSA;
 	case EVP_PKEY_EC:
-		if (!EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME,
-		    curve, sizeof(curve), &clen))
+		if (!EVP_PKEY_get_utf8_string_param(
+			k, OSSL_PKEY_PARAM_GROUP_NAME, curve, sizeof(curve), &clen))
 			return KEY_OTHER;
 		if (strcmp(curve, "prime256v1") == 0 || strcmp(curve, "P-256") == 0)
 			return KEY_ECDSA_P256;
@@ -180,17 +175,15 @@ pki_key_type(const EVP_PKEY *k, int *bits)
 		if (strcmp(curve, "secp521r1") == 0 || strcmp(curve, "P-521") == 0)
 			return KEY_ECDSA_P521;
 		return KEY_OTHER;
-	default:
-		return KEY_OTHER;
+	default: return KEY_OTHER;
 	}
 }
 
 const char *
 pki_key_type_name(enum key_type t)
 {
-	static const char *const names[KEY__MAX] = {
-		"ed25519", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "rsa", "other"
-	};
+	static const char *const names[KEY__MAX] = { "ed25519", "ecdsa-p256", "ecdsa-p384",
+		"ecdsa-p521", "rsa", "other" };
 
 	return t < KEY__MAX ? names[t] : "other";
 }
@@ -199,25 +192,21 @@ unsigned
 pki_key_family(enum key_type t)
 {
 	switch (t) {
-	case KEY_ED25519:
-		return KEYFAM_ED25519;
+	case KEY_ED25519: return KEYFAM_ED25519;
 	case KEY_ECDSA_P256:
 	case KEY_ECDSA_P384:
-	case KEY_ECDSA_P521:
-		return KEYFAM_ECDSA;
-	case KEY_RSA:
-		return KEYFAM_RSA;
-	default:
-		return 0;
+	case KEY_ECDSA_P521: return KEYFAM_ECDSA;
+	case KEY_RSA: return KEYFAM_RSA;
+	default: return 0;
 	}
 }
 
 static int
 bio_to_sbuf(BIO *bio, struct sbuf *out)
 {
-	char	*p;
-	long	 n;
-	int	 rc;
+	char *p;
+	long  n;
+	int   rc;
 
 	n = BIO_get_mem_data(bio, &p);
 	if (n < 0)
@@ -230,8 +219,8 @@ bio_to_sbuf(BIO *bio, struct sbuf *out)
 int
 pki_cert_pem(X509 *x, struct sbuf *out)
 {
-	BIO	*bio;
-	int	 rc = -1;
+	BIO *bio;
+	int  rc = -1;
 
 	if ((bio = BIO_new(BIO_s_mem())) == NULL)
 		return -1;
@@ -244,11 +233,10 @@ pki_cert_pem(X509 *x, struct sbuf *out)
 int
 pki_key_pem(EVP_PKEY *k, struct sbuf *out)
 {
-	BIO	*bio;
-	int	 rc = -1;
+	BIO *bio;
+	int  rc = -1;
 
-	if ((bio = BIO_new(BIO_s_secmem())) == NULL &&
-	    (bio = BIO_new(BIO_s_mem())) == NULL)
+	if ((bio = BIO_new(BIO_s_secmem())) == NULL && (bio = BIO_new(BIO_s_mem())) == NULL)
 		return -1;
 	if (PEM_write_bio_PrivateKey(bio, k, NULL, NULL, 0, NULL, NULL))
 		rc = bio_to_sbuf(bio, out);
@@ -259,8 +247,8 @@ pki_key_pem(EVP_PKEY *k, struct sbuf *out)
 int
 pki_spki_fingerprint(X509 *x, char out[65])
 {
-	unsigned char	*der = NULL, md[32];
-	int		 n;
+	unsigned char *der = NULL, md[32];
+	int            n;
 
 	out[0] = '\0';
 	if ((n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der)) <= 0)
@@ -274,7 +262,7 @@ pki_spki_fingerprint(X509 *x, char out[65])
 static long long
 asn1_time_t(const ASN1_TIME *t)
 {
-	struct tm	tm;
+	struct tm tm;
 
 	if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
 		return -1;
@@ -296,9 +284,9 @@ pki_not_before(const X509 *x)
 static int
 ip_san_match(X509 *x, const unsigned char *want, int wantlen)
 {
-	GENERAL_NAMES		*gens;
-	const GENERAL_NAME	*g;
-	int			 i, found = 0;
+	GENERAL_NAMES      *gens;
+	const GENERAL_NAME *g;
+	int                 i, found = 0;
 
 	if ((gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL)) == NULL)
 		return 0;
@@ -308,7 +296,7 @@ ip_san_match(X509 *x, const unsigned char *want, int wantlen)
 			continue;
 		if (want == NULL ||
 		    (ASN1_STRING_length(g->d.iPAddress) == wantlen &&
-		    memcmp(ASN1_STRING_get0_data(g->d.iPAddress), want, (size_t)wantlen) == 0))
+			memcmp(ASN1_STRING_get0_data(g->d.iPAddress), want, (size_t)wantlen) == 0))
 			found = 1;
 	}
 	GENERAL_NAMES_free(gens);
@@ -318,7 +306,7 @@ ip_san_match(X509 *x, const unsigned char *want, int wantlen)
 int
 pki_has_ip_san(X509 *x, const char *ip)
 {
-	unsigned char	buf[16];
+	unsigned char buf[16];
 
 	if (inet_pton(AF_INET, ip, buf) == 1)
 		return ip_san_match(x, buf, 4);

@@ -28,43 +28,43 @@ enum key_type {
 };
 
 /* Key families, as a bit mask for policy (ALLOWED_KEY_TYPES). */
-#define KEYFAM_ED25519	0x1u
-#define KEYFAM_ECDSA	0x2u
-#define KEYFAM_RSA	0x4u
-#define KEYFAM_ALL	(KEYFAM_ED25519 | KEYFAM_ECDSA | KEYFAM_RSA)
+#define KEYFAM_ED25519 0x1u
+#define KEYFAM_ECDSA   0x2u
+#define KEYFAM_RSA     0x4u
+#define KEYFAM_ALL     (KEYFAM_ED25519 | KEYFAM_ECDSA | KEYFAM_RSA)
 
 /*
  * Parses the first private key found in `pem`. Returns a new key (free with
  * EVP_PKEY_free) or NULL with a short reason in err.
  */
-EVP_PKEY	*pki_load_key(const void *pem, size_t len, char *err, size_t errlen);
+EVP_PKEY *pki_load_key(const void *pem, size_t len, char *err, size_t errlen);
 
 /*
  * Parses every CERTIFICATE block of `pem` (at least one). Returns a new stack
  * (free with OSSL_STACK_OF_X509_free / sk_X509_pop_free) or NULL with err set.
  */
-STACK_OF(X509)	*pki_load_certs(const void *pem, size_t len, char *err, size_t errlen);
+STACK_OF(X509) *pki_load_certs(const void *pem, size_t len, char *err, size_t errlen);
 
 /* Classifies a key; *bits gets the size in bits when non-NULL. */
-enum key_type	 pki_key_type(const EVP_PKEY *, int *bits);
+enum key_type pki_key_type(const EVP_PKEY *, int *bits);
 /* "ed25519", "ecdsa-p256", ..., "rsa" (static strings). */
-const char	*pki_key_type_name(enum key_type);
+const char *pki_key_type_name(enum key_type);
 /* The KEYFAM_* bit of a type, 0 for KEY_OTHER. */
-unsigned	 pki_key_family(enum key_type);
+unsigned pki_key_family(enum key_type);
 
 /* Appends the PEM of a certificate to `out`. 0 or -1. */
-int	pki_cert_pem(X509 *, struct sbuf *out);
+int pki_cert_pem(X509 *, struct sbuf *out);
 /* Appends the PKCS#8 PEM of a private key to `out` (scrubbed buffer). 0 or -1. */
-int	pki_key_pem(EVP_PKEY *, struct sbuf *out);
+int pki_key_pem(EVP_PKEY *, struct sbuf *out);
 
 /* Hex SHA-256 of the certificate's subjectPublicKeyInfo (65 bytes). */
-int	pki_spki_fingerprint(X509 *, char out[65]);
+int pki_spki_fingerprint(X509 *, char out[65]);
 /* notAfter / notBefore as time_t; -1 on error. */
-long long	pki_not_after(const X509 *);
-long long	pki_not_before(const X509 *);
+long long pki_not_after(const X509 *);
+long long pki_not_before(const X509 *);
 /* 1 if the certificate has `ip` (text form) among its IP SANs. */
-int	pki_has_ip_san(X509 *, const char *ip);
+int pki_has_ip_san(X509 *, const char *ip);
 /* 1 if the certificate has at least one IP SAN. */
-int	pki_has_any_ip_san(X509 *);
+int pki_has_any_ip_san(X509 *);
 
 #endif /* TCS_PKI_H */

@@ -11,34 +11,34 @@
 
 #include "util.h"
 
-#define RL_WAYS		8
-#define RL_KEYLEN	48
+#define RL_WAYS   8
+#define RL_KEYLEN 48
 
 struct bucket {
-	char	key[RL_KEYLEN];
-	double	tokens;
-	int64_t	last_ms;
-	int	used;
+	char    key[RL_KEYLEN];
+	double  tokens;
+	int64_t last_ms;
+	int     used;
 };
 
 struct rlset {
-	pthread_mutex_t	mtx;
-	struct bucket	b[RL_WAYS];
+	pthread_mutex_t mtx;
+	struct bucket   b[RL_WAYS];
 };
 
 struct ratelimit {
-	double		 rps;
-	double		 burst;
-	size_t		 nsets;
-	struct rlset	*sets;
-	uint64_t	 seed;
+	double        rps;
+	double        burst;
+	size_t        nsets;
+	struct rlset *sets;
+	uint64_t      seed;
 };
 
 struct ratelimit *
 ratelimit_new(double rps, int burst, size_t slots)
 {
-	struct ratelimit	*rl;
-	size_t			 i;
+	struct ratelimit *rl;
+	size_t            i;
 
 	if (rps <= 0 || burst < 1 || (rl = calloc(1, sizeof(*rl))) == NULL)
 		return NULL;
@@ -60,7 +60,7 @@ ratelimit_new(double rps, int burst, size_t slots)
 void
 ratelimit_free(struct ratelimit *rl)
 {
-	size_t	i;
+	size_t i;
 
 	if (rl == NULL)
 		return;
@@ -80,7 +80,7 @@ ratelimit_footprint(const struct ratelimit *rl)
 static uint64_t
 hash(const struct ratelimit *rl, const char *s)
 {
-	uint64_t	h = 1469598103934665603ULL ^ rl->seed;
+	uint64_t h = 1469598103934665603ULL ^ rl->seed;
 
 	for (; *s != '\0'; s++) {
 		h ^= (unsigned char)*s;
@@ -92,9 +92,9 @@ hash(const struct ratelimit *rl, const char *s)
 int
 ratelimit_allow_at(struct ratelimit *rl, const char *addr, int64_t now)
 {
-	struct rlset	*set = &rl->sets[hash(rl, addr) % rl->nsets];
-	struct bucket	*b = NULL, *victim = NULL;
-	int		 i, ok;
+	struct rlset  *set = &rl->sets[hash(rl, addr) % rl->nsets];
+	struct bucket *b = NULL, *victim = NULL;
+	int            i, ok;
 
 	pthread_mutex_lock(&set->mtx);
 	for (i = 0; i < RL_WAYS; i++) {

@@ -16,9 +16,9 @@
 #include "credsrc.h"
 
 struct secret_key {
-	const char		*key;
-	enum creds_field	 field;
-	int			 optional;
+	const char      *key;
+	enum creds_field field;
+	int              optional;
 };
 
 static const struct secret_key ca_keys[] = {
@@ -48,16 +48,15 @@ secret_groups(enum secret_kind kind)
 static const char *
 str_at(const cJSON *o, const char *key)
 {
-	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, key);
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
 
 	return cJSON_IsString(v) && v->valuestring != NULL ? v->valuestring : "";
 }
 
 void
-secret_meta(const cJSON *obj, const char **name, const char **ns, const char **rv,
-    const char **uid)
+secret_meta(const cJSON *obj, const char **name, const char **ns, const char **rv, const char **uid)
 {
-	const cJSON	*md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+	const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
 
 	if (name != NULL)
 		*name = str_at(md, "name");
@@ -70,15 +69,15 @@ secret_meta(const cJSON *obj, const char **name, const char **ns, const char **r
 }
 
 int
-secret_decode(const cJSON *obj, enum secret_kind kind, const char *label,
-    struct creds_input *in, char *err, size_t errlen)
+secret_decode(const cJSON *obj, enum secret_kind kind, const char *label, struct creds_input *in,
+    char *err, size_t errlen)
 {
-	const struct secret_key	*keys;
-	const cJSON		*data, *v;
-	struct sbuf		 b;
-	char			 origin[160];
-	size_t			 i, n;
-	int			 rc = -1;
+	const struct secret_key *keys;
+	const cJSON             *data, *v;
+	struct sbuf              b;
+	char                     origin[160];
+	size_t                   i, n;
+	int                      rc = -1;
 
 	sbuf_init(&b, CREDS_MAX_PART);
 	if (kind >= SECRET__MAX) {
@@ -86,11 +85,11 @@ secret_decode(const cJSON *obj, enum secret_kind kind, const char *label,
 		goto out;
 	}
 	keys = kind == SECRET_CA ? ca_keys : tls_keys;
-	n = kind == SECRET_CA ? sizeof(ca_keys) / sizeof(ca_keys[0]) :
-	    sizeof(tls_keys) / sizeof(tls_keys[0]);
+	n = kind == SECRET_CA ? sizeof(ca_keys) / sizeof(ca_keys[0])
+			      : sizeof(tls_keys) / sizeof(tls_keys[0]);
 	/* List items carry no kind; a watch object says "Secret". */
-	if (!cJSON_IsObject(obj) || (*str_at(obj, "kind") != '\0' &&
-	    strcmp(str_at(obj, "kind"), "Secret") != 0)) {
+	if (!cJSON_IsObject(obj) ||
+	    (*str_at(obj, "kind") != '\0' && strcmp(str_at(obj, "kind"), "Secret") != 0)) {
 		snprintf(err, errlen, "Secret %s: not a Secret object", label);
 		goto out;
 	}
@@ -109,14 +108,15 @@ secret_decode(const cJSON *obj, enum secret_kind kind, const char *label,
 			goto out;
 		}
 		if (!cJSON_IsString(v)) {
-			snprintf(err, errlen, "Secret %s: key %s is not a string", label,
-			    keys[i].key);
+			snprintf(
+			    err, errlen, "Secret %s: key %s is not a string", label, keys[i].key);
 			goto out;
 		}
 		sbuf_reset(&b);
 		if (util_base64_decode(v->valuestring, strlen(v->valuestring), &b) == -1) {
-			snprintf(err, errlen, "Secret %s: key %s is not valid base64 (or too large)",
-			    label, keys[i].key);
+			snprintf(err, errlen,
+			    "Secret %s: key %s is not valid base64 (or too large)", label,
+			    keys[i].key);
 			goto out;
 		}
 		snprintf(origin, sizeof(origin), "Secret %s key %s", label, keys[i].key);

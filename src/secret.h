@@ -20,23 +20,23 @@
 struct cJSON;
 
 enum secret_kind {
-	SECRET_CA,	/* CF_GROUP_CA */
-	SECRET_TLS,	/* CF_GROUP_TLS */
+	SECRET_CA,  /* CF_GROUP_CA */
+	SECRET_TLS, /* CF_GROUP_TLS */
 	SECRET__MAX
 };
 
 /* The cJSON version, e.g. "1.7.15", for --version. A static string. */
-const char	*secret_cjson_version(void);
+const char *secret_cjson_version(void);
 
 /* The CF_GROUP_* mask a kind of Secret delivers. */
-unsigned	 secret_groups(enum secret_kind);
+unsigned secret_groups(enum secret_kind);
 
 /*
  * Points *name, *ns, *rv and *uid (any may be NULL to skip) at the
  * metadata strings of `obj`, or at "" when absent. They live as long as obj.
  */
-void		 secret_meta(const struct cJSON *obj, const char **name, const char **ns,
-		    const char **rv, const char **uid);
+void secret_meta(
+    const struct cJSON *obj, const char **name, const char **ns, const char **rv, const char **uid);
 
 /*
  * Decodes the `data` of Secret `obj` into the parts of `kind` in `in`
@@ -45,10 +45,10 @@ void		 secret_meta(const struct cJSON *obj, const char **name, const char **ns,
  * reason (never secret bytes) in err when the object is not a Secret, a
  * required key is missing or empty, or a value is not valid base64.
  */
-int		 secret_decode(const struct cJSON *obj, enum secret_kind kind,
-		    const char *label, struct creds_input *in, char *err, size_t errlen);
+int secret_decode(const struct cJSON *obj, enum secret_kind kind, const char *label,
+    struct creds_input *in, char *err, size_t errlen);
 
 /* Wipes every string in the tree, then cJSON_Delete(). NULL is fine. */
-void		 secret_json_free(struct cJSON *);
+void secret_json_free(struct cJSON *);
 
 #endif /* TCS_SECRET_H */

@@ -3,6 +3,22 @@
  *
  * Threads: any; reads only the snapshot it is given and OpenSSL's
  * thread-safe RNG. Owns nothing beyond each call.
+ *
+ * Cost: OpenSSL 3 decodes a subjectPublicKeyInfo through its generic
+ * decoder framework (OSSL_DECODER_CTX_new_for_pkey) whenever d2i_X509_REQ()
+ * reads a CSR, and encodes it again through the encoder framework in
+ * X509_set_pubkey(); for an Ed25519 CSR that set-up cost more instructions
+ * than verifying and signing together (callgrind, docs/performance.md). So
+ * the common CSRs (Ed25519, ECDSA P-256/P-384 with a named curve and an
+ * uncompressed point) take a fast path: the CSR is read with the same ASN.1
+ * as X509_REQ except that the public key stays raw bytes, the key is built
+ * from those bytes directly, the signature is checked over the
+ * CertificationRequestInfo as received (what X509_REQ_verify() does), and
+ * the certificate gets the CSR's subjectPublicKeyInfo copied as it is (what
+ * X509_set_pubkey() would write for such a key). Anything else, and any
+ * fast-path failure, takes the general path (d2i_X509_REQ, X509_REQ_verify,
+ * X509_set_pubkey), which also produces every error message: so both paths
+ * accept, refuse and issue exactly the same.
  */
 #include "signer.h"
 
@@ -13,7 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/asn1t.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -244,6 +262,234 @@ sign_md(enum key_type t)
 	}
 }
 
+/*
+ * The fast path's view of a CSR: PKCS#10 with the same ASN.1 templates as
+ * OpenSSL's X509_REQ (attributes OPTIONAL, like OpenSSL, to tolerate
+ * requests that omit an empty set), except that subjectPublicKeyInfo is a
+ * plain algorithm + BIT STRING, so that nothing decodes the key. The info
+ * keeps its received encoding, over which the signature is checked.
+ * (Typedefs, unlike the rest of this file: the ASN.1 macros need type names.)
+ */
+typedef struct {
+	X509_ALGOR	*alg;
+	ASN1_BIT_STRING	*key;
+} CSR_SPKI;
+
+typedef struct {
+	ASN1_ENCODING		 enc;
+	ASN1_INTEGER		*version;
+	X509_NAME		*subject;
+	CSR_SPKI		*spki;
+	STACK_OF(X509_ATTRIBUTE) *attributes;
+} CSR_INFO;
+
+typedef struct {
+	CSR_INFO	*info;
+	X509_ALGOR	*sig_alg;
+	ASN1_BIT_STRING	*signature;
+} CSR_RAW;
+
+ASN1_SEQUENCE(CSR_SPKI) = {
+	ASN1_SIMPLE(CSR_SPKI, alg, X509_ALGOR),
+	ASN1_SIMPLE(CSR_SPKI, key, ASN1_BIT_STRING)
+} static_ASN1_SEQUENCE_END(CSR_SPKI)
+
+ASN1_SEQUENCE_enc(CSR_INFO, enc, NULL) = {
+	ASN1_SIMPLE(CSR_INFO, version, ASN1_INTEGER),
+	ASN1_SIMPLE(CSR_INFO, subject, X509_NAME),
+	ASN1_SIMPLE(CSR_INFO, spki, CSR_SPKI),
+	ASN1_IMP_SET_OF_OPT(CSR_INFO, attributes, X509_ATTRIBUTE, 0)
+} static_ASN1_SEQUENCE_END_ref(CSR_INFO, CSR_INFO)
+
+ASN1_SEQUENCE(CSR_RAW) = {
+	ASN1_SIMPLE(CSR_RAW, info, CSR_INFO),
+	ASN1_SIMPLE(CSR_RAW, sig_alg, X509_ALGOR),
+	ASN1_SIMPLE(CSR_RAW, signature, ASN1_BIT_STRING)
+} static_ASN1_SEQUENCE_END(CSR_RAW)
+
+/* An EVP_PKEY from the raw SPKI of an Ed25519 or ECDSA P-256/P-384 key, or NULL. */
+static EVP_PKEY *
+fast_key(const CSR_SPKI *spki)
+{
+	const ASN1_OBJECT	*obj;
+	const void		*pval;
+	const unsigned char	*pt = ASN1_STRING_get0_data(spki->key);
+	EVP_PKEY_CTX		*ctx = NULL;
+	EVP_PKEY		*k = NULL;
+	OSSL_PARAM		 params[3];
+	int			 ptype, len = ASN1_STRING_length(spki->key), curve;
+	size_t			 want;
+
+	if ((spki->key->flags & 0x7) != 0)	/* unused bits */
+		return NULL;
+	X509_ALGOR_get0(&obj, &ptype, &pval, spki->alg);
+	switch (OBJ_obj2nid(obj)) {
+	case NID_ED25519:
+		/* RFC 8410: parameters absent (OpenSSL refuses others). */
+		if (ptype != V_ASN1_UNDEF || len != 32)
+			return NULL;
+		return EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pt, 32);
+	case NID_X9_62_id_ecPublicKey:
+		if (ptype != V_ASN1_OBJECT)
+			return NULL;		/* explicit curve parameters */
+		curve = OBJ_obj2nid(pval);
+		if (curve == NID_X9_62_prime256v1)
+			want = 65;
+		else if (curve == NID_secp384r1)
+			want = 97;
+		else
+			return NULL;
+		/* Uncompressed points only, so the copied SPKI is what OpenSSL writes. */
+		if (len < 0 || (size_t)len != want || pt[0] != 0x04)
+			return NULL;
+		params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+		    (char *)OBJ_nid2sn(curve), 0);
+		params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+		    (void *)pt, want);
+		params[2] = OSSL_PARAM_construct_end();
+		if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
+		    EVP_PKEY_fromdata_init(ctx) <= 0 ||
+		    EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_PUBLIC_KEY, params) <= 0)
+			k = NULL;
+		EVP_PKEY_CTX_free(ctx);
+		return k;
+	default:
+		return NULL;
+	}
+}
+
+/*
+ * Verifies the CSR's signature the way ASN1_item_verify() does for these
+ * key types: the signature algorithm must name the key's type (Ed25519 with
+ * absent parameters; ECDSA with SHA-256/384/512), the BIT STRING must have
+ * no unused bits, and the signature covers the received encoding of the
+ * CertificationRequestInfo. 1 if it verifies.
+ */
+static int
+fast_verify(const CSR_RAW *csr, EVP_PKEY *pub)
+{
+	const ASN1_OBJECT	*obj;
+	const EVP_MD		*md = NULL;
+	EVP_MD_CTX		*ctx;
+	int			 ptype, mdnid, pknid, ok;
+
+	if ((csr->signature->flags & 0x7) != 0 || csr->info->enc.enc == NULL ||
+	    csr->info->enc.len <= 0)
+		return 0;
+	X509_ALGOR_get0(&obj, &ptype, NULL, csr->sig_alg);
+	if (!OBJ_find_sigid_algs(OBJ_obj2nid(obj), &mdnid, &pknid))
+		return 0;
+	if (pknid == NID_ED25519) {
+		if (mdnid != NID_undef || ptype != V_ASN1_UNDEF ||
+		    EVP_PKEY_get_base_id(pub) != EVP_PKEY_ED25519)
+			return 0;
+	} else if (pknid == NID_X9_62_id_ecPublicKey) {
+		if (ptype != V_ASN1_UNDEF || EVP_PKEY_get_base_id(pub) != EVP_PKEY_EC)
+			return 0;
+		if (mdnid == NID_sha256)
+			md = EVP_sha256();
+		else if (mdnid == NID_sha384)
+			md = EVP_sha384();
+		else if (mdnid == NID_sha512)
+			md = EVP_sha512();
+		else
+			return 0;
+	} else
+		return 0;
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		return 0;
+	ok = EVP_DigestVerifyInit(ctx, NULL, md, NULL, pub) == 1 &&
+	    EVP_DigestVerify(ctx, ASN1_STRING_get0_data(csr->signature),
+	    (size_t)ASN1_STRING_length(csr->signature), csr->info->enc.enc,
+	    (size_t)csr->info->enc.len) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok;
+}
+
+/*
+ * The fast path's read of a CSR: on success returns a verified request
+ * shell carrying the CSR's subject and attributes (everything the rest of
+ * signer_issue() reads), and sets *pub (new reference) and *spki (owned by
+ * *raw, free with ASN1_item_free). Returns NULL when the general path must
+ * decide; the error queue is then cleared.
+ */
+static X509_REQ *
+fast_read(const unsigned char *der, long dlen, CSR_RAW **raw, EVP_PKEY **pub)
+{
+	const unsigned char	*p = der;
+	CSR_RAW			*csr;
+	X509_REQ		*req = NULL;
+	EVP_PKEY		*k = NULL;
+	int			 i;
+
+	*raw = NULL;
+	*pub = NULL;
+	csr = (CSR_RAW *)ASN1_item_d2i(NULL, &p, dlen, ASN1_ITEM_rptr(CSR_RAW));
+	if (csr == NULL || p != der + dlen || (k = fast_key(csr->info->spki)) == NULL ||
+	    !fast_verify(csr, k))
+		goto fail;
+	if ((req = X509_REQ_new()) == NULL ||
+	    !X509_REQ_set_subject_name(req, csr->info->subject))
+		goto fail;
+	for (i = 0; i < sk_X509_ATTRIBUTE_num(csr->info->attributes); i++)
+		if (!X509_REQ_add1_attr(req, sk_X509_ATTRIBUTE_value(csr->info->attributes, i)))
+			goto fail;
+	*raw = csr;
+	*pub = k;
+	return req;
+fail:
+	X509_REQ_free(req);
+	EVP_PKEY_free(k);
+	ASN1_item_free((ASN1_VALUE *)csr, ASN1_ITEM_rptr(CSR_RAW));
+	ERR_clear_error();
+	return NULL;
+}
+
+/* Gives the certificate the CSR's subjectPublicKeyInfo as received. 1 or 0. */
+static int
+fast_set_pubkey(X509 *x, const CSR_SPKI *spki)
+{
+	const ASN1_OBJECT	*obj;
+	const void		*pval;
+	ASN1_OBJECT		*o = NULL, *param = NULL;
+	unsigned char		*bits = NULL;
+	int			 ptype, len = ASN1_STRING_length(spki->key);
+
+	X509_ALGOR_get0(&obj, &ptype, &pval, spki->alg);
+	if ((o = OBJ_dup(obj)) == NULL ||
+	    (ptype == V_ASN1_OBJECT && (param = OBJ_dup(pval)) == NULL) ||
+	    (bits = OPENSSL_memdup(ASN1_STRING_get0_data(spki->key), (size_t)len)) == NULL)
+		goto fail;
+	if (!X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), o,
+	    ptype == V_ASN1_OBJECT ? V_ASN1_OBJECT : V_ASN1_UNDEF, param, bits, len))
+		goto fail;
+	return 1;
+fail:
+	ASN1_OBJECT_free(o);
+	ASN1_OBJECT_free(param);
+	OPENSSL_free(bits);
+	return 0;
+}
+
+/* Fills the audit fields (key type, CN) of a request. */
+static void
+describe(X509_REQ *req, EVP_PKEY *pub, struct signer_result *r, enum key_type *kt,
+    int *bits)
+{
+	ASN1_STRING	*cn;
+	int		 idx;
+
+	*kt = pki_key_type(pub, bits);
+	snprintf(r->key_type, sizeof(r->key_type), "%s", pki_key_type_name(*kt));
+	idx = X509_NAME_get_index_by_NID(X509_REQ_get_subject_name(req), NID_commonName, -1);
+	if (idx >= 0) {
+		cn = X509_NAME_ENTRY_get_data(
+		    X509_NAME_get_entry(X509_REQ_get_subject_name(req), idx));
+		snprintf(r->cn, sizeof(r->cn), "%.*s", ASN1_STRING_length(cn) > 200 ? 200 :
+		    ASN1_STRING_length(cn), (const char *)ASN1_STRING_get0_data(cn));
+	}
+}
+
 enum signer_status
 signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
     const struct signer_params *pp, struct signer_result *r)
@@ -255,7 +501,8 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 	X509_REQ			*req = NULL;
 	X509				*x = NULL;
 	X509_NAME			*subj = NULL;
-	EVP_PKEY			*pub;
+	EVP_PKEY			*pub, *fastpub = NULL;
+	CSR_RAW				*raw = NULL;
 	GENERAL_NAMES			*sans = NULL;
 	ASN1_BIT_STRING			*ku = NULL;
 	EXTENDED_KEY_USAGE		*eku = NULL;
@@ -267,13 +514,17 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 	enum signer_status		 st;
 	char				 why[128];
 	time_t				 now = (time_t)pp->now;
-	int				 bits, idx;
+	int				 bits;
 
 	memset(r, 0, sizeof(*r));
 	if (pol->max_csr_bytes > 0 && len > pol->max_csr_bytes)
 		return result(r, SIGNER_DENIED, "CSR refused by policy: %s", "CSR too large");
 	if (first_pem_block(csr, len, &der, &dlen) == -1)
 		return result(r, SIGNER_BAD_DECODE, "%s", "failed to decode CSR");
+	if ((req = fast_read(der, dlen, &raw, &fastpub)) != NULL) {
+		pub = fastpub;
+		goto verified;
+	}
 	p = der;
 	req = d2i_X509_REQ(NULL, &p, dlen);
 	if (req == NULL || p != der + dlen) {
@@ -286,19 +537,15 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 		    "unreadable public key");
 		goto out;
 	}
-	kt = pki_key_type(pub, &bits);
-	snprintf(r->key_type, sizeof(r->key_type), "%s", pki_key_type_name(kt));
-	idx = X509_NAME_get_index_by_NID(X509_REQ_get_subject_name(req), NID_commonName, -1);
-	if (idx >= 0) {
-		ASN1_STRING *cn = X509_NAME_ENTRY_get_data(
-		    X509_NAME_get_entry(X509_REQ_get_subject_name(req), idx));
-		snprintf(r->cn, sizeof(r->cn), "%.*s", ASN1_STRING_length(cn) > 200 ? 200 :
-		    ASN1_STRING_length(cn), (const char *)ASN1_STRING_get0_data(cn));
-	}
+	describe(req, pub, r, &kt, &bits);
 	if (X509_REQ_verify(req, pub) != 1) {
 		st = result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
 		    "signature verification failed");
 		goto out;
+	}
+	if (0) {
+verified:
+		describe(req, pub, r, &kt, &bits);
 	}
 	if ((sans = csr_sans(req, r)) == NULL) {
 		st = result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
@@ -340,7 +587,7 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 	    -(long)(pp->backdate_ms / 1000), &now) == NULL ||
 	    X509_time_adj_ex(X509_getm_notAfter(x), 0,
 	    (long)(pp->ttl_ms / 1000), &now) == NULL ||
-	    !X509_set_pubkey(x, pub)) {
+	    !(raw != NULL ? fast_set_pubkey(x, raw->info->spki) : X509_set_pubkey(x, pub))) {
 		log_ssl("signer: building certificate");
 		goto out;
 	}
@@ -390,6 +637,8 @@ out:
 	X509_NAME_free(subj);
 	X509_free(x);
 	X509_REQ_free(req);
+	EVP_PKEY_free(fastpub);
+	ASN1_item_free((ASN1_VALUE *)raw, ASN1_ITEM_rptr(CSR_RAW));
 	OPENSSL_free(der);
 	return st;
 }

@@ -24,31 +24,31 @@ struct creds;
 
 enum signer_status {
 	SIGNER_OK,
-	SIGNER_BAD_DECODE,	/* no PEM block: INVALID_ARGUMENT */
-	SIGNER_BAD_PARSE,	/* not a CSR, bad signature: INVALID_ARGUMENT */
-	SIGNER_DENIED,		/* refused by policy: PERMISSION_DENIED */
-	SIGNER_INTERNAL,	/* our failure: INTERNAL */
+	SIGNER_BAD_DECODE, /* no PEM block: INVALID_ARGUMENT */
+	SIGNER_BAD_PARSE,  /* not a CSR, bad signature: INVALID_ARGUMENT */
+	SIGNER_DENIED,     /* refused by policy: PERMISSION_DENIED */
+	SIGNER_INTERNAL,   /* our failure: INTERNAL */
 	SIGNER__MAX
 };
 
 /* Policy knobs (generous defaults that never refuse a real Talos worker). */
 struct signer_policy {
-	size_t		max_csr_bytes;		/* 0: no limit */
-	unsigned	max_sans;		/* 0: no limit */
-	unsigned	allowed_families;	/* KEYFAM_* mask */
-	int		min_rsa_bits;
-	int		require_peer_ip_san;	/* peer address must be an IP SAN */
+	size_t   max_csr_bytes;    /* 0: no limit */
+	unsigned max_sans;         /* 0: no limit */
+	unsigned allowed_families; /* KEYFAM_* mask */
+	int      min_rsa_bits;
+	int      require_peer_ip_san; /* peer address must be an IP SAN */
 };
 
 struct signer_params {
-	struct signer_policy	 policy;
-	int64_t			 ttl_ms;
-	int64_t			 backdate_ms;
-	long long		 now;		/* wall clock, seconds */
-	const char		*peer_ip;	/* text form, or NULL */
+	struct signer_policy policy;
+	int64_t              ttl_ms;
+	int64_t              backdate_ms;
+	long long            now;     /* wall clock, seconds */
+	const char          *peer_ip; /* text form, or NULL */
 };
 
-#define SIGNER_MAX_AUDIT_SANS	32
+#define SIGNER_MAX_AUDIT_SANS 32
 
 /*
  * What happened, for the reply and the audit record. `message` is safe to
@@ -56,35 +56,34 @@ struct signer_params {
  * on SIGNER_OK. Free with signer_result_free().
  */
 struct signer_result {
-	enum signer_status	 status;
-	char			 message[256];
-	char			 cn[256];
-	char			 key_type[16];
-	char			 serial[40];
-	int			 org_removed;
-	const char		*sans[SIGNER_MAX_AUDIT_SANS];
-	size_t			 nsans;		/* listed in sans[] */
-	size_t			 nsans_total;	/* in the CSR */
-	char			*sans_buf;
-	unsigned char		*crt_pem;
-	size_t			 crt_len;
+	enum signer_status status;
+	char               message[256];
+	char               cn[256];
+	char               key_type[16];
+	char               serial[40];
+	int                org_removed;
+	const char        *sans[SIGNER_MAX_AUDIT_SANS];
+	size_t             nsans;       /* listed in sans[] */
+	size_t             nsans_total; /* in the CSR */
+	char              *sans_buf;
+	unsigned char     *crt_pem;
+	size_t             crt_len;
 };
 
 /* Default policy values (see config.c). */
-void	signer_policy_defaults(struct signer_policy *);
+void signer_policy_defaults(struct signer_policy *);
 
 /*
  * Verifies and signs `csr` (PEM, first block) with the snapshot's CA.
  * Fills `res` (initialised here; free with signer_result_free()) and returns
  * its status. Any thread; `c` must stay referenced for the call.
  */
-enum signer_status	signer_issue(const struct creds *c, const unsigned char *csr,
-			    size_t len, const struct signer_params *,
-			    struct signer_result *res);
+enum signer_status signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
+    const struct signer_params *, struct signer_result *res);
 
-void	signer_result_free(struct signer_result *);
+void signer_result_free(struct signer_result *);
 
 /* "ok", "invalid_csr", ... (metric/audit label of a status). */
-const char	*signer_status_name(enum signer_status);
+const char *signer_status_name(enum signer_status);
 
 #endif /* TCS_SIGNER_H */

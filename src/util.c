@@ -39,8 +39,8 @@ sbuf_init(struct sbuf *b, size_t max)
 int
 sbuf_add(struct sbuf *b, const void *p, size_t n)
 {
-	unsigned char	*nd;
-	size_t		 ncap;
+	unsigned char *nd;
+	size_t         ncap;
 
 	if (n > b->max || b->len > b->max - n) {
 		errno = EFBIG;
@@ -87,7 +87,7 @@ sbuf_free(struct sbuf *b)
 unsigned char *
 sbuf_take(struct sbuf *b, size_t *len)
 {
-	unsigned char	*p;
+	unsigned char *p;
 
 	if (b->data == NULL && sbuf_add(b, "", 0) == -1) {
 		*len = 0;
@@ -103,10 +103,10 @@ sbuf_take(struct sbuf *b, size_t *len)
 int
 util_read_file(const char *path, size_t max, struct sbuf *out)
 {
-	unsigned char	 chunk[4096];
-	struct stat	 st;
-	ssize_t		 r;
-	int		 fd, saved;
+	unsigned char chunk[4096];
+	struct stat   st;
+	ssize_t       r;
+	int           fd, saved;
 
 	sbuf_init(out, max);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
@@ -161,10 +161,10 @@ b64val(unsigned char c)
 int
 util_base64_decode(const char *in, size_t inlen, struct sbuf *out)
 {
-	unsigned char	 o[3];
-	uint32_t	 acc = 0;
-	size_t		 i, pad = 0;
-	int		 n = 0, v;
+	unsigned char o[3];
+	uint32_t      acc = 0;
+	size_t        i, pad = 0;
+	int           n = 0, v;
 
 	while (inlen > 0 && in[inlen - 1] == '=' && pad < 2) {
 		inlen--;
@@ -211,10 +211,10 @@ fail:
 int
 util_parse_duration_ms(const char *s, int64_t *ms)
 {
-	const char	*p = s;
-	char		*end;
-	double		 v, total = 0, unit;
-	int		 any = 0;
+	const char *p = s;
+	char       *end;
+	double      v, total = 0, unit;
+	int         any = 0;
 
 	if (s == NULL || *s == '\0')
 		return -1;
@@ -266,7 +266,7 @@ util_parse_duration_ms(const char *s, int64_t *ms)
 void
 util_format_duration(int64_t ms, char *buf, size_t len)
 {
-	int64_t	h = ms / 3600000, m = (ms / 60000) % 60, s = (ms / 1000) % 60;
+	int64_t h = ms / 3600000, m = (ms / 60000) % 60, s = (ms / 1000) % 60;
 
 	if (ms % 1000 != 0 && ms < 1000)
 		snprintf(buf, len, "%lldms", (long long)ms);
@@ -281,8 +281,8 @@ util_format_duration(int64_t ms, char *buf, size_t len)
 char *
 util_hex(const unsigned char *p, size_t n, char *buf)
 {
-	static const char	 digits[] = "0123456789abcdef";
-	size_t			 i;
+	static const char digits[] = "0123456789abcdef";
+	size_t            i;
 
 	for (i = 0; i < n; i++) {
 		buf[2 * i] = digits[p[i] >> 4];
@@ -309,8 +309,8 @@ util_token_digest(const char *tok, size_t len, unsigned char out[SHA256_DIGEST_L
 int
 util_token_ok(const char *got, size_t len, const unsigned char want[SHA256_DIGEST_LENGTH])
 {
-	unsigned char	h[SHA256_DIGEST_LENGTH];
-	int		ok;
+	unsigned char h[SHA256_DIGEST_LENGTH];
+	int           ok;
 
 	ok = SHA256((const unsigned char *)got, len, h) != NULL &&
 	    CRYPTO_memcmp(h, want, sizeof(h)) == 0;
@@ -321,7 +321,7 @@ util_token_ok(const char *got, size_t len, const unsigned char want[SHA256_DIGES
 int64_t
 util_mono_ms(void)
 {
-	struct timespec	ts;
+	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -330,7 +330,7 @@ util_mono_ms(void)
 int64_t
 util_real_ms(void)
 {
-	struct timespec	ts;
+	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;

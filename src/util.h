@@ -18,20 +18,20 @@
  * sbuf_free() wipes the contents.
  */
 struct sbuf {
-	unsigned char	*data;
-	size_t		 len;
-	size_t		 cap;
-	size_t		 max;
+	unsigned char *data;
+	size_t         len;
+	size_t         cap;
+	size_t         max;
 };
 
 /* Initialises an empty buffer that may hold at most `max` bytes. */
-void	sbuf_init(struct sbuf *, size_t max);
+void sbuf_init(struct sbuf *, size_t max);
 /* Appends; -1 (and the buffer unchanged) if it would exceed max or on ENOMEM. */
-int	sbuf_add(struct sbuf *, const void *, size_t);
+int sbuf_add(struct sbuf *, const void *, size_t);
 /* Wipes the contents and frees the storage; the buffer is empty afterwards. */
-void	sbuf_free(struct sbuf *);
+void sbuf_free(struct sbuf *);
 /* Wipes the contents but keeps the storage. */
-void	sbuf_reset(struct sbuf *);
+void sbuf_reset(struct sbuf *);
 /* Detaches the data (caller frees with freezero(p, len + 1)); buffer empty. */
 unsigned char *sbuf_take(struct sbuf *, size_t *len);
 
@@ -39,34 +39,32 @@ unsigned char *sbuf_take(struct sbuf *, size_t *len);
  * Reads a whole regular file of at most `max` bytes into `out` (initialised
  * here). Returns 0, or -1 with errno set (EFBIG when too large).
  */
-int	util_read_file(const char *path, size_t max, struct sbuf *out);
+int util_read_file(const char *path, size_t max, struct sbuf *out);
 
 /* Frees `p` of `len` bytes after wiping it; NULL is fine. */
-void	freezero(void *p, size_t len);
+void freezero(void *p, size_t len);
 
 /* Decodes standard base64 (padding optional, no whitespace). 0 or -1. */
-int	util_base64_decode(const char *in, size_t inlen, struct sbuf *out);
+int util_base64_decode(const char *in, size_t inlen, struct sbuf *out);
 
 /*
  * Parses a duration: Go style ("90s", "10m", "1h30m", "250ms") or plain
  * seconds ("3600"). Stores milliseconds. 0 or -1.
  */
-int	util_parse_duration_ms(const char *, int64_t *ms);
+int util_parse_duration_ms(const char *, int64_t *ms);
 /* Formats milliseconds back as "24h0m0s"-like text. */
-void	util_format_duration(int64_t ms, char *buf, size_t len);
+void util_format_duration(int64_t ms, char *buf, size_t len);
 
 /* Lowercase hex of `n` bytes into buf (2n+1 bytes needed); returns buf. */
-char	*util_hex(const unsigned char *, size_t n, char *buf);
+char *util_hex(const unsigned char *, size_t n, char *buf);
 
 /* SHA-256 of a token after trimming trailing whitespace; 0 or -1. */
-int	util_token_digest(const char *tok, size_t len,
-	    unsigned char out[SHA256_DIGEST_LENGTH]);
+int util_token_digest(const char *tok, size_t len, unsigned char out[SHA256_DIGEST_LENGTH]);
 /* Constant-time check of a presented token against a stored digest: 1/0. */
-int	util_token_ok(const char *got, size_t len,
-	    const unsigned char want[SHA256_DIGEST_LENGTH]);
+int util_token_ok(const char *got, size_t len, const unsigned char want[SHA256_DIGEST_LENGTH]);
 
 /* Monotonic and real-time clocks in milliseconds. */
-int64_t	util_mono_ms(void);
-int64_t	util_real_ms(void);
+int64_t util_mono_ms(void);
+int64_t util_real_ms(void);
 
 #endif /* TCS_UTIL_H */

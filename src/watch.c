@@ -49,26 +49,28 @@
 #include "secret.h"
 #include "util.h"
 
-#define WATCH_BACKOFF_MIN_MS	800
-#define WATCH_BACKOFF_MAX_MS	30000
-#define WATCH_BACKOFF_RESET_MS	(2 * 60 * 1000)
-#define WATCH_TIMEOUT_MIN_S	300	/* timeoutSeconds in [300, 600) like client-go */
-#define WATCH_IDLE_S		200	/* bookmarks come about every minute */
-#define WATCH_SHORT_MS		1000
-#define WATCH_MAX_TARGETS	2
+#define WATCH_BACKOFF_MIN_MS   800
+#define WATCH_BACKOFF_MAX_MS   30000
+#define WATCH_BACKOFF_RESET_MS (2 * 60 * 1000)
+#define WATCH_TIMEOUT_MIN_S    300 /* timeoutSeconds in [300, 600) like client-go */
+#define WATCH_IDLE_S           200 /* bookmarks come about every minute */
+#define WATCH_SHORT_MS         1000
+#define WATCH_MAX_TARGETS      2
 
 /* ------------------------------------------------------------------ parser */
 
 struct watch_parser {
-	struct sbuf	 line;
-	watch_event_fn	 cb;
-	void		*arg;
-	size_t		 events;
+	struct sbuf    line;
+	watch_event_fn cb;
+	void          *arg;
+	size_t         events;
 };
 
 static const char *const evnames[WATCH_EV__MAX] = {
-	[WATCH_ADDED] = "ADDED", [WATCH_MODIFIED] = "MODIFIED",
-	[WATCH_DELETED] = "DELETED", [WATCH_BOOKMARK] = "BOOKMARK",
+	[WATCH_ADDED] = "ADDED",
+	[WATCH_MODIFIED] = "MODIFIED",
+	[WATCH_DELETED] = "DELETED",
+	[WATCH_BOOKMARK] = "BOOKMARK",
 	[WATCH_ERROR] = "ERROR",
 };
 
@@ -81,7 +83,7 @@ watch_evtype_name(enum watch_evtype t)
 struct watch_parser *
 watch_parser_new(watch_event_fn cb, void *arg)
 {
-	struct watch_parser	*p;
+	struct watch_parser *p;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return NULL;
@@ -117,9 +119,9 @@ watch_parser_free(struct watch_parser *p)
 static int
 parse_line(struct watch_parser *p, const char *s, size_t len)
 {
-	cJSON		*doc = NULL;
-	const cJSON	*type, *obj;
-	int		 t, rc = -1;
+	cJSON       *doc = NULL;
+	const cJSON *type, *obj;
+	int          t, rc = -1;
 
 	while (len > 0 && (s[len - 1] == '\r' || s[len - 1] == ' ' || s[len - 1] == '\t'))
 		len--;
@@ -154,8 +156,8 @@ out:
 int
 watch_feed(struct watch_parser *p, const void *buf, size_t len)
 {
-	const char	*s = buf, *nl;
-	size_t		 n;
+	const char *s = buf, *nl;
+	size_t      n;
 
 	while (len > 0) {
 		if ((nl = memchr(s, '\n', len)) == NULL) {
@@ -194,44 +196,44 @@ watch_feed(struct watch_parser *p, const void *buf, size_t len)
 enum watch_phase { WATCH_LIST, WATCH_STREAM, WATCH_BACKOFF, WATCH__MAX };
 
 struct target {
-	struct watch		*w;
-	enum secret_kind	 kind;
-	char			 ns[KUBE_NS_MAX], name[KUBE_NAME_MAX];
-	char			 label[KUBE_NS_MAX + KUBE_NAME_MAX + 8];	/* "Secret ns/name" */
-	struct kube_call	*call;
-	struct watch_parser	*parser;
+	struct watch        *w;
+	enum secret_kind     kind;
+	char                 ns[KUBE_NS_MAX], name[KUBE_NAME_MAX];
+	char                 label[KUBE_NS_MAX + KUBE_NAME_MAX + 8]; /* "Secret ns/name" */
+	struct kube_call    *call;
+	struct watch_parser *parser;
 
-	enum watch_phase	 phase;
-	enum watch_phase	 next;		/* after WATCH_BACKOFF: LIST or STREAM */
-	int64_t			 due;
-	char			 rv[128];	/* resume point, opaque */
-	int64_t			 listed_at, watch_started;
-	int			 backoff_ms;
-	int64_t			 last_fail;
-	int			 retried_401;
-	int			 watches;	/* streams started, for the restart metric */
+	enum watch_phase phase;
+	enum watch_phase next; /* after WATCH_BACKOFF: LIST or STREAM */
+	int64_t          due;
+	char             rv[128]; /* resume point, opaque */
+	int64_t          listed_at, watch_started;
+	int              backoff_ms;
+	int64_t          last_fail;
+	int              retried_401;
+	int              watches; /* streams started, for the restart metric */
 
 	/* Set by the event callback during a stream. */
-	int			 gone, stream_err;
+	int gone, stream_err;
 
 	/* What was applied, to skip repeats after a relist. */
-	char			 applied_uid[64], applied_rv[128];
-	int			 missing;	/* reported as absent */
-	char			 last_err[256];	/* logged failure, to log changes only */
+	char applied_uid[64], applied_rv[128];
+	int  missing;       /* reported as absent */
+	char last_err[256]; /* logged failure, to log changes only */
 };
 
 struct watch {
-	struct kube		*k;
-	struct credsrc		*cs;
-	unsigned		 expect, groups;
-	struct target		 t[WATCH_MAX_TARGETS];
-	int			 nt;
-	char			 desc[2 * (KUBE_NS_MAX + KUBE_NAME_MAX + 10)];
-	struct kube_multi	*multi;
-	pthread_t		 thr;
-	int			 running;
-	atomic_int		 stop, resync;
-	uint64_t		 rng;
+	struct kube       *k;
+	struct credsrc    *cs;
+	unsigned           expect, groups;
+	struct target      t[WATCH_MAX_TARGETS];
+	int                nt;
+	char               desc[2 * (KUBE_NS_MAX + KUBE_NAME_MAX + 10)];
+	struct kube_multi *multi;
+	pthread_t          thr;
+	int                running;
+	atomic_int         stop, resync;
+	uint64_t           rng;
 };
 
 static uint64_t
@@ -245,14 +247,13 @@ rnd(struct watch *w)
 }
 
 /* Logs a failure only when it differs from the last one of this target. */
-static void
-fail_note(struct target *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail_note(struct target *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 fail_note(struct target *t, const char *fmt, ...)
 {
-	char	 msg[256];
-	va_list	 ap;
+	char    msg[256];
+	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -278,8 +279,8 @@ healthy(struct target *t)
 static void
 backoff(struct target *t, enum watch_phase next, long min_ms)
 {
-	int64_t	now = util_mono_ms();
-	int	d;
+	int64_t now = util_mono_ms();
+	int     d;
 
 	if (t->backoff_ms == 0 || now - t->last_fail >= WATCH_BACKOFF_RESET_MS)
 		t->backoff_ms = WATCH_BACKOFF_MIN_MS;
@@ -307,7 +308,7 @@ soon(struct target *t, enum watch_phase next)
 static void
 report_invalid(struct target *t, const char *why)
 {
-	struct audit_rec	ar;
+	struct audit_rec ar;
 
 	memset(&ar, 0, sizeof(ar));
 	ar.kind = AK_CREDS_INVALID;
@@ -320,14 +321,14 @@ report_invalid(struct target *t, const char *why)
 static void
 apply(struct target *t, const cJSON *obj)
 {
-	struct creds_input	 in;
-	enum credsrc_result	 r;
-	const char		*rv, *uid;
-	char			 err[512], note[640];
+	struct creds_input  in;
+	enum credsrc_result r;
+	const char         *rv, *uid;
+	char                err[512], note[640];
 
 	secret_meta(obj, NULL, NULL, &rv, &uid);
 	if (*rv != '\0' && strcmp(rv, t->applied_rv) == 0 && strcmp(uid, t->applied_uid) == 0)
-		return;		/* the same object again (a relist) */
+		return; /* the same object again (a relist) */
 	snprintf(t->applied_rv, sizeof(t->applied_rv), "%s", rv);
 	snprintf(t->applied_uid, sizeof(t->applied_uid), "%s", uid);
 	if (t->missing) {
@@ -337,19 +338,24 @@ apply(struct target *t, const cJSON *obj)
 	creds_input_init(&in);
 	if (secret_decode(obj, t->kind, t->label + 7, &in, err, sizeof(err)) == -1) {
 		metrics_inc(MC_RELOAD_FAIL);
-		snprintf(note, sizeof(note), "new credentials refused (resourceVersion %s), "
-		    "still serving the last good ones: %s", rv, err);
+		snprintf(note, sizeof(note),
+		    "new credentials refused (resourceVersion %s), "
+		    "still serving the last good ones: %s",
+		    rv, err);
 		report_invalid(t, note);
 		goto out;
 	}
-	r = credsrc_submit(t->w->cs, t->w->expect, secret_groups(t->kind), &in, t->label,
-	    err, sizeof(err));
+	r = credsrc_submit(
+	    t->w->cs, t->w->expect, secret_groups(t->kind), &in, t->label, err, sizeof(err));
 	{
 		struct log_field f[] = {
-			LF_S("secret", t->label + 7), LF_S("resource_version", rv),
-			LF_S("result", r == CREDSRC_PUBLISHED ? "published" :
-			    r == CREDSRC_UNCHANGED ? "unchanged" :
-			    r == CREDSRC_PENDING ? "pending" : "refused"),
+			LF_S("secret", t->label + 7),
+			LF_S("resource_version", rv),
+			LF_S("result",
+			    r == CREDSRC_PUBLISHED       ? "published"
+				: r == CREDSRC_UNCHANGED ? "unchanged"
+				: r == CREDSRC_PENDING   ? "pending"
+							 : "refused"),
 		};
 		log_record(r == CREDSRC_INVALID ? LOG_WARN : LOG_INFO, "secret applied", f,
 		    sizeof(f) / sizeof(f[0]));
@@ -361,7 +367,7 @@ out:
 static void
 deleted(struct target *t)
 {
-	char	note[640];
+	char note[640];
 
 	t->applied_rv[0] = t->applied_uid[0] = '\0';
 	if (t->missing)
@@ -375,21 +381,23 @@ deleted(struct target *t)
 static void
 absent(struct target *t)
 {
-	char	note[640];
+	char note[640];
 
 	t->applied_rv[0] = t->applied_uid[0] = '\0';
 	if (t->missing)
 		return;
 	t->missing = 1;
-	snprintf(note, sizeof(note), "%s not found; waiting for it (the last good credentials, "
-	    "if any, keep serving)", t->label);
+	snprintf(note, sizeof(note),
+	    "%s not found; waiting for it (the last good credentials, "
+	    "if any, keep serving)",
+	    t->label);
 	report_invalid(t, note);
 }
 
 static void
 set_rv(struct target *t, const cJSON *obj)
 {
-	const char	*rv;
+	const char *rv;
 
 	secret_meta(obj, NULL, NULL, &rv, NULL);
 	if (*rv != '\0')
@@ -399,8 +407,8 @@ set_rv(struct target *t, const cJSON *obj)
 static int
 on_event(enum watch_evtype type, const cJSON *obj, void *arg)
 {
-	struct target	*t = arg;
-	const cJSON	*code, *msg;
+	struct target *t = arg;
+	const cJSON   *code, *msg;
 
 	switch (type) {
 	case WATCH_ADDED:
@@ -427,9 +435,8 @@ on_event(enum watch_evtype type, const cJSON *obj, void *arg)
 			    cJSON_IsNumber(code) ? code->valueint : 0,
 			    cJSON_IsString(msg) ? msg->valuestring : "");
 		}
-		return -1;	/* the server ends the stream after an ERROR anyway */
-	default:
-		return -1;
+		return -1; /* the server ends the stream after an ERROR anyway */
+	default: return -1;
 	}
 	healthy(t);
 	return 0;
@@ -438,7 +445,7 @@ on_event(enum watch_evtype type, const cJSON *obj, void *arg)
 static int
 on_data(const void *buf, size_t len, void *arg)
 {
-	struct target	*t = arg;
+	struct target *t = arg;
 
 	if (watch_feed(t->parser, buf, len) == -1) {
 		if (!t->gone && !t->stream_err) {
@@ -453,30 +460,34 @@ on_data(const void *buf, size_t len, void *arg)
 static int
 start(struct target *t)
 {
-	struct watch	*w = t->w;
-	char		 path[2048], sel[512], rv[400];
-	long		 tmo;
-	int		 rc;
+	struct watch *w = t->w;
+	char          path[2048], sel[512], rv[400];
+	long          tmo;
+	int           rc;
 
 	kube_escape(t->name, sel, sizeof(sel));
 	if (t->next == WATCH_LIST) {
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets"
-		    "?fieldSelector=metadata.name%%3D%s", t->ns, sel);
+		snprintf(path, sizeof(path),
+		    "/api/v1/namespaces/%s/secrets"
+		    "?fieldSelector=metadata.name%%3D%s",
+		    t->ns, sel);
 		rc = kube_call_prepare(t->call, "GET", path, NULL, NULL, NULL, NULL, 30, 0);
 	} else {
 		tmo = WATCH_TIMEOUT_MIN_S + (long)(rnd(w) % WATCH_TIMEOUT_MIN_S);
 		kube_escape(t->rv, rv, sizeof(rv));
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets"
+		snprintf(path, sizeof(path),
+		    "/api/v1/namespaces/%s/secrets"
 		    "?fieldSelector=metadata.name%%3D%s&watch=1&resourceVersion=%s"
-		    "&allowWatchBookmarks=true&timeoutSeconds=%ld", t->ns, sel, rv, tmo);
+		    "&allowWatchBookmarks=true&timeoutSeconds=%ld",
+		    t->ns, sel, rv, tmo);
 		watch_parser_reset(t->parser);
 		t->gone = t->stream_err = 0;
 		t->watch_started = util_mono_ms();
 		if (t->watches++ > 0)
 			metrics_inc(MC_WATCH_RESTARTS);
 		log_debug("watch %s: watching from resourceVersion %s", t->label, t->rv);
-		rc = kube_call_prepare(t->call, "GET", path, NULL, NULL, on_data, t,
-		    tmo + 30, WATCH_IDLE_S);
+		rc = kube_call_prepare(
+		    t->call, "GET", path, NULL, NULL, on_data, t, tmo + 30, WATCH_IDLE_S);
 	}
 	if (rc == -1 || kube_multi_add(w->multi, t->call) == -1) {
 		fail_note(t, "cannot start a request: %s", kube_call_error(t->call));
@@ -491,9 +502,9 @@ start(struct target *t)
 static void
 status_reason(const struct kube_call *c, char *buf, size_t len)
 {
-	const struct sbuf	*b = kube_call_body(c);
-	cJSON			*doc;
-	const cJSON		*m;
+	const struct sbuf *b = kube_call_body(c);
+	cJSON             *doc;
+	const cJSON       *m;
 
 	snprintf(buf, len, "HTTP %ld", kube_call_status(c));
 	if (b->len == 0 || (doc = cJSON_ParseWithLength((const char *)b->data, b->len)) == NULL)
@@ -507,12 +518,12 @@ status_reason(const struct kube_call *c, char *buf, size_t len)
 static void
 list_done(struct target *t)
 {
-	const struct sbuf	*b = kube_call_body(t->call);
-	cJSON			*doc = NULL;
-	const cJSON		*items, *item;
-	const char		*rv;
-	char			 why[300];
-	long			 st;
+	const struct sbuf *b = kube_call_body(t->call);
+	cJSON             *doc = NULL;
+	const cJSON       *items, *item;
+	const char        *rv;
+	char               why[300];
+	long               st;
 
 	if (kube_call_result(t->call) == -1) {
 		fail_note(t, "list: %s", kube_call_error(t->call));
@@ -556,16 +567,16 @@ out:
 static void
 stream_done(struct target *t)
 {
-	char	why[300];
-	int64_t	now = util_mono_ms(), lived = now - t->watch_started;
-	int	r = kube_call_result(t->call);
-	long	st = kube_call_status(t->call);
+	char    why[300];
+	int64_t now = util_mono_ms(), lived = now - t->watch_started;
+	int     r = kube_call_result(t->call);
+	long    st = kube_call_status(t->call);
 
 	if (atomic_load(&t->w->stop))
 		return;
 	if (t->gone || st == 410) {
-		log_info("watch %s: resourceVersion %s expired (410 Gone); relisting", t->label,
-		    t->rv);
+		log_info(
+		    "watch %s: resourceVersion %s expired (410 Gone); relisting", t->label, t->rv);
 		/* A fresh list that is already gone again: do not spin. */
 		if (now - t->listed_at < WATCH_SHORT_MS)
 			backoff(t, WATCH_LIST, 0);
@@ -588,7 +599,7 @@ stream_done(struct target *t)
 			fail_note(t, "watch ended at once without events");
 			backoff(t, WATCH_LIST, 0);
 		} else
-			soon(t, WATCH_STREAM);	/* timeoutSeconds elapsed: resume */
+			soon(t, WATCH_STREAM); /* timeoutSeconds elapsed: resume */
 		return;
 	}
 	if (st == 429) {
@@ -606,11 +617,11 @@ stream_done(struct target *t)
 static void *
 watcher(void *arg)
 {
-	struct watch		*w = arg;
-	struct kube_call	*done[WATCH_MAX_TARGETS];
-	struct target		*t;
-	int64_t			 now, wait;
-	int			 i, j, n;
+	struct watch     *w = arg;
+	struct kube_call *done[WATCH_MAX_TARGETS];
+	struct target    *t;
+	int64_t           now, wait;
+	int               i, j, n;
 
 	while (!atomic_load(&w->stop)) {
 		if (atomic_exchange(&w->resync, 0)) {
@@ -655,15 +666,15 @@ watcher(void *arg)
 }
 
 struct watch *
-watch_new(struct kube *k, const struct config *cfg, struct credsrc *cs, unsigned expect,
-    char *err, size_t errlen)
+watch_new(struct kube *k, const struct config *cfg, struct credsrc *cs, unsigned expect, char *err,
+    size_t errlen)
 {
-	struct watch	*w;
-	struct target	*t;
-	const char	*spec[2] = { cfg->ca_secret, cfg->tls_secret };
-	const char	*setting[2] = { "CA_SECRET", "TLS_SECRET" };
-	size_t		 o = 0;
-	int		 i;
+	struct watch  *w;
+	struct target *t;
+	const char    *spec[2] = { cfg->ca_secret, cfg->tls_secret };
+	const char    *setting[2] = { "CA_SECRET", "TLS_SECRET" };
+	size_t         o = 0;
+	int            i;
 
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -689,7 +700,7 @@ watch_new(struct kube *k, const struct config *cfg, struct credsrc *cs, unsigned
 			goto fail;
 		}
 		{
-			char	label[sizeof(t->label)];
+			char label[sizeof(t->label)];
 
 			snprintf(label, sizeof(label), "Secret %s/%s", t->ns, t->name);
 			memcpy(t->label, label, sizeof(label));
@@ -703,8 +714,8 @@ watch_new(struct kube *k, const struct config *cfg, struct credsrc *cs, unsigned
 		t->phase = WATCH_BACKOFF;
 		t->next = WATCH_LIST;
 		w->groups |= secret_groups(t->kind);
-		o += (size_t)snprintf(w->desc + o, sizeof(w->desc) - o, "%s%s", o ? ", " : "",
-		    t->label);
+		o += (size_t)snprintf(
+		    w->desc + o, sizeof(w->desc) - o, "%s%s", o ? ", " : "", t->label);
 		w->nt++;
 	}
 	if (w->nt == 2 && strcmp(w->t[0].label, w->t[1].label) == 0) {
@@ -757,7 +768,7 @@ watch_resync(struct watch *w)
 void
 watch_free(struct watch *w)
 {
-	int	i;
+	int i;
 
 	if (w == NULL)
 		return;

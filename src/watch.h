@@ -35,14 +35,13 @@ enum watch_evtype {
 };
 
 /* A watch line longer than this ends the stream (a Secret is <= 1 MiB before base64). */
-#define WATCH_MAX_EVENT	(2 * 1024 * 1024)
+#define WATCH_MAX_EVENT (2 * 1024 * 1024)
 
 /*
  * Called once per complete event. `object` belongs to the parser and is
  * wiped and freed after the call returns. Return 0 to go on, -1 to stop.
  */
-typedef int	(*watch_event_fn)(enum watch_evtype type, const struct cJSON *object,
-		    void *arg);
+typedef int (*watch_event_fn)(enum watch_evtype type, const struct cJSON *object, void *arg);
 
 /* Returns a parser calling `cb` for each event, or NULL on ENOMEM. */
 struct watch_parser *watch_parser_new(watch_event_fn cb, void *arg);
@@ -52,15 +51,15 @@ struct watch_parser *watch_parser_new(watch_event_fn cb, void *arg);
  * with a known "type" and an "object", or the callback asked to stop; the
  * parser must then be reset before reuse. Single thread.
  */
-int		 watch_feed(struct watch_parser *, const void *buf, size_t len);
+int watch_feed(struct watch_parser *, const void *buf, size_t len);
 /* Drops any partial line (wiped). */
-void		 watch_parser_reset(struct watch_parser *);
+void watch_parser_reset(struct watch_parser *);
 /* Number of events delivered since the last reset. */
-size_t		 watch_parser_events(const struct watch_parser *);
+size_t watch_parser_events(const struct watch_parser *);
 /* Wipes and frees. NULL is fine. */
-void		 watch_parser_free(struct watch_parser *);
+void watch_parser_free(struct watch_parser *);
 /* "ADDED", ... */
-const char	*watch_evtype_name(enum watch_evtype);
+const char *watch_evtype_name(enum watch_evtype);
 
 /*
  * Builds the watcher for the Secrets named in cfg (CA_SECRET, TLS_SECRET)
@@ -68,17 +67,17 @@ const char	*watch_evtype_name(enum watch_evtype);
  * `k`, `cfg` and `cs` must outlive it. Returns NULL with a one-line reason
  * naming the setting in err (main thread, start-up).
  */
-struct watch	*watch_new(struct kube *k, const struct config *cfg, struct credsrc *cs,
-		    unsigned expect, char *err, size_t errlen);
+struct watch *watch_new(struct kube *k, const struct config *cfg, struct credsrc *cs,
+    unsigned expect, char *err, size_t errlen);
 /* The CF_GROUP_* mask the watched Secrets deliver. */
-unsigned	 watch_groups(const struct watch *);
+unsigned watch_groups(const struct watch *);
 /* "Secret ns/a, Secret ns/b" for logs. Valid until watch_free(). */
-const char	*watch_describe(const struct watch *);
+const char *watch_describe(const struct watch *);
 /* Starts the watcher thread. 0 or -1. */
-int		 watch_start(struct watch *);
+int watch_start(struct watch *);
 /* Asks for a relist of every Secret (SIGHUP). Any thread. */
-void		 watch_resync(struct watch *);
+void watch_resync(struct watch *);
 /* Stops (aborting transfers within about a second), joins, frees. NULL is fine. */
-void		 watch_free(struct watch *);
+void watch_free(struct watch *);
 
 #endif /* TCS_WATCH_H */

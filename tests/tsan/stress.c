@@ -24,20 +24,26 @@
 #include "credstore.h"
 #include "ratelimit.h"
 
-static int	passed, failed;
+static int passed, failed;
 
-#define CHECK(cond, ...) do {						\
-	if (cond) passed++;						\
-	else { failed++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-	    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); }	\
-} while (0)
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (cond)                                                                          \
+			passed++;                                                                  \
+		else {                                                                             \
+			failed++;                                                                  \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+		}                                                                                  \
+	} while (0)
 
 static char *
 pem_of_cert(X509 *x)
 {
-	BIO	*b = BIO_new(BIO_s_mem());
-	char	*p, *s;
-	long	 n;
+	BIO  *b = BIO_new(BIO_s_mem());
+	char *p, *s;
+	long  n;
 
 	PEM_write_bio_X509(b, x);
 	n = BIO_get_mem_data(b, &p);
@@ -49,9 +55,9 @@ pem_of_cert(X509 *x)
 static char *
 pem_of_key(EVP_PKEY *k)
 {
-	BIO	*b = BIO_new(BIO_s_mem());
-	char	*p, *s;
-	long	 n;
+	BIO  *b = BIO_new(BIO_s_mem());
+	char *p, *s;
+	long  n;
 
 	PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
 	n = BIO_get_mem_data(b, &p);
@@ -63,8 +69,8 @@ pem_of_key(EVP_PKEY *k)
 static void
 ext(X509 *x, X509 *iss, int nid, const char *v)
 {
-	X509V3_CTX	 ctx;
-	X509_EXTENSION	*e;
+	X509V3_CTX      ctx;
+	X509_EXTENSION *e;
 
 	X509V3_set_ctx(&ctx, iss, x, NULL, NULL, 0);
 	e = X509V3_EXT_conf_nid(NULL, &ctx, nid, v);
@@ -75,8 +81,8 @@ ext(X509 *x, X509 *iss, int nid, const char *v)
 static X509 *
 cert(EVP_PKEY *pub, X509 *iss, EVP_PKEY *isskey, int ca)
 {
-	X509		*x = X509_new();
-	X509_NAME	*n = X509_NAME_new();
+	X509      *x = X509_new();
+	X509_NAME *n = X509_NAME_new();
 
 	X509_set_version(x, X509_VERSION_3);
 	ASN1_INTEGER_set(X509_get_serialNumber(x), rand() + 1);
@@ -101,10 +107,10 @@ cert(EVP_PKEY *pub, X509 *iss, EVP_PKEY *isskey, int ca)
 static void
 make_input(struct creds_input *in, const char *token)
 {
-	EVP_PKEY	*cak = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-	EVP_PKEY	*tk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-	X509		*ca = cert(cak, NULL, NULL, 1), *leaf = cert(tk, ca, cak, 0);
-	char		*s[4] = { pem_of_cert(ca), pem_of_key(cak), pem_of_cert(leaf), pem_of_key(tk) };
+	EVP_PKEY *cak = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	EVP_PKEY *tk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	X509     *ca = cert(cak, NULL, NULL, 1), *leaf = cert(tk, ca, cak, 0);
+	char     *s[4] = { pem_of_cert(ca), pem_of_key(cak), pem_of_cert(leaf), pem_of_key(tk) };
 
 	creds_input_init(in);
 	creds_input_set(in, CF_CA_CERT, s[0], strlen(s[0]), "ca");
@@ -121,20 +127,20 @@ make_input(struct creds_input *in, const char *token)
 }
 
 struct shared {
-	struct credstore	*store;
-	struct credsrc		*src;
-	struct ratelimit	*rl;
-	atomic_int		 stop;
-	atomic_long		 reads, bad;
-	atomic_long		 allowed;
+	struct credstore *store;
+	struct credsrc   *src;
+	struct ratelimit *rl;
+	atomic_int        stop;
+	atomic_long       reads, bad;
+	atomic_long       allowed;
 };
 
 static void *
 reader(void *arg)
 {
-	struct shared	*s = arg;
-	struct creds	*c;
-	uint64_t	 last = 0;
+	struct shared *s = arg;
+	struct creds  *c;
+	uint64_t       last = 0;
 
 	while (!atomic_load(&s->stop)) {
 		if ((c = credstore_acquire(s->store)) == NULL)
@@ -152,16 +158,16 @@ reader(void *arg)
 static void *
 submitter(void *arg)
 {
-	struct shared		*s = arg;
-	struct creds_input	 in;
-	char			 err[256], tok[64];
-	int			 i;
+	struct shared     *s = arg;
+	struct creds_input in;
+	char               err[256], tok[64];
+	int                i;
 
 	for (i = 0; i < 60; i++) {
 		snprintf(tok, sizeof(tok), "tok%03d.%p", i, (void *)&in);
 		make_input(&in, tok);
-		credsrc_submit(s->src, CF_GROUP_CA | CF_GROUP_TLS, CF_GROUP_CA | CF_GROUP_TLS,
-		    &in, "stress", err, sizeof(err));
+		credsrc_submit(s->src, CF_GROUP_CA | CF_GROUP_TLS, CF_GROUP_CA | CF_GROUP_TLS, &in,
+		    "stress", err, sizeof(err));
 		creds_input_free(&in);
 	}
 	return NULL;
@@ -170,9 +176,9 @@ submitter(void *arg)
 static void *
 limiter(void *arg)
 {
-	struct shared	*s = arg;
-	char		 addr[32];
-	int		 i;
+	struct shared *s = arg;
+	char           addr[32];
+	int            i;
 
 	for (i = 0; i < 20000; i++) {
 		snprintf(addr, sizeof(addr), "10.0.0.%d", i % 8);
@@ -185,12 +191,12 @@ limiter(void *arg)
 int
 main(void)
 {
-	struct shared		 s;
-	struct creds_input	 in;
-	struct creds		*c;
-	pthread_t		 r[4], w[2], l[4];
-	char			 err[256];
-	int			 i;
+	struct shared      s;
+	struct creds_input in;
+	struct creds      *c;
+	pthread_t          r[4], w[2], l[4];
+	char               err[256];
+	int                i;
 
 	memset(&s, 0, sizeof(s));
 	s.store = credstore_new();
@@ -216,8 +222,8 @@ main(void)
 		pthread_join(r[i], NULL);
 	CHECK(atomic_load(&s.bad) == 0, "%ld inconsistent reads", atomic_load(&s.bad));
 	CHECK(atomic_load(&s.reads) > 0, "readers never read");
-	CHECK(credstore_generation(s.store) == 300 + 120,
-	    "generation %llu, want 420", (unsigned long long)credstore_generation(s.store));
+	CHECK(credstore_generation(s.store) == 300 + 120, "generation %llu, want 420",
+	    (unsigned long long)credstore_generation(s.store));
 	c = credstore_acquire(s.store);
 	CHECK(c != NULL && atomic_load(&c->refs) == 2, "reference count of the current snapshot");
 	creds_release(c);

@@ -26,8 +26,8 @@ Test(cli, talos_token_shape)
 
 Test(cli, endpoint_forms)
 {
-	char	ip[64];
-	int	port;
+	char ip[64];
+	int  port;
 
 	cr_assert_eq(cli_parse_endpoint("10.0.0.1", ip, sizeof(ip), &port), 0);
 	cr_assert_str_eq(ip, "10.0.0.1");

@@ -14,10 +14,11 @@
 static void
 clean_env(void)
 {
-	const char *vars[] = { "PORT", "CA_CERT_PATH", "CA_KEY_PATH", "TLS_CERT_PATH", "TLS_KEY_PATH",
-	    "TALOS_TOKEN", "TOKEN_PATH", "CERT_TTL", "CERT_BACKDATE", "LOG_LEVEL", "LOG_FORMAT",
-	    "ALLOWED_KEY_TYPES", "RATE_LIMIT_RPS", "RATE_LIMIT_BURST", "REQUIRE_PEER_IP_SAN", NULL };
-	int i;
+	const char *vars[] = { "PORT", "CA_CERT_PATH", "CA_KEY_PATH", "TLS_CERT_PATH",
+		"TLS_KEY_PATH", "TALOS_TOKEN", "TOKEN_PATH", "CERT_TTL", "CERT_BACKDATE",
+		"LOG_LEVEL", "LOG_FORMAT", "ALLOWED_KEY_TYPES", "RATE_LIMIT_RPS",
+		"RATE_LIMIT_BURST", "REQUIRE_PEER_IP_SAN", NULL };
+	int         i;
 
 	for (i = 0; vars[i] != NULL; i++)
 		unsetenv(vars[i]);
@@ -31,8 +32,8 @@ load(struct config *c, char **argv, int argc, char *err)
 
 Test(config, defaults_match_the_go_signer, .init = clean_env)
 {
-	struct config	c;
-	char		err[256];
+	struct config c;
+	char          err[256];
 
 	setenv("TALOS_TOKEN", "abcdef.0123456789abcdef", 1);
 	cr_assert_eq(load(&c, NULL, 0, err), 0, "%s", err);
@@ -55,10 +56,11 @@ Test(config, defaults_match_the_go_signer, .init = clean_env)
 
 Test(config, flags_win_over_environment, .init = clean_env)
 {
-	struct config	 c;
-	char		 err[256];
-	char		*argv[] = { "--port", "6000", "--cert-ttl=1h", "--log-format", "text",
-	    "--require-peer-ip-san", "--allowed-key-types", "ed25519,rsa", "--token-path", "/t" };
+	struct config c;
+	char          err[256];
+	char         *argv[] = { "--port", "6000", "--cert-ttl=1h", "--log-format", "text",
+			"--require-peer-ip-san", "--allowed-key-types", "ed25519,rsa", "--token-path",
+			"/t" };
 
 	setenv("PORT", "5000", 1);
 	setenv("CERT_TTL", "2h", 1);
@@ -81,7 +83,9 @@ Test(config, flags_win_over_environment, .init = clean_env)
 
 Test(config, errors_name_the_setting, .init = clean_env)
 {
-	struct { const char *env, *val, *needle; } cases[] = {
+	struct {
+		const char *env, *val, *needle;
+	} cases[] = {
 		{ "PORT", "70000", "PORT: invalid value" },
 		{ "PORT", "abc", "PORT: invalid value" },
 		{ "CERT_TTL", "1d", "CERT_TTL: invalid value" },
@@ -90,17 +94,19 @@ Test(config, errors_name_the_setting, .init = clean_env)
 		{ "ALLOWED_KEY_TYPES", "dsa", "ALLOWED_KEY_TYPES: invalid value" },
 		{ "REQUIRE_PEER_IP_SAN", "maybe", "REQUIRE_PEER_IP_SAN: invalid value" },
 	};
-	struct config	 c;
-	char		 err[256];
-	char		*argv[] = { "--no-such-flag" }, *argv2[] = { "positional" };
-	size_t		 i;
+	struct config c;
+	char          err[256];
+	char         *argv[] = { "--no-such-flag" }, *argv2[] = { "positional" };
+	size_t        i;
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		clean_env();
 		setenv("TALOS_TOKEN", "t", 1);
 		setenv(cases[i].env, cases[i].val, 1);
-		cr_assert_eq(load(&c, NULL, 0, err), -1, "%s=%s accepted", cases[i].env, cases[i].val);
-		cr_assert(strstr(err, cases[i].needle) != NULL, "\"%s\" lacks \"%s\"", err, cases[i].needle);
+		cr_assert_eq(
+		    load(&c, NULL, 0, err), -1, "%s=%s accepted", cases[i].env, cases[i].val);
+		cr_assert(strstr(err, cases[i].needle) != NULL, "\"%s\" lacks \"%s\"", err,
+		    cases[i].needle);
 		config_free(&c);
 	}
 	clean_env();
@@ -119,8 +125,8 @@ Test(config, errors_name_the_setting, .init = clean_env)
 
 Test(config, token_never_in_errors, .init = clean_env)
 {
-	struct config	c;
-	char		err[256];
+	struct config c;
+	char          err[256];
 
 	/* TALOS_TOKEN has no flag: secrets never come from the command line. */
 	char *argv[] = { "--talos-token", "secret-value" };

@@ -18,10 +18,10 @@ build(struct creds_input *in, char *err, size_t len)
 
 Test(creds, valid_and_bundle_order)
 {
-	struct tu_pki		 pki, old;
-	struct creds_input	 in;
-	struct creds		*c;
-	char			 err[512], *bundle;
+	struct tu_pki      pki, old;
+	struct creds_input in;
+	struct creds      *c;
+	char               err[512], *bundle;
 
 	tu_pki_make(&pki, TU_ED25519);
 	tu_pki_make(&old, TU_P256);
@@ -54,9 +54,9 @@ Test(creds, valid_and_bundle_order)
 static void
 expect_refusal(void (*mutate)(struct tu_pki *, struct creds_input *), const char *needle)
 {
-	struct tu_pki		 pki;
-	struct creds_input	 in;
-	char			 err[512] = "";
+	struct tu_pki      pki;
+	struct creds_input in;
+	char               err[512] = "";
 
 	tu_pki_make(&pki, TU_ED25519);
 	tu_pki_input(&pki, &in);
@@ -70,8 +70,8 @@ expect_refusal(void (*mutate)(struct tu_pki *, struct creds_input *), const char
 static void
 m_ca_key_mismatch(struct tu_pki *p, struct creds_input *in)
 {
-	EVP_PKEY	*other = tu_key(TU_ED25519);
-	char		*pem = tu_key_pem(other, NULL);
+	EVP_PKEY *other = tu_key(TU_ED25519);
+	char     *pem = tu_key_pem(other, NULL);
 
 	(void)p;
 	creds_input_set(in, CF_CA_KEY, pem, strlen(pem), "CA_KEY_PATH (x)");
@@ -89,8 +89,8 @@ m_tls_key_mismatch(struct tu_pki *p, struct creds_input *in)
 static void
 m_tls_expired(struct tu_pki *p, struct creds_input *in)
 {
-	X509	*x = tu_leaf(p->ca, p->ca_key, p->tls_key, "127.0.0.1", -7200, -3600);
-	char	*pem = tu_cert_pem(x);
+	X509 *x = tu_leaf(p->ca, p->ca_key, p->tls_key, "127.0.0.1", -7200, -3600);
+	char *pem = tu_cert_pem(x);
 
 	creds_input_set(in, CF_TLS_CERT, pem, strlen(pem), "TLS_CERT_PATH (x)");
 	free(pem);
@@ -100,8 +100,8 @@ m_tls_expired(struct tu_pki *p, struct creds_input *in)
 static void
 m_tls_future(struct tu_pki *p, struct creds_input *in)
 {
-	X509	*x = tu_leaf(p->ca, p->ca_key, p->tls_key, "127.0.0.1", 3600, 7200);
-	char	*pem = tu_cert_pem(x);
+	X509 *x = tu_leaf(p->ca, p->ca_key, p->tls_key, "127.0.0.1", 3600, 7200);
+	char *pem = tu_cert_pem(x);
 
 	creds_input_set(in, CF_TLS_CERT, pem, strlen(pem), "TLS_CERT_PATH (x)");
 	free(pem);
@@ -139,9 +139,9 @@ m_leaf_as_ca(struct tu_pki *p, struct creds_input *in)
 static void
 m_small_rsa_ca(struct tu_pki *p, struct creds_input *in)
 {
-	EVP_PKEY	*k = tu_key(TU_RSA1024);
-	X509		*ca = tu_ca(k, 10);
-	char		*c = tu_cert_pem(ca), *kp = tu_key_pem(k, NULL);
+	EVP_PKEY *k = tu_key(TU_RSA1024);
+	X509     *ca = tu_ca(k, 10);
+	char     *c = tu_cert_pem(ca), *kp = tu_key_pem(k, NULL);
 
 	(void)p;
 	creds_input_set(in, CF_CA_CERT, c, strlen(c), "CA_CERT_PATH (x)");
@@ -154,7 +154,8 @@ m_small_rsa_ca(struct tu_pki *p, struct creds_input *in)
 
 Test(creds, refusals_name_the_setting, .timeout = 60)
 {
-	expect_refusal(m_ca_key_mismatch, "CA_KEY_PATH (x): CA key: does not match the CA certificate");
+	expect_refusal(
+	    m_ca_key_mismatch, "CA_KEY_PATH (x): CA key: does not match the CA certificate");
 	expect_refusal(m_tls_key_mismatch, "TLS_KEY_PATH (x): serving key: does not match");
 	expect_refusal(m_tls_expired, "TLS_CERT_PATH (x): serving certificate: expired");
 	expect_refusal(m_tls_future, "TLS_CERT_PATH (x): serving certificate: not yet valid");
@@ -167,22 +168,22 @@ Test(creds, refusals_name_the_setting, .timeout = 60)
 
 Test(creds, refcount_frees_at_last_release)
 {
-	struct creds	*c = tu_creds(TU_P256, NULL);
+	struct creds *c = tu_creds(TU_P256, NULL);
 
 	cr_assert_eq(atomic_load(&c->refs), 1);
 	creds_ref(c);
 	cr_assert_eq(atomic_load(&c->refs), 2);
 	creds_release(c);
 	cr_assert_eq(atomic_load(&c->refs), 1);
-	creds_release(c);	/* ASan would flag any later use */
+	creds_release(c); /* ASan would flag any later use */
 	creds_release(NULL);
 }
 
 Test(creds, input_digest_tracks_changes)
 {
-	struct tu_pki		 pki;
-	struct creds_input	 in;
-	unsigned char		 a[32], b[32];
+	struct tu_pki      pki;
+	struct creds_input in;
+	unsigned char      a[32], b[32];
 
 	tu_pki_make(&pki, TU_ED25519);
 	tu_pki_input(&pki, &in);

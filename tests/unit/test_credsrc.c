@@ -11,22 +11,24 @@
 #include "credstore.h"
 #include "testutil.h"
 
-#define ALL	(CF_GROUP_CA | CF_GROUP_TLS)
+#define ALL (CF_GROUP_CA | CF_GROUP_TLS)
 
 Test(credsrc, keeps_last_good_and_skips_unchanged)
 {
-	struct credstore	*st = credstore_new();
-	struct credsrc		*cs = credsrc_new(st);
-	struct tu_pki		 pki;
-	struct creds_input	 in;
-	struct creds		*c;
-	char			 err[512];
+	struct credstore  *st = credstore_new();
+	struct credsrc    *cs = credsrc_new(st);
+	struct tu_pki      pki;
+	struct creds_input in;
+	struct creds      *c;
+	char               err[512];
 
 	tu_pki_make(&pki, TU_ED25519);
 	tu_pki_input(&pki, &in);
-	cr_assert_eq(credsrc_submit(cs, ALL, ALL, &in, "files", err, sizeof(err)), CREDSRC_PUBLISHED, "%s", err);
+	cr_assert_eq(credsrc_submit(cs, ALL, ALL, &in, "files", err, sizeof(err)),
+	    CREDSRC_PUBLISHED, "%s", err);
 	cr_assert_eq(credstore_generation(st), 1);
-	cr_assert_eq(credsrc_submit(cs, ALL, ALL, &in, "files", err, sizeof(err)), CREDSRC_UNCHANGED);
+	cr_assert_eq(
+	    credsrc_submit(cs, ALL, ALL, &in, "files", err, sizeof(err)), CREDSRC_UNCHANGED);
 	cr_assert_eq(credstore_generation(st), 1);
 	/* A broken key: refused, generation 1 still serves. */
 	creds_input_set(&in, CF_CA_KEY, "junk", 4, "CA_KEY_PATH (t)");
@@ -39,8 +41,8 @@ Test(credsrc, keeps_last_good_and_skips_unchanged)
 	/* A new token alone (CA group resubmitted whole) publishes generation 2. */
 	creds_input_set(&in, CF_CA_KEY, pki.ca_key_pem, strlen(pki.ca_key_pem), "CA_KEY_PATH (t)");
 	creds_input_set(&in, CF_TOKEN, "zzzzzz.0123456789abcdef", 23, "TOKEN_PATH (t)");
-	cr_assert_eq(credsrc_submit(cs, ALL, CF_GROUP_CA, &in, "files", err, sizeof(err)), CREDSRC_PUBLISHED,
-	    "%s", err);
+	cr_assert_eq(credsrc_submit(cs, ALL, CF_GROUP_CA, &in, "files", err, sizeof(err)),
+	    CREDSRC_PUBLISHED, "%s", err);
 	cr_assert_eq(credstore_generation(st), 2);
 	c = credstore_acquire(st);
 	cr_assert(util_token_ok("zzzzzz.0123456789abcdef", 23, c->token_digest));
@@ -53,12 +55,12 @@ Test(credsrc, keeps_last_good_and_skips_unchanged)
 
 Test(credsrc, waits_for_every_source)
 {
-	struct credstore	*st = credstore_new();
-	struct credsrc		*cs = credsrc_new(st);
-	struct tu_pki		 pki;
-	struct creds_input	 in, ca, tls;
-	char			 err[512];
-	int			 f;
+	struct credstore  *st = credstore_new();
+	struct credsrc    *cs = credsrc_new(st);
+	struct tu_pki      pki;
+	struct creds_input in, ca, tls;
+	char               err[512];
+	int                f;
 
 	tu_pki_make(&pki, TU_P256);
 	tu_pki_input(&pki, &in);

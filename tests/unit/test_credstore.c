@@ -15,8 +15,8 @@
 
 Test(credstore, publish_and_acquire)
 {
-	struct credstore	*cs = credstore_new();
-	struct creds		*a = tu_creds(TU_ED25519, NULL), *b = tu_creds(TU_P256, NULL), *got;
+	struct credstore *cs = credstore_new();
+	struct creds     *a = tu_creds(TU_ED25519, NULL), *b = tu_creds(TU_P256, NULL), *got;
 
 	cr_assert_null(credstore_acquire(cs));
 	cr_assert_eq(credstore_generation(cs), 0);
@@ -36,17 +36,17 @@ Test(credstore, publish_and_acquire)
 }
 
 struct race {
-	struct credstore	*cs;
-	atomic_int		 stop;
-	atomic_long		 reads;
+	struct credstore *cs;
+	atomic_int        stop;
+	atomic_long       reads;
 };
 
 static void *
 reader(void *arg)
 {
-	struct race	*r = arg;
-	struct creds	*c;
-	uint64_t	 last = 0;
+	struct race  *r = arg;
+	struct creds *c;
+	uint64_t      last = 0;
 
 	while (!atomic_load(&r->stop)) {
 		if ((c = credstore_acquire(r->cs)) == NULL)
@@ -64,13 +64,13 @@ reader(void *arg)
 
 Test(credstore, readers_race_a_publisher, .timeout = 120)
 {
-	struct race		 r = { .cs = credstore_new() };
-	struct tu_pki		 pki;
-	struct creds_input	 in;
-	struct creds		*c;
-	pthread_t		 t[4];
-	char			 err[256];
-	int			 i;
+	struct race        r = { .cs = credstore_new() };
+	struct tu_pki      pki;
+	struct creds_input in;
+	struct creds      *c;
+	pthread_t          t[4];
+	char               err[256];
+	int                i;
 
 	/* Each snapshot is published once, as sources do. */
 	tu_pki_make(&pki, TU_ED25519);

@@ -5,7 +5,7 @@
  * (STYLE.md section 8); nothing else in tcs_core refers to events.o, so the
  * library's copy is never linked in beside this one.
  */
-#define _GNU_SOURCE		/* pthread_tryjoin_np */
+#define _GNU_SOURCE /* pthread_tryjoin_np */
 #include "../../src/events.c"
 
 #include <regex.h>
@@ -15,18 +15,17 @@
 /* ----------------------------------------------------------- fake sender */
 
 struct sent {
-	char	method[8];
-	char	path[256];
-	char	*body;
+	char  method[8];
+	char  path[256];
+	char *body;
 };
 
-static struct sent	sent[4096];
-static int		nsent;
-static long		reply = 201;
+static struct sent sent[4096];
+static int         nsent;
+static long        reply = 201;
 
 static int
-fake_send(struct events *e, const char *method, const char *path, const char *body,
-    long *status)
+fake_send(struct events *e, const char *method, const char *path, const char *body, long *status)
 {
 	(void)e;
 	cr_assert_lt(nsent, 4096);
@@ -41,7 +40,7 @@ fake_send(struct events *e, const char *method, const char *path, const char *bo
 static void
 reset_sent(void)
 {
-	int	i;
+	int i;
 
 	for (i = 0; i < nsent; i++)
 		free(sent[i].body);
@@ -52,7 +51,7 @@ reset_sent(void)
 static struct events *
 test_events(void)
 {
-	struct events	*e = events_alloc();
+	struct events *e = events_alloc();
 
 	cr_assert_not_null(e);
 	e->send = fake_send;
@@ -70,7 +69,7 @@ rec(struct ev_rec *r, enum audit_kind k, const char *note, const char *related)
 {
 	memset(r, 0, sizeof(*r));
 	r->kind = k;
-	r->real_us = 1795000000123456LL;	/* 2026-11-18T... */
+	r->real_us = 1795000000123456LL; /* 2026-11-18T... */
 	snprintf(r->note, sizeof(r->note), "%s", note);
 	snprintf(r->related, sizeof(r->related), "%s", related ? related : "");
 }
@@ -78,7 +77,7 @@ rec(struct ev_rec *r, enum audit_kind k, const char *note, const char *related)
 static const char *
 jstr(const cJSON *o, const char *a, const char *b)
 {
-	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, a);
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, a);
 
 	if (b != NULL)
 		v = cJSON_GetObjectItemCaseSensitive(v, b);
@@ -89,9 +88,9 @@ jstr(const cJSON *o, const char *a, const char *b)
 
 Test(events, queue_is_bounded_fifo_and_never_blocks)
 {
-	struct events	*e = events_alloc();
-	struct ev_rec	 r, out;
-	int		 i;
+	struct events *e = events_alloc();
+	struct ev_rec  r, out;
+	int            i;
 
 	for (i = 0; i < EVENTS_QUEUE; i++) {
 		rec(&r, AK_ISSUED, "", NULL);
@@ -100,7 +99,7 @@ Test(events, queue_is_bounded_fifo_and_never_blocks)
 	}
 	cr_assert_eq(queue_put(e, &r), -1, "full: fails at once");
 	for (i = 0; i < EVENTS_QUEUE; i++) {
-		char	want[16];
+		char want[16];
 
 		cr_assert_eq(queue_get(e, &out), 0);
 		snprintf(want, sizeof(want), "n%d", i);
@@ -116,16 +115,16 @@ Test(events, queue_is_bounded_fifo_and_never_blocks)
 }
 
 struct prod {
-	struct events	*e;
-	int		 id, ok, full;
+	struct events *e;
+	int            id, ok, full;
 };
 
 static void *
 producer(void *arg)
 {
-	struct prod	*p = arg;
-	struct ev_rec	 r;
-	int		 i;
+	struct prod  *p = arg;
+	struct ev_rec r;
+	int           i;
 
 	for (i = 0; i < 20000; i++) {
 		rec(&r, AK_AUTH_FAILED, "", NULL);
@@ -140,12 +139,12 @@ producer(void *arg)
 
 Test(events, queue_under_concurrent_producers_loses_nothing_it_accepted)
 {
-	struct events	*e = events_alloc();
-	struct prod	 p[4];
-	pthread_t	 th[4];
-	struct ev_rec	 out;
-	int		 i, got = 0, accepted = 0, last[4] = { -1, -1, -1, -1 }, id, seq;
-	int		 done = 0, joined[4] = { 0, 0, 0, 0 };
+	struct events *e = events_alloc();
+	struct prod    p[4];
+	pthread_t      th[4];
+	struct ev_rec  out;
+	int            i, got = 0, accepted = 0, last[4] = { -1, -1, -1, -1 }, id, seq;
+	int            done = 0, joined[4] = { 0, 0, 0, 0 };
 
 	for (i = 0; i < 4; i++) {
 		p[i] = (struct prod){ .e = e, .id = i };
@@ -180,28 +179,36 @@ Test(events, queue_under_concurrent_producers_loses_nothing_it_accepted)
 
 Test(events, note_carries_peer_cn_sans_serial_and_no_control_characters)
 {
-	const char *const	 sans[] = { "10.0.0.5", "worker-1\n" };
-	struct audit_rec	 a = {
-		.kind = AK_ISSUED, .peer = "10.0.0.5", .cn = "worker-1", .sans = sans, .nsans = 2,
-		.serial = "6f1e2d3c4b5a69788796a5b4c3d2e1f0", .key_type = "ed25519",
-		.org_removed = 1, .message = "signed",
+	const char *const sans[] = { "10.0.0.5", "worker-1\n" };
+	struct audit_rec  a = {
+		 .kind = AK_ISSUED,
+		 .peer = "10.0.0.5",
+		 .cn = "worker-1",
+		 .sans = sans,
+		 .nsans = 2,
+		 .serial = "6f1e2d3c4b5a69788796a5b4c3d2e1f0",
+		 .key_type = "ed25519",
+		 .org_removed = 1,
+		 .message = "signed",
 	};
-	char			 buf[EVENTS_NOTE_MAX + 1];
+	char buf[EVENTS_NOTE_MAX + 1];
 
 	events_note(&a, buf, sizeof(buf));
-	cr_assert_str_eq(buf, "peer 10.0.0.5, CN worker-1, SANs [10.0.0.5 worker-1?], serial "
+	cr_assert_str_eq(buf,
+	    "peer 10.0.0.5, CN worker-1, SANs [10.0.0.5 worker-1?], serial "
 	    "6f1e2d3c4b5a69788796a5b4c3d2e1f0, key ed25519, O removed: signed");
 
-	a = (struct audit_rec){ .kind = AK_CREDS_INVALID, .message = "Secret tcs/x: key token is missing" };
+	a = (struct audit_rec){ .kind = AK_CREDS_INVALID,
+		.message = "Secret tcs/x: key token is missing" };
 	events_note(&a, buf, sizeof(buf));
 	cr_assert_str_eq(buf, "Secret tcs/x: key token is missing");
 }
 
 Test(events, note_is_cut_to_the_api_limit_on_a_utf8_boundary)
 {
-	char			 big[4000], buf[EVENTS_NOTE_MAX + 1];
-	struct audit_rec	 a = { .kind = AK_INVALID_CSR, .peer = "::1" };
-	size_t			 i;
+	char             big[4000], buf[EVENTS_NOTE_MAX + 1];
+	struct audit_rec a = { .kind = AK_INVALID_CSR, .peer = "::1" };
+	size_t           i;
 
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
@@ -222,12 +229,13 @@ Test(events, note_is_cut_to_the_api_limit_on_a_utf8_boundary)
 
 Test(events, first_event_is_a_valid_events_k8s_io_v1_object)
 {
-	struct events	*e = test_events();
-	struct ev_rec	 r;
-	cJSON		*o;
-	regex_t		 re;
+	struct events *e = test_events();
+	struct ev_rec  r;
+	cJSON         *o;
+	regex_t        re;
 
-	rec(&r, AK_CREDS_INVALID, "new credentials refused: Secret tcs/talos-ca: key token is missing",
+	rec(&r, AK_CREDS_INVALID,
+	    "new credentials refused: Secret tcs/talos-ca: key token is missing",
 	    "Secret tcs/talos-ca");
 	process(e, &r, 1000);
 	cr_assert_eq(nsent, 1);
@@ -251,11 +259,14 @@ Test(events, first_event_is_a_valid_events_k8s_io_v1_object)
 	cr_assert_str_eq(jstr(o, "related", "kind"), "Secret");
 	cr_assert_str_eq(jstr(o, "related", "namespace"), "tcs");
 	cr_assert_str_eq(jstr(o, "related", "name"), "talos-ca");
-	cr_assert_null(cJSON_GetObjectItemCaseSensitive(o, "series"), "a first event has no series");
+	cr_assert_null(
+	    cJSON_GetObjectItemCaseSensitive(o, "series"), "a first event has no series");
 	cr_assert_null(cJSON_GetObjectItemCaseSensitive(o, "deprecatedCount"));
 	/* MicroTime: RFC 3339 with exactly six fractional digits, UTC. */
-	cr_assert_eq(regcomp(&re, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}Z$",
-	    REG_EXTENDED), 0);
+	cr_assert_eq(
+	    regcomp(&re, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}Z$",
+		REG_EXTENDED),
+	    0);
 	cr_assert_eq(regexec(&re, jstr(o, "eventTime", NULL), 0, NULL, 0), 0, "%s",
 	    jstr(o, "eventTime", NULL));
 	cr_assert(strstr(jstr(o, "eventTime", NULL), ".123456Z") != NULL);
@@ -287,11 +298,11 @@ Test(events, first_event_is_a_valid_events_k8s_io_v1_object)
 
 Test(events, repeats_become_one_series_patched_rarely)
 {
-	struct events	*e = test_events();
-	struct ev_rec	 r;
-	cJSON		*o;
-	char		 name[KUBE_NAME_MAX], want[300];
-	int		 i;
+	struct events *e = test_events();
+	struct ev_rec  r;
+	cJSON         *o;
+	char           name[KUBE_NAME_MAX], want[300];
+	int            i;
 
 	rec(&r, AK_AUTH_FAILED, "peer 10.0.0.9: invalid token", NULL);
 	process(e, &r, 1000);
@@ -307,8 +318,10 @@ Test(events, repeats_become_one_series_patched_rarely)
 	snprintf(want, sizeof(want), "/apis/events.k8s.io/v1/namespaces/tcs/events/%s", name);
 	cr_assert_str_eq(sent[1].path, want);
 	o = cJSON_Parse(sent[1].body);
-	cr_assert_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "series"),
-	    "count")->valueint, 2);
+	cr_assert_eq(
+	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "series"), "count")
+		->valueint,
+	    2);
 	cr_assert_not_null(jstr(o, "series", "lastObservedTime"));
 	cJSON_Delete(o);
 
@@ -321,8 +334,10 @@ Test(events, repeats_become_one_series_patched_rarely)
 	periodic(e, 1500 + EVENTS_PATCH_MS, 0);
 	cr_assert_eq(nsent, 3);
 	o = cJSON_Parse(sent[2].body);
-	cr_assert_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "series"),
-	    "count")->valueint, 100);
+	cr_assert_eq(
+	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "series"), "count")
+		->valueint,
+	    100);
 	cJSON_Delete(o);
 	periodic(e, 1500 + 2 * EVENTS_PATCH_MS, 0);
 	cr_assert_eq(nsent, 3, "nothing new: no patch");
@@ -344,13 +359,14 @@ Test(events, repeats_become_one_series_patched_rarely)
 
 Test(events, a_flood_is_capped_by_the_token_bucket_and_drops_are_counted)
 {
-	struct events	*e = test_events();
-	struct ev_rec	 r;
-	int		 i, posts = 0;
+	struct events *e = test_events();
+	struct ev_rec  r;
+	int            i, posts = 0;
 
 	for (i = 0; i < 1000; i++) {
 		rec(&r, AK_INVALID_CSR, "", NULL);
-		snprintf(r.note, sizeof(r.note), "peer 10.1.%d.%d: failed to decode CSR", i / 250, i % 250);
+		snprintf(r.note, sizeof(r.note), "peer 10.1.%d.%d: failed to decode CSR", i / 250,
+		    i % 250);
 		process(e, &r, 100000);
 	}
 	cr_assert_eq(nsent, EVENTS_BURST);
@@ -375,8 +391,8 @@ Test(events, a_flood_is_capped_by_the_token_bucket_and_drops_are_counted)
 
 Test(events, server_errors_are_handled)
 {
-	struct events	*e = test_events();
-	struct ev_rec	 r;
+	struct events *e = test_events();
+	struct ev_rec  r;
 
 	/* 404 on a series patch: forget it; the next repeat creates anew. */
 	rec(&r, AK_RATE_LIMITED, "peer 10.0.0.1: rate limited", NULL);
@@ -406,17 +422,18 @@ Test(events, server_errors_are_handled)
 
 Test(events, sink_copies_the_record_and_counts_a_full_queue)
 {
-	struct events		*e = events_alloc();
-	struct audit_rec	 a = { .kind = AK_ISSUED, .peer = "10.0.0.5", .cn = "w",
-				       .related = "Secret tcs/talos-ca" };
-	struct ev_rec		 out;
-	char			 peer[16];
-	int			 i;
+	struct events   *e = events_alloc();
+	struct audit_rec a = {
+		.kind = AK_ISSUED, .peer = "10.0.0.5", .cn = "w", .related = "Secret tcs/talos-ca"
+	};
+	struct ev_rec out;
+	char          peer[16];
+	int           i;
 
 	snprintf(peer, sizeof(peer), "10.0.0.5");
 	a.peer = peer;
 	events_sink(&a, e);
-	memset(peer, 0, sizeof(peer));	/* the caller's strings may go away at once */
+	memset(peer, 0, sizeof(peer)); /* the caller's strings may go away at once */
 	cr_assert_eq(queue_get(e, &out), 0);
 	cr_assert(strstr(out.note, "peer 10.0.0.5") != NULL, "%s", out.note);
 	cr_assert_str_eq(out.related, "Secret tcs/talos-ca");
@@ -426,7 +443,7 @@ Test(events, sink_copies_the_record_and_counts_a_full_queue)
 	cr_assert_eq(queue_get(e, &out), -1, "log-only kinds are not queued");
 	a.kind = AK_ISSUED;
 	for (i = 0; i < EVENTS_QUEUE + 10; i++)
-		events_sink(&a, e);	/* returns even when full */
+		events_sink(&a, e); /* returns even when full */
 	for (i = 0; queue_get(e, &out) == 0; i++)
 		;
 	cr_assert_eq(i, EVENTS_QUEUE);

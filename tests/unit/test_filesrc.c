@@ -20,13 +20,13 @@
 #include "filesrc.h"
 #include "testutil.h"
 
-#define ALL	(CF_GROUP_CA | CF_GROUP_TLS)
+#define ALL (CF_GROUP_CA | CF_GROUP_TLS)
 
 static void
 put(const char *dir, const char *name, const char *content)
 {
-	char	tmp[512], path[512];
-	FILE	*f;
+	char  tmp[512], path[512];
+	FILE *f;
 
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -41,10 +41,10 @@ put(const char *dir, const char *name, const char *content)
 static void
 kubelet_write(const char *dir, const struct tu_pki *p, const char *token, int generation)
 {
-	char	ts[600], link[600], tmp[600];
+	char        ts[600], link[600], tmp[600];
 	const char *names[] = { "ca.crt", "ca.key", "token", "tls.crt", "tls.key" };
 	const char *vals[] = { p->ca_pem, p->ca_key_pem, token, p->tls_pem, p->tls_key_pem };
-	int	i;
+	int         i;
 
 	snprintf(ts, sizeof(ts), "%s/..gen%d", dir, generation);
 	mkdir(ts, 0700);
@@ -57,7 +57,7 @@ kubelet_write(const char *dir, const struct tu_pki *p, const char *token, int ge
 	snprintf(link, sizeof(link), "%s/..data", dir);
 	cr_assert_eq(rename(tmp, link), 0);
 	for (i = 0; i < 5; i++) {
-		char	target[128], path[600];
+		char target[128], path[600];
 
 		snprintf(target, sizeof(target), "..data/%s", names[i]);
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
@@ -69,7 +69,7 @@ kubelet_write(const char *dir, const struct tu_pki *p, const char *token, int ge
 static int
 wait_gen(struct credstore *st, uint64_t want)
 {
-	int	i;
+	int i;
 
 	for (i = 0; i < 100; i++) {
 		if (credstore_generation(st) >= want)
@@ -82,10 +82,10 @@ wait_gen(struct credstore *st, uint64_t want)
 static struct config *
 cfg_for(const char *dir)
 {
-	static struct config	c;
-	static char		p[5][512];
-	const char		*n[] = { "ca.crt", "ca.key", "token", "tls.crt", "tls.key" };
-	int			 i;
+	static struct config c;
+	static char          p[5][512];
+	const char          *n[] = { "ca.crt", "ca.key", "token", "tls.crt", "tls.key" };
+	int                  i;
 
 	memset(&c, 0, sizeof(c));
 	for (i = 0; i < 5; i++)
@@ -100,12 +100,12 @@ cfg_for(const char *dir)
 
 Test(filesrc, kubelet_symlink_swap_and_broken_update, .timeout = 60)
 {
-	char			 dir[] = "/tmp/tcs-filesrc-XXXXXX", err[512];
-	struct tu_pki		 a, b;
-	struct credstore	*st = credstore_new();
-	struct credsrc		*cs = credsrc_new(st);
-	struct filesrc		*fs;
-	struct creds		*c;
+	char              dir[] = "/tmp/tcs-filesrc-XXXXXX", err[512];
+	struct tu_pki     a, b;
+	struct credstore *st = credstore_new();
+	struct credsrc   *cs = credsrc_new(st);
+	struct filesrc   *fs;
+	struct creds     *c;
 
 	cr_assert_not_null(mkdtemp(dir));
 	tu_pki_make(&a, TU_ED25519);
@@ -147,11 +147,11 @@ Test(filesrc, kubelet_symlink_swap_and_broken_update, .timeout = 60)
 
 Test(filesrc, plain_rename_and_sighup, .timeout = 60)
 {
-	char			 dir[] = "/tmp/tcs-filesrc-XXXXXX", err[512];
-	struct tu_pki		 a;
-	struct credstore	*st = credstore_new();
-	struct credsrc		*cs = credsrc_new(st);
-	struct filesrc		*fs;
+	char              dir[] = "/tmp/tcs-filesrc-XXXXXX", err[512];
+	struct tu_pki     a;
+	struct credstore *st = credstore_new();
+	struct credsrc   *cs = credsrc_new(st);
+	struct filesrc   *fs;
 
 	cr_assert_not_null(mkdtemp(dir));
 	tu_pki_make(&a, TU_ED25519);
@@ -176,13 +176,14 @@ Test(filesrc, plain_rename_and_sighup, .timeout = 60)
 
 Test(filesrc, missing_file_names_the_setting)
 {
-	struct credstore	*st = credstore_new();
-	struct credsrc		*cs = credsrc_new(st);
-	struct filesrc		*fs = filesrc_new(cfg_for("/nonexistent-dir"), cs, ALL, ALL);
-	char			 err[512];
+	struct credstore *st = credstore_new();
+	struct credsrc   *cs = credsrc_new(st);
+	struct filesrc   *fs = filesrc_new(cfg_for("/nonexistent-dir"), cs, ALL, ALL);
+	char              err[512];
 
 	cr_assert_eq(filesrc_load(fs, err, sizeof(err)), -1);
-	cr_assert(strstr(err, "CA_CERT_PATH (/nonexistent-dir/ca.crt): cannot read") != NULL, "%s", err);
+	cr_assert(
+	    strstr(err, "CA_CERT_PATH (/nonexistent-dir/ca.crt): cannot read") != NULL, "%s", err);
 	filesrc_free(fs);
 	credsrc_free(cs);
 	credstore_free(st);

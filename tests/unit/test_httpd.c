@@ -22,8 +22,8 @@
 
 Test(httpd, parse_addr)
 {
-	char	host[64];
-	int	port;
+	char host[64];
+	int  port;
 
 	cr_assert_eq(httpd_parse_addr(":8081", host, sizeof(host), &port), 0);
 	cr_assert_str_eq(host, "");
@@ -44,9 +44,9 @@ Test(httpd, parse_addr)
 
 Test(httpd, empty_addr_disables_and_bad_addr_names_the_setting)
 {
-	struct credstore	*cs = credstore_new();
-	struct httpd		*h = (struct httpd *)1;
-	char			 err[256] = "";
+	struct credstore *cs = credstore_new();
+	struct httpd     *h = (struct httpd *)1;
+	char              err[256] = "";
 
 	cr_assert_eq(httpd_start("", cs, &h, err, sizeof(err)), 0);
 	cr_assert_null(h);
@@ -61,11 +61,11 @@ Test(httpd, empty_addr_disables_and_bad_addr_names_the_setting)
 
 Test(httpd, readiness_rules)
 {
-	struct credstore	*cs = credstore_new();
-	struct creds		*c = tu_creds(TU_ED25519, NULL);
-	struct httpd_readiness	 r;
-	long long		 now = (long long)time(NULL), tls_na = c->tls_not_after;
-	long long		 ca_na = c->ca_not_after;
+	struct credstore      *cs = credstore_new();
+	struct creds          *c = tu_creds(TU_ED25519, NULL);
+	struct httpd_readiness r;
+	long long              now = (long long)time(NULL), tls_na = c->tls_not_after;
+	long long              ca_na = c->ca_not_after;
 
 	httpd_readiness(cs, now, &r);
 	cr_assert_eq(r.ready, 0);
@@ -100,11 +100,11 @@ Test(httpd, readiness_rules)
 static int
 http(int port, const char *method, const char *path, char *body, size_t bodylen)
 {
-	struct sockaddr_in	sin;
-	char			req[256], resp[65536], *p;
-	size_t			got = 0;
-	ssize_t			n;
-	int			fd, status = -1;
+	struct sockaddr_in sin;
+	char               req[256], resp[65536], *p;
+	size_t             got = 0;
+	ssize_t            n;
+	int                fd, status = -1;
 
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
@@ -128,10 +128,10 @@ http(int port, const char *method, const char *path, char *body, size_t bodylen)
 
 Test(httpd, serves_probes_and_metrics_on_loopback)
 {
-	struct credstore	*cs = credstore_new();
-	struct httpd		*h = NULL;
-	char			 err[256], body[65536];
-	int			 port;
+	struct credstore *cs = credstore_new();
+	struct httpd     *h = NULL;
+	char              err[256], body[65536];
+	int               port;
 
 	cr_assert_eq(httpd_start("127.0.0.1:0", cs, &h, err, sizeof(err)), 0, "%s", err);
 	cr_assert_not_null(h);
@@ -151,7 +151,8 @@ Test(httpd, serves_probes_and_metrics_on_loopback)
 	metrics_request(AK_ISSUED);
 	cr_assert_eq(http(port, "GET", "/metrics", body, sizeof(body)), 200);
 	cr_assert(strstr(body, "talos_csr_signer_requests_total{result=\"issued\"} 1\n") != NULL);
-	cr_assert(strstr(body, "# TYPE talos_csr_signer_signing_duration_seconds histogram") != NULL);
+	cr_assert(
+	    strstr(body, "# TYPE talos_csr_signer_signing_duration_seconds histogram") != NULL);
 
 	cr_assert_eq(http(port, "GET", "/nope", body, sizeof(body)), 404);
 	cr_assert_eq(http(port, "POST", "/metrics", body, sizeof(body)), 405);

@@ -15,9 +15,9 @@
 static char *
 capture(void (*fn)(void))
 {
-	static char	buf[65536];
-	int		p[2], saved;
-	ssize_t		n;
+	static char buf[65536];
+	int         p[2], saved;
+	ssize_t     n;
 
 	cr_assert_eq(pipe(p), 0);
 	saved = dup(STDERR_FILENO);
@@ -34,9 +34,12 @@ capture(void (*fn)(void))
 static void
 emit_nasty(void)
 {
-	const char *sans[] = { "a\"b", "c\\d", "\n\x01", "\xff\xfe", "é" };
+	const char      *sans[] = { "a\"b", "c\\d", "\n\x01", "\xff\xfe", "é" };
 	struct log_field f[] = {
-		LF_S("cn", "worker\"1\n\t\x7f"), LF_V("sans", sans, 5), LF_I("n", -42), LF_B("ok", 1),
+		LF_S("cn", "worker\"1\n\t\x7f"),
+		LF_V("sans", sans, 5),
+		LF_I("n", -42),
+		LF_B("ok", 1),
 	};
 
 	log_init(LOG_JSON, LOG_DEBUG);
@@ -45,8 +48,8 @@ emit_nasty(void)
 
 Test(log, json_records_parse)
 {
-	char	*out = capture(emit_nasty);
-	cJSON	*j = cJSON_Parse(out), *v;
+	char  *out = capture(emit_nasty);
+	cJSON *j = cJSON_Parse(out), *v;
 
 	cr_assert_not_null(j, "not JSON: %s", out);
 	cr_assert_str_eq(cJSON_GetObjectItem(j, "msg")->valuestring, "audit");
@@ -59,7 +62,8 @@ Test(log, json_records_parse)
 	cr_assert_eq(cJSON_GetObjectItem(j, "n")->valueint, -42);
 	cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "ok")));
 	cr_assert_eq(out[strlen(out) - 1], '\n');
-	cr_assert_null(strchr(out, '\n') == out + strlen(out) - 1 ? NULL : out, "more than one line");
+	cr_assert_null(
+	    strchr(out, '\n') == out + strlen(out) - 1 ? NULL : out, "more than one line");
 	cJSON_Delete(j);
 }
 
@@ -73,7 +77,7 @@ emit_levels(void)
 
 Test(log, levels_and_text_format)
 {
-	char	*out = capture(emit_levels);
+	char *out = capture(emit_levels);
 
 	cr_assert_null(strstr(out, "hidden"));
 	cr_assert(strstr(out, "level=warn msg=\"shown 7\"") != NULL, "%s", out);
@@ -82,7 +86,7 @@ Test(log, levels_and_text_format)
 static void
 emit_huge(void)
 {
-	static char	big[20000];
+	static char      big[20000];
 	struct log_field f[] = { LF_S("x", big) };
 
 	memset(big, 'a', sizeof(big) - 1);
@@ -92,8 +96,8 @@ emit_huge(void)
 
 Test(log, oversized_records_stay_valid)
 {
-	char	*out = capture(emit_huge);
-	cJSON	*j = cJSON_Parse(out);
+	char  *out = capture(emit_huge);
+	cJSON *j = cJSON_Parse(out);
 
 	cr_assert_not_null(j, "truncated record is not JSON");
 	cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "truncated")));

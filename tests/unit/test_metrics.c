@@ -18,8 +18,8 @@
 static char *
 render(void)
 {
-	struct sbuf	b;
-	char		*s;
+	struct sbuf b;
+	char       *s;
 
 	sbuf_init(&b, 1024 * 1024);
 	cr_assert_eq(metrics_render(&b), 0);
@@ -32,8 +32,8 @@ render(void)
 static double
 sample(const char *text, const char *name)
 {
-	const char	*p = text;
-	size_t		 n = strlen(name);
+	const char *p = text;
+	size_t      n = strlen(name);
 
 	while ((p = strstr(p, name)) != NULL) {
 		if ((p == text || p[-1] == '\n') && p[n] == ' ')
@@ -58,8 +58,8 @@ Test(metrics, every_family_is_present)
 		"talos_csr_signer_events_posted_total",
 		"talos_csr_signer_events_dropped_total",
 	};
-	char	*t = render(), want[160];
-	size_t	 i;
+	char  *t = render(), want[160];
+	size_t i;
 
 	for (i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
 		snprintf(want, sizeof(want), "# TYPE %s ", families[i]);
@@ -73,9 +73,9 @@ Test(metrics, every_family_is_present)
 /* Exposition-format sanity: one TYPE per family, samples after their TYPE, values numeric. */
 Test(metrics, rendering_is_well_formed)
 {
-	char	*t, *line, *save = NULL, *copy;
-	char	 families[64][128];
-	size_t	 nfam = 0, i;
+	char  *t, *line, *save = NULL, *copy;
+	char   families[64][128];
+	size_t nfam = 0, i;
 
 	metrics_request(AK_ISSUED);
 	metrics_sign_latency_us(1234);
@@ -83,8 +83,8 @@ Test(metrics, rendering_is_well_formed)
 	copy = strdup(t);
 	cr_assert_eq(t[strlen(t) - 1], '\n', "the text must end with a newline");
 	for (line = strtok_r(copy, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
-		char	name[128], *sp, *end;
-		size_t	n;
+		char   name[128], *sp, *end;
+		size_t n;
 
 		if (strncmp(line, "# TYPE ", 7) == 0) {
 			cr_assert_eq(sscanf(line + 7, "%127s", name), 1);
@@ -102,14 +102,15 @@ Test(metrics, rendering_is_well_formed)
 		memcpy(name, line, n);
 		name[n] = '\0';
 		for (i = 0; name[i] != '\0'; i++)
-			cr_assert(isalnum((unsigned char)name[i]) || name[i] == '_', "name %s", name);
+			cr_assert(
+			    isalnum((unsigned char)name[i]) || name[i] == '_', "name %s", name);
 		/* The sample must belong to an already declared family. */
 		for (i = 0; i < nfam; i++) {
 			size_t fl = strlen(families[i]);
 
-			if (strncmp(name, families[i], fl) == 0 && (name[fl] == '\0' ||
-			    strcmp(name + fl, "_bucket") == 0 || strcmp(name + fl, "_sum") == 0 ||
-			    strcmp(name + fl, "_count") == 0))
+			if (strncmp(name, families[i], fl) == 0 &&
+			    (name[fl] == '\0' || strcmp(name + fl, "_bucket") == 0 ||
+				strcmp(name + fl, "_sum") == 0 || strcmp(name + fl, "_count") == 0))
 				break;
 		}
 		cr_assert_lt(i, nfam, "sample %s before (or without) its TYPE", name);
@@ -124,7 +125,7 @@ Test(metrics, rendering_is_well_formed)
 
 Test(metrics, request_counters_move_by_result)
 {
-	char	*t;
+	char *t;
 
 	metrics_request(AK_ISSUED);
 	metrics_request(AK_ISSUED);
@@ -133,7 +134,7 @@ Test(metrics, request_counters_move_by_result)
 	metrics_request(AK_RATE_LIMITED);
 	metrics_request(AK_RATE_LIMITED);
 	metrics_request(AK_RATE_LIMITED);
-	metrics_request(AK__MAX);		/* ignored, not a crash */
+	metrics_request(AK__MAX); /* ignored, not a crash */
 	cr_assert_eq(metrics_request_count(AK_ISSUED), 2);
 	t = render();
 	cr_assert_eq(sample(t, "talos_csr_signer_requests_total{result=\"issued\"}"), 2);
@@ -149,27 +150,30 @@ Test(metrics, request_counters_move_by_result)
 
 Test(metrics, latency_histogram_is_cumulative)
 {
-	char	*t;
+	char *t;
 
-	metrics_sign_latency_us(50);		/* <= 100 us */
-	metrics_sign_latency_us(3000);		/* <= 5 ms */
-	metrics_sign_latency_us(2000000);	/* beyond 1 s: +Inf only */
-	metrics_sign_latency_us(-5);		/* clamped to 0 */
+	metrics_sign_latency_us(50);      /* <= 100 us */
+	metrics_sign_latency_us(3000);    /* <= 5 ms */
+	metrics_sign_latency_us(2000000); /* beyond 1 s: +Inf only */
+	metrics_sign_latency_us(-5);      /* clamped to 0 */
 	t = render();
-	cr_assert_eq(sample(t, "talos_csr_signer_signing_duration_seconds_bucket{le=\"0.0001\"}"), 2);
-	cr_assert_eq(sample(t, "talos_csr_signer_signing_duration_seconds_bucket{le=\"0.0025\"}"), 2);
-	cr_assert_eq(sample(t, "talos_csr_signer_signing_duration_seconds_bucket{le=\"0.005\"}"), 3);
+	cr_assert_eq(
+	    sample(t, "talos_csr_signer_signing_duration_seconds_bucket{le=\"0.0001\"}"), 2);
+	cr_assert_eq(
+	    sample(t, "talos_csr_signer_signing_duration_seconds_bucket{le=\"0.0025\"}"), 2);
+	cr_assert_eq(
+	    sample(t, "talos_csr_signer_signing_duration_seconds_bucket{le=\"0.005\"}"), 3);
 	cr_assert_eq(sample(t, "talos_csr_signer_signing_duration_seconds_bucket{le=\"1\"}"), 3);
 	cr_assert_eq(sample(t, "talos_csr_signer_signing_duration_seconds_bucket{le=\"+Inf\"}"), 4);
 	cr_assert_eq(sample(t, "talos_csr_signer_signing_duration_seconds_count"), 4);
-	cr_assert_float_eq(sample(t, "talos_csr_signer_signing_duration_seconds_sum"),
-	    2.00305, 1e-6);
+	cr_assert_float_eq(
+	    sample(t, "talos_csr_signer_signing_duration_seconds_sum"), 2.00305, 1e-6);
 	free(t);
 }
 
 Test(metrics, credential_gauges_and_counters)
 {
-	char	*t;
+	char *t;
 
 	metrics_set_creds(7, 2000000000LL, 1900000000LL);
 	metrics_inc(MC_RELOAD_OK);
@@ -178,12 +182,12 @@ Test(metrics, credential_gauges_and_counters)
 	metrics_inc(MC_WATCH_RESTARTS);
 	metrics_inc(MC_EVENTS_POSTED);
 	metrics_inc(MC_EVENTS_DROPPED);
-	metrics_inc(MC__MAX);			/* ignored */
+	metrics_inc(MC__MAX); /* ignored */
 	t = render();
 	cr_assert_eq(sample(t, "talos_csr_signer_credential_generation"), 7);
 	cr_assert_eq(sample(t, "talos_csr_signer_ca_expiry_timestamp_seconds"), 2000000000.0);
-	cr_assert_eq(sample(t, "talos_csr_signer_serving_cert_expiry_timestamp_seconds"),
-	    1900000000.0);
+	cr_assert_eq(
+	    sample(t, "talos_csr_signer_serving_cert_expiry_timestamp_seconds"), 1900000000.0);
 	cr_assert_eq(sample(t, "talos_csr_signer_credential_reloads_total{result=\"success\"}"), 1);
 	cr_assert_eq(sample(t, "talos_csr_signer_credential_reloads_total{result=\"failure\"}"), 2);
 	cr_assert_eq(sample(t, "talos_csr_signer_watch_restarts_total"), 1);
@@ -203,7 +207,7 @@ Test(metrics, serving_flag)
 
 Test(metrics, render_fails_cleanly_when_the_buffer_is_too_small)
 {
-	struct sbuf	b;
+	struct sbuf b;
 
 	sbuf_init(&b, 64);
 	cr_assert_eq(metrics_render(&b), -1);

@@ -18,22 +18,26 @@ load(const char *pem, char *err, size_t len)
 
 Test(pki, every_key_label)
 {
-	struct { enum tu_family f; const char *label; int traditional; enum key_type t; } cases[] = {
+	struct {
+		enum tu_family f;
+		const char    *label;
+		int            traditional;
+		enum key_type  t;
+	} cases[] = {
 		{ TU_ED25519, NULL, 0, KEY_ED25519 },
-		{ TU_ED25519, "ED25519 PRIVATE KEY", 0, KEY_ED25519 },	/* Talos */
+		{ TU_ED25519, "ED25519 PRIVATE KEY", 0, KEY_ED25519 }, /* Talos */
 		{ TU_P256, NULL, 0, KEY_ECDSA_P256 },
-		{ TU_P256, NULL, 1, KEY_ECDSA_P256 },			/* EC PRIVATE KEY */
-		{ TU_P384, NULL, 1, KEY_ECDSA_P384 },
-		{ TU_RSA2048, NULL, 0, KEY_RSA },
-		{ TU_RSA2048, NULL, 1, KEY_RSA },			/* RSA PRIVATE KEY */
+		{ TU_P256, NULL, 1, KEY_ECDSA_P256 }, /* EC PRIVATE KEY */
+		{ TU_P384, NULL, 1, KEY_ECDSA_P384 }, { TU_RSA2048, NULL, 0, KEY_RSA },
+		{ TU_RSA2048, NULL, 1, KEY_RSA }, /* RSA PRIVATE KEY */
 	};
-	char		 err[256];
-	size_t		 i;
+	char   err[256];
+	size_t i;
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		EVP_PKEY	*k = tu_key(cases[i].f), *got;
-		char		*pem = cases[i].traditional ? tu_key_pem_traditional(k) :
-				    tu_key_pem(k, cases[i].label);
+		EVP_PKEY *k = tu_key(cases[i].f), *got;
+		char     *pem = cases[i].traditional ? tu_key_pem_traditional(k)
+						     : tu_key_pem(k, cases[i].label);
 
 		if (cases[i].label != NULL)
 			cr_assert(strstr(pem, cases[i].label) != NULL);
@@ -49,9 +53,10 @@ Test(pki, every_key_label)
 
 Test(pki, skips_other_blocks_and_refuses_junk)
 {
-	EVP_PKEY	*k = tu_key(TU_P256), *got;
-	char		*keypem = tu_key_pem_traditional(k), *both, err[256];
-	const char	*params = "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n";
+	EVP_PKEY   *k = tu_key(TU_P256), *got;
+	char       *keypem = tu_key_pem_traditional(k), *both, err[256];
+	const char *params =
+	    "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n";
 
 	both = malloc(strlen(params) + strlen(keypem) + 1);
 	strcpy(both, params);
@@ -61,9 +66,11 @@ Test(pki, skips_other_blocks_and_refuses_junk)
 	EVP_PKEY_free(got);
 	cr_assert_null(load("", err, sizeof(err)));
 	cr_assert_str_eq(err, "no PEM private key found");
-	cr_assert_null(load("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", err, sizeof(err)));
+	cr_assert_null(load(
+	    "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", err, sizeof(err)));
 	cr_assert(strstr(err, "cannot parse private key") != NULL, "%s", err);
-	cr_assert_null(load("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+	cr_assert_null(load(
+	    "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
 	    err, sizeof(err)));
 	cr_assert(strstr(err, "encrypted") != NULL);
 	free(both);
@@ -73,10 +80,10 @@ Test(pki, skips_other_blocks_and_refuses_junk)
 
 Test(pki, certificate_bundles)
 {
-	EVP_PKEY	*k = tu_key(TU_ED25519);
-	X509		*a = tu_ca(k, 10), *b = tu_ca(k, 20);
-	char		*pa = tu_cert_pem(a), *pb = tu_cert_pem(b), *both, err[256];
-	STACK_OF(X509)	*sk;
+	EVP_PKEY       *k = tu_key(TU_ED25519);
+	X509           *a = tu_ca(k, 10), *b = tu_ca(k, 20);
+	char           *pa = tu_cert_pem(a), *pb = tu_cert_pem(b), *both, err[256];
+	STACK_OF(X509) *sk;
 
 	both = malloc(strlen(pa) + strlen(pb) + 16);
 	sprintf(both, "%s\n%s", pa, pb);
@@ -97,9 +104,9 @@ Test(pki, certificate_bundles)
 
 Test(pki, ip_sans_and_names)
 {
-	EVP_PKEY	*k = tu_key(TU_P256);
-	X509		*ca = tu_ca(k, 1), *leaf = tu_leaf(ca, k, k, "192.0.2.7", 0, 100), *bare;
-	char		 fp[65];
+	EVP_PKEY *k = tu_key(TU_P256);
+	X509     *ca = tu_ca(k, 1), *leaf = tu_leaf(ca, k, k, "192.0.2.7", 0, 100), *bare;
+	char      fp[65];
 
 	cr_assert(pki_has_ip_san(leaf, "192.0.2.7"));
 	cr_assert_not(pki_has_ip_san(leaf, "192.0.2.8"));

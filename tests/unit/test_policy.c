@@ -15,7 +15,7 @@
 #include "signer.h"
 #include "testutil.h"
 
-static struct creds	*ca;
+static struct creds *ca;
 
 static void
 setup(void)
@@ -32,7 +32,7 @@ teardown(void)
 static struct signer_params
 params(void)
 {
-	struct signer_params	p;
+	struct signer_params p;
 
 	memset(&p, 0, sizeof(p));
 	signer_policy_defaults(&p.policy);
@@ -63,7 +63,7 @@ assert_denied(const struct signer_result *r, const char *why)
 
 Test(policy, defaults_are_generous)
 {
-	struct signer_policy	p;
+	struct signer_policy p;
 
 	signer_policy_defaults(&p);
 	cr_assert_geq(p.max_csr_bytes, 4096);
@@ -77,16 +77,16 @@ Test(policy, defaults_are_generous)
 Test(policy, default_policy_accepts_every_worker_family, .init = setup, .fini = teardown,
     .timeout = 120)
 {
-	static const enum tu_family	 fams[] = { TU_ED25519, TU_P256, TU_RSA4096 };
-	const char *const		 dns[] = { "worker-1", "worker-1.example.org", NULL };
-	const char *const		 ips[] = { "10.0.0.5", "fd00::5", NULL };
-	struct signer_params		 p = params();
-	struct signer_result		 r;
-	size_t				 i;
+	static const enum tu_family fams[] = { TU_ED25519, TU_P256, TU_RSA4096 };
+	const char *const           dns[] = { "worker-1", "worker-1.example.org", NULL };
+	const char *const           ips[] = { "10.0.0.5", "fd00::5", NULL };
+	struct signer_params        p = params();
+	struct signer_result        r;
+	size_t                      i;
 
 	for (i = 0; i < sizeof(fams) / sizeof(fams[0]); i++) {
-		EVP_PKEY	*k = tu_key(fams[i]);
-		char		*csr = tu_csr_pem(k, "worker-1.example.org", NULL, dns, ips, 0);
+		EVP_PKEY *k = tu_key(fams[i]);
+		char     *csr = tu_csr_pem(k, "worker-1.example.org", NULL, dns, ips, 0);
 
 		cr_assert_eq(issue(csr, &p, &r), SIGNER_OK, "family %zu: %s", i, r.message);
 		cr_assert_not_null(r.crt_pem);
@@ -98,11 +98,11 @@ Test(policy, default_policy_accepts_every_worker_family, .init = setup, .fini = 
 
 Test(policy, max_csr_bytes, .init = setup, .fini = teardown)
 {
-	EVP_PKEY		*k = tu_key(TU_ED25519);
-	char			*csr = tu_csr_pem(k, "w", NULL, NULL, NULL, 0);
-	struct signer_params	 p = params();
-	struct signer_result	 r;
-	size_t			 len = strlen(csr);
+	EVP_PKEY            *k = tu_key(TU_ED25519);
+	char                *csr = tu_csr_pem(k, "w", NULL, NULL, NULL, 0);
+	struct signer_params p = params();
+	struct signer_result r;
+	size_t               len = strlen(csr);
 
 	p.policy.max_csr_bytes = len;
 	cr_assert_eq(issue(csr, &p, &r), SIGNER_OK, "exactly at the limit is fine");
@@ -120,16 +120,16 @@ Test(policy, max_csr_bytes, .init = setup, .fini = teardown)
 
 Test(policy, max_sans_counts_dns_and_ip, .init = setup, .fini = teardown)
 {
-	EVP_PKEY		*k = tu_key(TU_ED25519);
-	const char *const	 dns[] = { "a.example", "b.example", NULL };
-	const char *const	 ips[] = { "10.0.0.5", NULL };
-	char			*csr = tu_csr_pem(k, "w", NULL, dns, ips, 1);	/* + an e-mail SAN */
-	struct signer_params	 p = params();
-	struct signer_result	 r;
+	EVP_PKEY            *k = tu_key(TU_ED25519);
+	const char *const    dns[] = { "a.example", "b.example", NULL };
+	const char *const    ips[] = { "10.0.0.5", NULL };
+	char                *csr = tu_csr_pem(k, "w", NULL, dns, ips, 1); /* + an e-mail SAN */
+	struct signer_params p = params();
+	struct signer_result r;
 
 	p.policy.max_sans = 3;
-	cr_assert_eq(issue(csr, &p, &r), SIGNER_OK, "the e-mail SAN is dropped, not counted: %s",
-	    r.message);
+	cr_assert_eq(
+	    issue(csr, &p, &r), SIGNER_OK, "the e-mail SAN is dropped, not counted: %s", r.message);
 	cr_assert_eq(r.nsans_total, 3);
 	signer_result_free(&r);
 	p.policy.max_sans = 2;
@@ -147,23 +147,23 @@ Test(policy, max_sans_counts_dns_and_ip, .init = setup, .fini = teardown)
 Test(policy, allowed_key_families, .init = setup, .fini = teardown, .timeout = 60)
 {
 	static const struct {
-		enum tu_family	 fam;
-		unsigned	 bit;
-		const char	*name;
+		enum tu_family fam;
+		unsigned       bit;
+		const char    *name;
 	} cases[] = {
 		{ TU_ED25519, KEYFAM_ED25519, "ed25519" },
 		{ TU_P256, KEYFAM_ECDSA, "ecdsa-p256" },
 		{ TU_P384, KEYFAM_ECDSA, "ecdsa-p384" },
 		{ TU_RSA2048, KEYFAM_RSA, "rsa" },
 	};
-	struct signer_params	p = params();
-	struct signer_result	r;
-	char			why[64];
-	size_t			i;
+	struct signer_params p = params();
+	struct signer_result r;
+	char                 why[64];
+	size_t               i;
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		EVP_PKEY	*k = tu_key(cases[i].fam);
-		char		*csr = tu_csr_pem(k, "w", NULL, NULL, NULL, 0);
+		EVP_PKEY *k = tu_key(cases[i].fam);
+		char     *csr = tu_csr_pem(k, "w", NULL, NULL, NULL, 0);
 
 		p.policy.allowed_families = cases[i].bit;
 		cr_assert_eq(issue(csr, &p, &r), SIGNER_OK, "%s alone allowed: %s", cases[i].name,
@@ -182,13 +182,13 @@ Test(policy, allowed_key_families, .init = setup, .fini = teardown, .timeout = 6
 
 Test(policy, min_rsa_bits, .init = setup, .fini = teardown, .timeout = 60)
 {
-	EVP_PKEY		*k2048 = tu_key(TU_RSA2048), *k1024 = tu_key(TU_RSA1024);
-	EVP_PKEY		*ed = tu_key(TU_ED25519);
-	char			*c2048 = tu_csr_pem(k2048, "w", NULL, NULL, NULL, 0);
-	char			*c1024 = tu_csr_pem(k1024, "w", NULL, NULL, NULL, 0);
-	char			*ced = tu_csr_pem(ed, "w", NULL, NULL, NULL, 0);
-	struct signer_params	 p = params();
-	struct signer_result	 r;
+	EVP_PKEY            *k2048 = tu_key(TU_RSA2048), *k1024 = tu_key(TU_RSA1024);
+	EVP_PKEY            *ed = tu_key(TU_ED25519);
+	char                *c2048 = tu_csr_pem(k2048, "w", NULL, NULL, NULL, 0);
+	char                *c1024 = tu_csr_pem(k1024, "w", NULL, NULL, NULL, 0);
+	char                *ced = tu_csr_pem(ed, "w", NULL, NULL, NULL, 0);
+	struct signer_params p = params();
+	struct signer_result r;
 
 	issue(c1024, &p, &r);
 	assert_denied(&r, "RSA key of 1024 bits is below 2048");
@@ -211,12 +211,12 @@ Test(policy, min_rsa_bits, .init = setup, .fini = teardown, .timeout = 60)
 
 Test(policy, require_peer_ip_san, .init = setup, .fini = teardown)
 {
-	EVP_PKEY		*k = tu_key(TU_ED25519);
-	const char *const	 ips[] = { "10.0.0.5", "fd00::5", NULL };
-	const char *const	 dns[] = { "10.0.0.9", NULL };	/* an IP spelled as a DNS SAN */
-	char			*csr = tu_csr_pem(k, "w", NULL, dns, ips, 0);
-	struct signer_params	 p = params();
-	struct signer_result	 r;
+	EVP_PKEY            *k = tu_key(TU_ED25519);
+	const char *const    ips[] = { "10.0.0.5", "fd00::5", NULL };
+	const char *const    dns[] = { "10.0.0.9", NULL }; /* an IP spelled as a DNS SAN */
+	char                *csr = tu_csr_pem(k, "w", NULL, dns, ips, 0);
+	struct signer_params p = params();
+	struct signer_result r;
 
 	p.peer_ip = "10.0.0.9";
 	cr_assert_eq(issue(csr, &p, &r), SIGNER_OK, "off by default");
@@ -248,8 +248,8 @@ Test(policy, require_peer_ip_san, .init = setup, .fini = teardown)
 
 Test(policy, a_bad_csr_is_invalid_not_denied, .init = setup, .fini = teardown)
 {
-	struct signer_params	p = params();
-	struct signer_result	r;
+	struct signer_params p = params();
+	struct signer_result r;
 
 	/* Policy judges real CSRs only: garbage stays INVALID_ARGUMENT. */
 	p.policy.allowed_families = KEYFAM_RSA;
@@ -260,9 +260,9 @@ Test(policy, a_bad_csr_is_invalid_not_denied, .init = setup, .fini = teardown)
 
 Test(policy, size_rule_applies_before_parsing, .init = setup, .fini = teardown)
 {
-	struct signer_params	 p = params();
-	struct signer_result	 r;
-	char			*big = malloc(70000);
+	struct signer_params p = params();
+	struct signer_result r;
+	char                *big = malloc(70000);
 
 	memset(big, 'A', 69999);
 	big[69999] = '\0';

@@ -21,8 +21,8 @@ Test(ratelimit, bad_parameters_are_refused)
 
 Test(ratelimit, burst_then_refusal_then_refill)
 {
-	struct ratelimit	*rl = ratelimit_new(2.0, 5, 64);
-	int			 i;
+	struct ratelimit *rl = ratelimit_new(2.0, 5, 64);
+	int               i;
 
 	cr_assert_not_null(rl);
 	for (i = 0; i < 5; i++)
@@ -40,8 +40,8 @@ Test(ratelimit, burst_then_refusal_then_refill)
 
 Test(ratelimit, addresses_are_independent)
 {
-	struct ratelimit	*rl = ratelimit_new(1.0, 3, 64);
-	int			 i;
+	struct ratelimit *rl = ratelimit_new(1.0, 3, 64);
+	int               i;
 
 	for (i = 0; i < 3; i++)
 		cr_assert(ratelimit_allow_at(rl, "127.0.0.2", 0));
@@ -56,7 +56,7 @@ Test(ratelimit, addresses_are_independent)
 
 Test(ratelimit, sub_one_rps_and_burst_of_one)
 {
-	struct ratelimit	*rl = ratelimit_new(0.1, 1, 8);
+	struct ratelimit *rl = ratelimit_new(0.1, 1, 8);
 
 	cr_assert(ratelimit_allow_at(rl, "192.0.2.1", 0));
 	cr_assert_not(ratelimit_allow_at(rl, "192.0.2.1", 9000));
@@ -66,10 +66,10 @@ Test(ratelimit, sub_one_rps_and_burst_of_one)
 
 Test(ratelimit, memory_is_bounded_under_many_addresses)
 {
-	struct ratelimit	*rl = ratelimit_new(1.0, 2, 1024);
-	size_t			 before = ratelimit_footprint(rl);
-	char			 a[64];
-	int			 i, allowed = 0;
+	struct ratelimit *rl = ratelimit_new(1.0, 2, 1024);
+	size_t            before = ratelimit_footprint(rl);
+	char              a[64];
+	int               i, allowed = 0;
 
 	cr_assert_gt(before, 0);
 	cr_assert_lt(before, 1024 * 1024, "1024 slots must not cost a megabyte");
@@ -85,9 +85,9 @@ Test(ratelimit, memory_is_bounded_under_many_addresses)
 
 Test(ratelimit, a_flood_evicts_quiet_addresses_towards_serving)
 {
-	struct ratelimit	*rl = ratelimit_new(0.001, 1, 16);
-	char			 a[64];
-	int			 i;
+	struct ratelimit *rl = ratelimit_new(0.001, 1, 16);
+	char              a[64];
+	int               i;
 
 	cr_assert(ratelimit_allow_at(rl, "198.51.100.7", 0));
 	cr_assert_not(ratelimit_allow_at(rl, "198.51.100.7", 1));
@@ -103,9 +103,9 @@ Test(ratelimit, a_flood_evicts_quiet_addresses_towards_serving)
 
 Test(ratelimit, recently_seen_addresses_survive_a_flood_in_a_big_table)
 {
-	struct ratelimit	*rl = ratelimit_new(0.001, 1, 4096);
-	char			 a[64];
-	int			 i;
+	struct ratelimit *rl = ratelimit_new(0.001, 1, 4096);
+	char              a[64];
+	int               i;
 
 	cr_assert(ratelimit_allow_at(rl, "198.51.100.8", 0));
 	/* 100 strangers cannot evict it from 4096 slots (LRU within 8-way sets). */
@@ -118,15 +118,15 @@ Test(ratelimit, recently_seen_addresses_survive_a_flood_in_a_big_table)
 }
 
 struct hammer {
-	struct ratelimit	*rl;
-	atomic_int		*allowed;
+	struct ratelimit *rl;
+	atomic_int       *allowed;
 };
 
 static void *
 hammer(void *arg)
 {
-	struct hammer	*h = arg;
-	int		 i;
+	struct hammer *h = arg;
+	int            i;
 
 	for (i = 0; i < 5000; i++)
 		if (ratelimit_allow_at(h->rl, "127.0.0.9", 42))
@@ -136,11 +136,11 @@ hammer(void *arg)
 
 Test(ratelimit, concurrent_callers_share_one_bucket_exactly)
 {
-	struct ratelimit	*rl = ratelimit_new(1.0, 50, 64);
-	atomic_int		 allowed = 0;
-	struct hammer		 h = { rl, &allowed };
-	pthread_t		 t[4];
-	int			 i;
+	struct ratelimit *rl = ratelimit_new(1.0, 50, 64);
+	atomic_int        allowed = 0;
+	struct hammer     h = { rl, &allowed };
+	pthread_t         t[4];
+	int               i;
 
 	for (i = 0; i < 4; i++)
 		pthread_create(&t[i], NULL, hammer, &h);

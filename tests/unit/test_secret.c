@@ -20,8 +20,8 @@
 static char *
 b64(const char *s)
 {
-	size_t	n = strlen(s);
-	char	*o = malloc(4 * ((n + 2) / 3) + 1);
+	size_t n = strlen(s);
+	char  *o = malloc(4 * ((n + 2) / 3) + 1);
 
 	cr_assert_not_null(o);
 	EVP_EncodeBlock((unsigned char *)o, (const unsigned char *)s, (int)n);
@@ -32,7 +32,7 @@ b64(const char *s)
 static void
 put(cJSON *data, const char *key, const char *val)
 {
-	char	*v = b64(val);
+	char *v = b64(val);
 
 	cJSON_AddStringToObject(data, key, v);
 	free(v);
@@ -41,7 +41,7 @@ put(cJSON *data, const char *key, const char *val)
 static cJSON *
 secret_obj(const char *kind, cJSON **data)
 {
-	cJSON	*o = cJSON_CreateObject(), *md;
+	cJSON *o = cJSON_CreateObject(), *md;
 
 	if (kind != NULL)
 		cJSON_AddStringToObject(o, "kind", kind);
@@ -57,7 +57,7 @@ secret_obj(const char *kind, cJSON **data)
 static int
 part_is(const struct creds_input *in, enum creds_field f, const char *want)
 {
-	const struct creds_part	*p = &in->part[f];
+	const struct creds_part *p = &in->part[f];
 
 	return p->present && p->data.len == strlen(want) &&
 	    memcmp(p->data.data, want, p->data.len) == 0;
@@ -65,22 +65,23 @@ part_is(const struct creds_input *in, enum creds_field f, const char *want)
 
 Test(secret, ca_secret_decodes_every_key_and_builds)
 {
-	struct tu_pki		 pki;
-	struct creds_input	 in;
-	struct creds		*c;
-	cJSON			*o, *data;
-	char			 err[512];
+	struct tu_pki      pki;
+	struct creds_input in;
+	struct creds      *c;
+	cJSON             *o, *data;
+	char               err[512];
 
 	tu_pki_make(&pki, TU_ED25519);
 	o = secret_obj("Secret", &data);
 	put(data, "tls.crt", pki.ca_pem);
-	put(data, "tls.key", pki.ca_key_pem);	/* Talos "ED25519 PRIVATE KEY" label */
+	put(data, "tls.key", pki.ca_key_pem); /* Talos "ED25519 PRIVATE KEY" label */
 	put(data, "token", TU_TOKEN "\n");
 	put(data, "accepted-cas.crt", pki.ca_pem);
 	put(data, "unrelated", "ignored");
 
 	creds_input_init(&in);
-	cr_assert_eq(secret_decode(o, SECRET_CA, "tcs/talos-ca", &in, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(
+	    secret_decode(o, SECRET_CA, "tcs/talos-ca", &in, err, sizeof(err)), 0, "%s", err);
 	cr_assert(part_is(&in, CF_CA_CERT, pki.ca_pem));
 	cr_assert(part_is(&in, CF_CA_KEY, pki.ca_key_pem));
 	cr_assert(part_is(&in, CF_TOKEN, TU_TOKEN "\n"));
@@ -94,7 +95,8 @@ Test(secret, ca_secret_decodes_every_key_and_builds)
 	put(data, "tls.crt", pki.tls_pem);
 	put(data, "tls.key", pki.tls_key_pem);
 	put(data, "ca.crt", "not even PEM: ignored");
-	cr_assert_eq(secret_decode(o, SECRET_TLS, "tcs/serving", &in, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(
+	    secret_decode(o, SECRET_TLS, "tcs/serving", &in, err, sizeof(err)), 0, "%s", err);
 	cr_assert(part_is(&in, CF_TLS_CERT, pki.tls_pem));
 	c = creds_build(&in, (long long)time(NULL), err, sizeof(err));
 	cr_assert_not_null(c, "%s", err);
@@ -107,10 +109,10 @@ Test(secret, ca_secret_decodes_every_key_and_builds)
 
 Test(secret, missing_required_key_names_the_key)
 {
-	struct tu_pki		 pki;
-	struct creds_input	 in;
-	cJSON			*o, *data;
-	char			 err[512];
+	struct tu_pki      pki;
+	struct creds_input in;
+	cJSON             *o, *data;
+	char               err[512];
 
 	tu_pki_make(&pki, TU_P256);
 	o = secret_obj("Secret", &data);
@@ -126,7 +128,8 @@ Test(secret, missing_required_key_names_the_key)
 	/* accepted-cas.crt is optional. */
 	cJSON_DeleteItemFromObject(data, "token");
 	put(data, "token", TU_TOKEN);
-	cr_assert_eq(secret_decode(o, SECRET_CA, "tcs/talos-ca", &in, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(
+	    secret_decode(o, SECRET_CA, "tcs/talos-ca", &in, err, sizeof(err)), 0, "%s", err);
 	cr_assert(!in.part[CF_ACCEPTED_CAS].present);
 	creds_input_free(&in);
 	secret_json_free(o);
@@ -135,9 +138,9 @@ Test(secret, missing_required_key_names_the_key)
 
 Test(secret, bad_base64_wrong_kind_and_no_data_are_refused)
 {
-	struct creds_input	 in;
-	cJSON			*o, *data;
-	char			 err[512];
+	struct creds_input in;
+	cJSON             *o, *data;
+	char               err[512];
 
 	creds_input_init(&in);
 	o = secret_obj("Secret", &data);
@@ -179,8 +182,8 @@ Test(secret, bad_base64_wrong_kind_and_no_data_are_refused)
 
 Test(secret, metadata_and_groups)
 {
-	cJSON		*o, *data;
-	const char	*name, *ns, *rv, *uid;
+	cJSON      *o, *data;
+	const char *name, *ns, *rv, *uid;
 
 	o = secret_obj("Secret", &data);
 	secret_meta(o, &name, &ns, &rv, &uid);
@@ -202,13 +205,13 @@ Test(secret, metadata_and_groups)
 
 Test(secret, through_the_assembler_a_broken_secret_keeps_the_last_good)
 {
-	struct credstore	*st = credstore_new();
-	struct credsrc		*cs = credsrc_new(st);
-	struct tu_pki		 pki, pki2;
-	struct creds_input	 in;
-	cJSON			*o, *data;
-	char			 err[512];
-	const unsigned		 all = CF_GROUP_CA | CF_GROUP_TLS;
+	struct credstore  *st = credstore_new();
+	struct credsrc    *cs = credsrc_new(st);
+	struct tu_pki      pki, pki2;
+	struct creds_input in;
+	cJSON             *o, *data;
+	char               err[512];
+	const unsigned     all = CF_GROUP_CA | CF_GROUP_TLS;
 
 	tu_pki_make(&pki, TU_ED25519);
 	tu_pki_make(&pki2, TU_P256);

@@ -18,7 +18,7 @@
 static struct signer_params
 params(void)
 {
-	struct signer_params	p;
+	struct signer_params p;
 
 	memset(&p, 0, sizeof(p));
 	signer_policy_defaults(&p.policy);
@@ -32,8 +32,8 @@ params(void)
 static X509 *
 parse_crt(const struct signer_result *r)
 {
-	BIO	*b = BIO_new_mem_buf(r->crt_pem, (int)r->crt_len);
-	X509	*x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+	BIO  *b = BIO_new_mem_buf(r->crt_pem, (int)r->crt_len);
+	X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
 
 	BIO_free(b);
 	cr_assert_not_null(x, "crt does not parse");
@@ -43,9 +43,9 @@ parse_crt(const struct signer_result *r)
 static int
 verifies(X509 *leaf, X509 *ca)
 {
-	X509_STORE	*st = X509_STORE_new();
-	X509_STORE_CTX	*ctx = X509_STORE_CTX_new();
-	int		 ok;
+	X509_STORE     *st = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	int             ok;
 
 	X509_STORE_add_cert(st, ca);
 	X509_STORE_CTX_init(ctx, st, leaf, NULL);
@@ -57,8 +57,8 @@ verifies(X509 *leaf, X509 *ca)
 }
 
 struct pair {
-	enum tu_family	ca, csr;
-	int		sig_nid;	/* expected certificate signature algorithm */
+	enum tu_family ca, csr;
+	int            sig_nid; /* expected certificate signature algorithm */
 };
 
 ParameterizedTestParameters(signer, every_family)
@@ -81,18 +81,18 @@ ParameterizedTestParameters(signer, every_family)
 
 ParameterizedTest(struct pair *pp, signer, every_family, .timeout = 60)
 {
-	struct tu_pki		 pki;
-	struct creds		*c = tu_creds(pp->ca, &pki);
-	EVP_PKEY		*wk = tu_key(pp->csr);
-	const char *const	 dns[] = { "worker-1", "worker-1.example.org", NULL };
-	const char *const	 ips[] = { "10.0.0.5", "fd00::5", NULL };
-	char			*csr = tu_csr_pem(wk, "worker-1", NULL, dns, ips, 0);
-	struct signer_params	 p = params();
-	struct signer_result	 r;
-	X509			*x;
+	struct tu_pki        pki;
+	struct creds        *c = tu_creds(pp->ca, &pki);
+	EVP_PKEY            *wk = tu_key(pp->csr);
+	const char *const    dns[] = { "worker-1", "worker-1.example.org", NULL };
+	const char *const    ips[] = { "10.0.0.5", "fd00::5", NULL };
+	char                *csr = tu_csr_pem(wk, "worker-1", NULL, dns, ips, 0);
+	struct signer_params p = params();
+	struct signer_result r;
+	X509                *x;
 
-	cr_assert_eq(signer_issue(c, (unsigned char *)csr, strlen(csr), &p, &r), SIGNER_OK,
-	    "%s", r.message);
+	cr_assert_eq(
+	    signer_issue(c, (unsigned char *)csr, strlen(csr), &p, &r), SIGNER_OK, "%s", r.message);
 	x = parse_crt(&r);
 	cr_assert_eq(X509_get_signature_nid(x), pp->sig_nid);
 	cr_assert(verifies(x, pki.ca), "issued certificate does not chain to the CA");
@@ -107,23 +107,23 @@ ParameterizedTest(struct pair *pp, signer, every_family, .timeout = 60)
 
 Test(signer, profile_field_by_field)
 {
-	struct tu_pki			 pki;
-	struct creds			*c = tu_creds(TU_ED25519, &pki);
-	EVP_PKEY			*wk = tu_key(TU_ED25519);
-	const char *const		 dns[] = { "worker-1", NULL };
-	const char *const		 ips[] = { "10.0.0.5", NULL };
-	char				*csr = tu_csr_pem(wk, "worker-1", "os:admin", dns, ips, 1);
-	struct signer_params		 p = params();
-	struct signer_result		 r;
-	X509				*x;
-	X509_NAME			*subj;
-	ASN1_BIT_STRING			*ku;
-	EXTENDED_KEY_USAGE		*eku;
-	GENERAL_NAMES			*sans;
-	AUTHORITY_KEYID			*akid;
-	const ASN1_OCTET_STRING		*skid;
-	BIGNUM				*serial;
-	int				 crit, i;
+	struct tu_pki            pki;
+	struct creds            *c = tu_creds(TU_ED25519, &pki);
+	EVP_PKEY                *wk = tu_key(TU_ED25519);
+	const char *const        dns[] = { "worker-1", NULL };
+	const char *const        ips[] = { "10.0.0.5", NULL };
+	char                    *csr = tu_csr_pem(wk, "worker-1", "os:admin", dns, ips, 1);
+	struct signer_params     p = params();
+	struct signer_result     r;
+	X509                    *x;
+	X509_NAME               *subj;
+	ASN1_BIT_STRING         *ku;
+	EXTENDED_KEY_USAGE      *eku;
+	GENERAL_NAMES           *sans;
+	AUTHORITY_KEYID         *akid;
+	const ASN1_OCTET_STRING *skid;
+	BIGNUM                  *serial;
+	int                      crit, i;
 
 	cr_assert_eq(signer_issue(c, (unsigned char *)csr, strlen(csr), &p, &r), SIGNER_OK);
 	/* crt: exactly one PEM block with a trailing newline. */
@@ -195,12 +195,12 @@ Test(signer, profile_field_by_field)
 
 Test(signer, ttl_and_backdate_configurable)
 {
-	struct creds		*c = tu_creds(TU_P256, NULL);
-	EVP_PKEY		*wk = tu_key(TU_P256);
-	char			*csr = tu_csr_pem(wk, "w", NULL, NULL, NULL, 0);
-	struct signer_params	 p = params();
-	struct signer_result	 r;
-	X509			*x;
+	struct creds        *c = tu_creds(TU_P256, NULL);
+	EVP_PKEY            *wk = tu_key(TU_P256);
+	char                *csr = tu_csr_pem(wk, "w", NULL, NULL, NULL, 0);
+	struct signer_params p = params();
+	struct signer_result r;
+	X509                *x;
 
 	p.ttl_ms = 3600 * 1000;
 	p.backdate_ms = 0;
@@ -219,11 +219,11 @@ Test(signer, ttl_and_backdate_configurable)
 
 Test(signer, serials_differ)
 {
-	struct creds		*c = tu_creds(TU_ED25519, NULL);
-	EVP_PKEY		*wk = tu_key(TU_ED25519);
-	char			*csr = tu_csr_pem(wk, "w", NULL, NULL, NULL, 0);
-	struct signer_params	 p = params();
-	struct signer_result	 a, b;
+	struct creds        *c = tu_creds(TU_ED25519, NULL);
+	EVP_PKEY            *wk = tu_key(TU_ED25519);
+	char                *csr = tu_csr_pem(wk, "w", NULL, NULL, NULL, 0);
+	struct signer_params p = params();
+	struct signer_result a, b;
 
 	cr_assert_eq(signer_issue(c, (unsigned char *)csr, strlen(csr), &p, &a), SIGNER_OK);
 	cr_assert_eq(signer_issue(c, (unsigned char *)csr, strlen(csr), &p, &b), SIGNER_OK);
@@ -237,15 +237,15 @@ Test(signer, serials_differ)
 
 Test(signer, empty_subject_makes_san_critical)
 {
-	struct creds		*c = tu_creds(TU_ED25519, NULL);
-	EVP_PKEY		*wk = tu_key(TU_ED25519);
-	const char *const	 ips[] = { "10.1.2.3", NULL };
-	char			*csr = tu_csr_pem(wk, NULL, "os:admin", NULL, ips, 0);
-	struct signer_params	 p = params();
-	struct signer_result	 r;
-	X509			*x;
-	int			 crit = -1;
-	GENERAL_NAMES		*g;
+	struct creds        *c = tu_creds(TU_ED25519, NULL);
+	EVP_PKEY            *wk = tu_key(TU_ED25519);
+	const char *const    ips[] = { "10.1.2.3", NULL };
+	char                *csr = tu_csr_pem(wk, NULL, "os:admin", NULL, ips, 0);
+	struct signer_params p = params();
+	struct signer_result r;
+	X509                *x;
+	int                  crit = -1;
+	GENERAL_NAMES       *g;
 
 	cr_assert_eq(signer_issue(c, (unsigned char *)csr, strlen(csr), &p, &r), SIGNER_OK);
 	x = parse_crt(&r);
@@ -263,19 +263,19 @@ Test(signer, empty_subject_makes_san_critical)
 static enum signer_status
 issue_bytes(struct creds *c, const char *in, size_t len, struct signer_result *r)
 {
-	struct signer_params	p = params();
+	struct signer_params p = params();
 
 	return signer_issue(c, (const unsigned char *)in, len, &p, r);
 }
 
 Test(signer, refusals)
 {
-	struct tu_pki		 pki;
-	struct creds		*c = tu_creds(TU_ED25519, &pki);
-	EVP_PKEY		*wk = tu_key(TU_ED25519);
-	char			*csr = tu_csr_pem(wk, "w", NULL, NULL, NULL, 0);
-	struct signer_result	 r;
-	char			*bad, *p;
+	struct tu_pki        pki;
+	struct creds        *c = tu_creds(TU_ED25519, &pki);
+	EVP_PKEY            *wk = tu_key(TU_ED25519);
+	char                *csr = tu_csr_pem(wk, "w", NULL, NULL, NULL, 0);
+	struct signer_result r;
+	char                *bad, *p;
 
 	cr_assert_eq(issue_bytes(c, "", 0, &r), SIGNER_BAD_DECODE);
 	cr_assert_str_eq(r.message, "failed to decode CSR");
@@ -306,14 +306,14 @@ Test(signer, refusals)
 
 Test(signer, thousands_of_sans_are_bounded_by_policy)
 {
-	struct creds		*c = tu_creds(TU_ED25519, NULL);
-	EVP_PKEY		*wk = tu_key(TU_ED25519);
-	const char		*dns[600];
-	char			 names[600][16];
-	char			*csr;
-	struct signer_params	 p = params();
-	struct signer_result	 r;
-	int			 i;
+	struct creds        *c = tu_creds(TU_ED25519, NULL);
+	EVP_PKEY            *wk = tu_key(TU_ED25519);
+	const char          *dns[600];
+	char                 names[600][16];
+	char                *csr;
+	struct signer_params p = params();
+	struct signer_result r;
+	int                  i;
 
 	for (i = 0; i < 599; i++) {
 		snprintf(names[i], sizeof(names[i]), "n%d.x", i);

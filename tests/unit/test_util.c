@@ -12,8 +12,8 @@
 
 Test(util, sbuf_bounds)
 {
-	struct sbuf	b;
-	int		i;
+	struct sbuf b;
+	int         i;
 
 	sbuf_init(&b, 10);
 	cr_assert_eq(sbuf_add(&b, "0123456789", 10), 0);
@@ -33,13 +33,20 @@ Test(util, sbuf_bounds)
 
 Test(util, base64)
 {
-	struct { const char *in, *out; } ok[] = {
-		{ "", "" }, { "Zg==", "f" }, { "Zm8=", "fo" }, { "Zm9v", "foo" },
-		{ "Zm9vYg", "foob" }, { "Zm9vYmE=", "fooba" }, { "Zm9vYmFy", "foobar" },
+	struct {
+		const char *in, *out;
+	} ok[] = {
+		{ "", "" },
+		{ "Zg==", "f" },
+		{ "Zm8=", "fo" },
+		{ "Zm9v", "foo" },
+		{ "Zm9vYg", "foob" },
+		{ "Zm9vYmE=", "fooba" },
+		{ "Zm9vYmFy", "foobar" },
 	};
-	const char	*bad[] = { "Zm9v!", "Z", "Zm9vY", "Zg=a", "====" };
-	struct sbuf	 b;
-	size_t		 i;
+	const char *bad[] = { "Zm9v!", "Z", "Zm9vY", "Zg=a", "====" };
+	struct sbuf b;
+	size_t      i;
 
 	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		sbuf_init(&b, 64);
@@ -57,8 +64,8 @@ Test(util, base64)
 
 Test(util, durations)
 {
-	int64_t	ms;
-	char	buf[32];
+	int64_t ms;
+	char    buf[32];
 
 	cr_assert_eq(util_parse_duration_ms("24h", &ms), 0);
 	cr_assert_eq(ms, 86400000);
@@ -82,7 +89,7 @@ Test(util, durations)
 
 Test(util, token_digest_and_compare)
 {
-	unsigned char	d[32];
+	unsigned char d[32];
 
 	cr_assert_eq(util_token_digest("  abc.def\n", 10, d), 0);
 	cr_assert(util_token_ok("abc.def", 7, d));
@@ -94,9 +101,9 @@ Test(util, token_digest_and_compare)
 
 Test(util, read_file_bounded)
 {
-	char		 path[] = "/tmp/tcs-util-XXXXXX";
-	int		 fd = mkstemp(path);
-	struct sbuf	 b;
+	char        path[] = "/tmp/tcs-util-XXXXXX";
+	int         fd = mkstemp(path);
+	struct sbuf b;
 
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(write(fd, "hello world", 11), 11);

@@ -16,25 +16,24 @@
 
 /* What the callback saw, flattened to text so runs can be compared. */
 struct seen {
-	char	log[8192];
-	int	n;
-	int	stop_at;	/* return -1 on this event number (1-based), 0: never */
+	char log[8192];
+	int  n;
+	int  stop_at; /* return -1 on this event number (1-based), 0: never */
 };
 
 static int
 record(enum watch_evtype t, const cJSON *obj, void *arg)
 {
-	struct seen	*s = arg;
-	const char	*rv;
-	const cJSON	*data, *v, *code;
-	size_t		 o = strlen(s->log);
+	struct seen *s = arg;
+	const char  *rv;
+	const cJSON *data, *v, *code;
+	size_t       o = strlen(s->log);
 
 	secret_meta(obj, NULL, NULL, &rv, NULL);
 	o += (size_t)snprintf(s->log + o, sizeof(s->log) - o, "%s rv=%s", watch_evtype_name(t), rv);
 	if ((data = cJSON_GetObjectItemCaseSensitive(obj, "data")) != NULL)
-		cJSON_ArrayForEach(v, data)
-			o += (size_t)snprintf(s->log + o, sizeof(s->log) - o, " %s=%s", v->string,
-			    v->valuestring);
+		cJSON_ArrayForEach(v, data) o += (size_t)snprintf(
+		    s->log + o, sizeof(s->log) - o, " %s=%s", v->string, v->valuestring);
 	if ((code = cJSON_GetObjectItemCaseSensitive(obj, "code")) != NULL)
 		o += (size_t)snprintf(s->log + o, sizeof(s->log) - o, " code=%d", code->valueint);
 	snprintf(s->log + o, sizeof(s->log) - o, ";");
@@ -63,12 +62,12 @@ static const char stream[] =
 static void
 run_split(const char *buf, size_t len, const size_t *cuts, size_t ncuts, struct seen *s)
 {
-	struct watch_parser	*p = watch_parser_new(record, s);
-	size_t			 prev = 0, i;
+	struct watch_parser *p = watch_parser_new(record, s);
+	size_t               prev = 0, i;
 
 	cr_assert_not_null(p);
 	for (i = 0; i <= ncuts; i++) {
-		size_t	end = i < ncuts ? cuts[i] : len;
+		size_t end = i < ncuts ? cuts[i] : len;
 
 		cr_assert_eq(watch_feed(p, buf + prev, end - prev), 0, "cut at %zu", end);
 		prev = end;
@@ -79,12 +78,13 @@ run_split(const char *buf, size_t len, const size_t *cuts, size_t ncuts, struct 
 
 Test(watch, whole_stream_in_one_piece)
 {
-	struct seen	s = { .n = 0 };
+	struct seen s = { .n = 0 };
 
 	run_split(stream, sizeof(stream) - 1, NULL, 0, &s);
 	cr_assert_eq(s.n, 5);
 	cr_assert_str_eq(s.log,
-	    "ADDED rv=101 token=YWJjZGVmLjAxMjM0NTY3ODlhYmNkZWY= tls.crt=LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t;"
+	    "ADDED rv=101 token=YWJjZGVmLjAxMjM0NTY3ODlhYmNkZWY= "
+	    "tls.crt=LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t;"
 	    "BOOKMARK rv=150;"
 	    "MODIFIED rv=151 token=enp6enp6LjAxMjM0NTY3ODlhYmNkZWY=;"
 	    "DELETED rv=152;"
@@ -93,8 +93,8 @@ Test(watch, whole_stream_in_one_piece)
 
 Test(watch, every_two_way_split_and_byte_by_byte_give_the_same_events)
 {
-	struct seen	ref = { .n = 0 }, s;
-	size_t		len = sizeof(stream) - 1, cut, i, *cuts;
+	struct seen ref = { .n = 0 }, s;
+	size_t      len = sizeof(stream) - 1, cut, i, *cuts;
 
 	run_split(stream, len, NULL, 0, &ref);
 	/* Includes cuts mid-UTF-8 (the annotation), mid-base64 and mid-CRLF. */
@@ -114,10 +114,10 @@ Test(watch, every_two_way_split_and_byte_by_byte_give_the_same_events)
 
 Test(watch, pseudo_random_splits)
 {
-	struct seen	ref = { .n = 0 }, s;
-	size_t		len = sizeof(stream) - 1, cuts[16], n, i;
-	unsigned	seed = 12345;
-	int		round;
+	struct seen ref = { .n = 0 }, s;
+	size_t      len = sizeof(stream) - 1, cuts[16], n, i;
+	unsigned    seed = 12345;
+	int         round;
 
 	run_split(stream, len, NULL, 0, &ref);
 	for (round = 0; round < 500; round++) {
@@ -132,9 +132,10 @@ Test(watch, pseudo_random_splits)
 
 Test(watch, a_partial_line_waits_for_its_newline)
 {
-	struct seen		 s = { .n = 0 };
-	struct watch_parser	*p = watch_parser_new(record, &s);
-	const char		*line = "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"9\"}}}";
+	struct seen          s = { .n = 0 };
+	struct watch_parser *p = watch_parser_new(record, &s);
+	const char          *line =
+	    "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"9\"}}}";
 
 	cr_assert_eq(watch_feed(p, line, strlen(line)), 0);
 	cr_assert_eq(s.n, 0, "no event before the newline");
@@ -154,16 +155,16 @@ Test(watch, a_partial_line_waits_for_its_newline)
 Test(watch, malformed_lines_end_the_stream)
 {
 	static const char *const bad[] = {
-		"{\"type\":\"ADDED\",\"object\":{}\n",			/* truncated JSON */
+		"{\"type\":\"ADDED\",\"object\":{}\n", /* truncated JSON */
 		"not json at all\n",
-		"{\"type\":\"EXPLODED\",\"object\":{}}\n",		/* unknown type */
-		"{\"type\":\"ADDED\"}\n",				/* no object */
-		"{\"type\":7,\"object\":{}}\n",				/* type not a string */
+		"{\"type\":\"EXPLODED\",\"object\":{}}\n", /* unknown type */
+		"{\"type\":\"ADDED\"}\n",                  /* no object */
+		"{\"type\":7,\"object\":{}}\n",            /* type not a string */
 		"[1,2,3]\n",
 	};
-	struct seen		 s;
-	struct watch_parser	*p;
-	size_t			 i;
+	struct seen          s;
+	struct watch_parser *p;
+	size_t               i;
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(&s, 0, sizeof(s));
@@ -176,12 +177,12 @@ Test(watch, malformed_lines_end_the_stream)
 
 Test(watch, an_oversized_event_is_refused_without_growing_forever)
 {
-	struct seen		 s = { .n = 0 };
-	struct watch_parser	*p = watch_parser_new(record, &s);
-	char			*chunk = malloc(64 * 1024);
-	size_t			 fed = 0;
-	int			 rc = 0;
-	const char		*head = "{\"type\":\"ADDED\",\"object\":{\"x\":\"";
+	struct seen          s = { .n = 0 };
+	struct watch_parser *p = watch_parser_new(record, &s);
+	char                *chunk = malloc(64 * 1024);
+	size_t               fed = 0;
+	int                  rc = 0;
+	const char          *head = "{\"type\":\"ADDED\",\"object\":{\"x\":\"";
 
 	memset(chunk, 'A', 64 * 1024);
 	cr_assert_eq(watch_feed(p, head, strlen(head)), 0);
@@ -202,8 +203,8 @@ Test(watch, an_oversized_event_is_refused_without_growing_forever)
 
 Test(watch, callback_can_stop_the_stream)
 {
-	struct seen		 s = { .n = 0, .stop_at = 2 };
-	struct watch_parser	*p = watch_parser_new(record, &s);
+	struct seen          s = { .n = 0, .stop_at = 2 };
+	struct watch_parser *p = watch_parser_new(record, &s);
 
 	cr_assert_eq(watch_feed(p, stream, sizeof(stream) - 1), -1);
 	cr_assert_eq(s.n, 2, "nothing after the event that said stop");
@@ -219,7 +220,7 @@ Test(watch, event_type_names)
 
 Test(watch, object_references)
 {
-	char	ns[KUBE_NS_MAX], name[KUBE_NAME_MAX], big[400];
+	char ns[KUBE_NS_MAX], name[KUBE_NAME_MAX], big[400];
 
 	cr_assert_eq(kube_object_ref("talos-ca", "kube-system", ns, name), 0);
 	cr_assert_str_eq(ns, "kube-system");
@@ -231,7 +232,8 @@ Test(watch, object_references)
 	cr_assert_eq(kube_object_ref("a/b/c", "default", ns, name), -1);
 	cr_assert_eq(kube_object_ref("/x", "default", ns, name), -1, "empty namespace");
 	cr_assert_eq(kube_object_ref("ns/", "default", ns, name), -1, "empty name");
-	cr_assert_eq(kube_object_ref("my.ns/x", "default", ns, name), -1, "a namespace has no dots");
+	cr_assert_eq(
+	    kube_object_ref("my.ns/x", "default", ns, name), -1, "a namespace has no dots");
 	cr_assert_eq(kube_object_ref("x&watch=1", "default", ns, name), -1, "no query injection");
 	cr_assert_eq(kube_object_ref("-x", "default", ns, name), -1);
 	memset(big, 'a', sizeof(big) - 1);
@@ -241,7 +243,7 @@ Test(watch, object_references)
 
 Test(watch, query_escaping)
 {
-	char	buf[64];
+	char buf[64];
 
 	cr_assert_str_eq(kube_escape("talos-ca.v1_x~", buf, sizeof(buf)), "talos-ca.v1_x~");
 	cr_assert_str_eq(kube_escape("a=b&c d/+", buf, sizeof(buf)), "a%3Db%26c%20d%2F%2B");

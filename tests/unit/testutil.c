@@ -15,35 +15,22 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
-static EVP_PKEY		*cache[TU__MAX];
-static pthread_mutex_t	 cache_mtx = PTHREAD_MUTEX_INITIALIZER;
+static EVP_PKEY       *cache[TU__MAX];
+static pthread_mutex_t cache_mtx = PTHREAD_MUTEX_INITIALIZER;
 
 EVP_PKEY *
 tu_key_fresh(enum tu_family f)
 {
-	EVP_PKEY	*k = NULL;
+	EVP_PKEY *k = NULL;
 
 	switch (f) {
-	case TU_ED25519:
-		k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-		break;
-	case TU_P256:
-		k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-		break;
-	case TU_P384:
-		k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
-		break;
-	case TU_RSA2048:
-		k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
-		break;
-	case TU_RSA4096:
-		k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)4096);
-		break;
-	case TU_RSA1024:
-		k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
-		break;
-	default:
-		break;
+	case TU_ED25519: k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"); break;
+	case TU_P256: k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"); break;
+	case TU_P384: k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384"); break;
+	case TU_RSA2048: k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048); break;
+	case TU_RSA4096: k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)4096); break;
+	case TU_RSA1024: k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024); break;
+	default: break;
 	}
 	cr_assert_not_null(k, "key generation failed");
 	return k;
@@ -52,7 +39,7 @@ tu_key_fresh(enum tu_family f)
 EVP_PKEY *
 tu_key(enum tu_family f)
 {
-	EVP_PKEY	*k;
+	EVP_PKEY *k;
 
 	if (f == TU_ED25519 || f == TU_P256 || f == TU_P384)
 		return tu_key_fresh(f);
@@ -74,8 +61,8 @@ md_for(EVP_PKEY *k)
 static void
 add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 {
-	X509V3_CTX	 ctx;
-	X509_EXTENSION	*e;
+	X509V3_CTX      ctx;
+	X509_EXTENSION *e;
 
 	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
 	e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
@@ -87,8 +74,8 @@ add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 static void
 rand_serial(X509 *x)
 {
-	unsigned char	b[16];
-	BIGNUM		*bn;
+	unsigned char b[16];
+	BIGNUM       *bn;
 
 	RAND_bytes(b, sizeof(b));
 	b[0] &= 0x7f;
@@ -101,8 +88,8 @@ rand_serial(X509 *x)
 X509 *
 tu_ca(EVP_PKEY *key, int days)
 {
-	X509		*x = X509_new();
-	X509_NAME	*n = X509_NAME_new();
+	X509      *x = X509_new();
+	X509_NAME *n = X509_NAME_new();
 
 	X509_set_version(x, X509_VERSION_3);
 	rand_serial(x);
@@ -124,13 +111,14 @@ tu_ca(EVP_PKEY *key, int days)
 X509 *
 tu_leaf(X509 *ca, EVP_PKEY *cakey, EVP_PKEY *pub, const char *ip, long nb, long na)
 {
-	X509		*x = X509_new();
-	X509_NAME	*n = X509_NAME_new();
-	char		 san[128];
+	X509      *x = X509_new();
+	X509_NAME *n = X509_NAME_new();
+	char       san[128];
 
 	X509_set_version(x, X509_VERSION_3);
 	rand_serial(x);
-	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"server", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(
+	    n, "CN", MBSTRING_ASC, (const unsigned char *)"server", -1, -1, 0);
 	X509_set_subject_name(x, n);
 	X509_NAME_free(n);
 	X509_set_issuer_name(x, X509_get_subject_name(ca));
@@ -150,8 +138,8 @@ tu_leaf(X509 *ca, EVP_PKEY *cakey, EVP_PKEY *pub, const char *ip, long nb, long 
 static char *
 bio_string(BIO *b)
 {
-	char	*p, *s;
-	long	 n = BIO_get_mem_data(b, &p);
+	char *p, *s;
+	long  n = BIO_get_mem_data(b, &p);
 
 	s = malloc((size_t)n + 1);
 	memcpy(s, p, (size_t)n);
@@ -163,7 +151,7 @@ bio_string(BIO *b)
 char *
 tu_cert_pem(X509 *x)
 {
-	BIO	*b = BIO_new(BIO_s_mem());
+	BIO *b = BIO_new(BIO_s_mem());
 
 	PEM_write_bio_X509(b, x);
 	return bio_string(b);
@@ -172,9 +160,9 @@ tu_cert_pem(X509 *x)
 char *
 tu_key_pem(EVP_PKEY *k, const char *label)
 {
-	BIO	*b = BIO_new(BIO_s_mem());
-	char	*s, *out, *p;
-	size_t	 n;
+	BIO   *b = BIO_new(BIO_s_mem());
+	char  *s, *out, *p;
+	size_t n;
 
 	PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
 	s = bio_string(b);
@@ -193,7 +181,7 @@ tu_key_pem(EVP_PKEY *k, const char *label)
 char *
 tu_key_pem_traditional(EVP_PKEY *k)
 {
-	BIO	*b = BIO_new(BIO_s_mem());
+	BIO *b = BIO_new(BIO_s_mem());
 
 	cr_assert(PEM_write_bio_PrivateKey_traditional(b, k, NULL, NULL, 0, NULL, NULL));
 	return bio_string(b);
@@ -203,28 +191,33 @@ char *
 tu_csr_pem(EVP_PKEY *key, const char *cn, const char *org, const char *const *dns,
     const char *const *ips, int with_email)
 {
-	X509_REQ			*r = X509_REQ_new();
-	X509_NAME			*n = X509_NAME_new();
-	STACK_OF(X509_EXTENSION)	*exts = sk_X509_EXTENSION_new_null();
-	X509_EXTENSION			*e;
-	BIO				*b = BIO_new(BIO_s_mem());
-	char				 san[8192] = "";
-	size_t				 len = 0;
-	int				 i;
+	X509_REQ                 *r = X509_REQ_new();
+	X509_NAME                *n = X509_NAME_new();
+	STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+	X509_EXTENSION           *e;
+	BIO                      *b = BIO_new(BIO_s_mem());
+	char                      san[8192] = "";
+	size_t                    len = 0;
+	int                       i;
 
 	if (org != NULL)
-		X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)org, -1, -1, 0);
+		X509_NAME_add_entry_by_txt(
+		    n, "O", MBSTRING_ASC, (const unsigned char *)org, -1, -1, 0);
 	if (cn != NULL)
-		X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+		X509_NAME_add_entry_by_txt(
+		    n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
 	X509_REQ_set_subject_name(r, n);
 	X509_NAME_free(n);
 	X509_REQ_set_pubkey(r, key);
 	for (i = 0; dns != NULL && dns[i] != NULL; i++)
-		len += (size_t)snprintf(san + len, sizeof(san) - len, "%sDNS:%s", len ? "," : "", dns[i]);
+		len += (size_t)snprintf(
+		    san + len, sizeof(san) - len, "%sDNS:%s", len ? "," : "", dns[i]);
 	for (i = 0; ips != NULL && ips[i] != NULL; i++)
-		len += (size_t)snprintf(san + len, sizeof(san) - len, "%sIP:%s", len ? "," : "", ips[i]);
+		len += (size_t)snprintf(
+		    san + len, sizeof(san) - len, "%sIP:%s", len ? "," : "", ips[i]);
 	if (with_email)
-		len += (size_t)snprintf(san + len, sizeof(san) - len, "%semail:a@example.com", len ? "," : "");
+		len += (size_t)snprintf(
+		    san + len, sizeof(san) - len, "%semail:a@example.com", len ? "," : "");
 	if (len > 0) {
 		e = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
 		cr_assert_not_null(e);
@@ -260,7 +253,8 @@ tu_pki_input(const struct tu_pki *p, struct creds_input *in)
 	creds_input_set(in, CF_CA_KEY, p->ca_key_pem, strlen(p->ca_key_pem), "CA_KEY_PATH (test)");
 	creds_input_set(in, CF_TOKEN, TU_TOKEN "\n", strlen(TU_TOKEN) + 1, "TOKEN_PATH (test)");
 	creds_input_set(in, CF_TLS_CERT, p->tls_pem, strlen(p->tls_pem), "TLS_CERT_PATH (test)");
-	creds_input_set(in, CF_TLS_KEY, p->tls_key_pem, strlen(p->tls_key_pem), "TLS_KEY_PATH (test)");
+	creds_input_set(
+	    in, CF_TLS_KEY, p->tls_key_pem, strlen(p->tls_key_pem), "TLS_KEY_PATH (test)");
 }
 
 void
@@ -280,10 +274,10 @@ tu_pki_free(struct tu_pki *p)
 struct creds *
 tu_creds(enum tu_family fam, struct tu_pki *keep)
 {
-	struct tu_pki		 local, *p = keep ? keep : &local;
-	struct creds_input	 in;
-	struct creds		*c;
-	char			 err[512];
+	struct tu_pki      local, *p = keep ? keep : &local;
+	struct creds_input in;
+	struct creds      *c;
+	char               err[512];
 
 	tu_pki_make(p, fam);
 	tu_pki_input(p, &in);
