@@ -974,7 +974,7 @@ cli_request(int argc, char **argv)
 	STACK_OF(X509)       *rootcerts = NULL;
 	X509_STORE           *store = NULL;
 	EVP_PKEY             *key = NULL;
-	const char           *env;
+	char                 *env;
 	char                  host[256], err[300], ep[80], ip[64];
 	size_t                natt = 0, i;
 	int                   port, code, rc = RQ_INTERNAL;
@@ -1007,7 +1007,7 @@ cli_request(int argc, char **argv)
 		}
 	} else if ((env = getenv("TALOS_TOKEN")) != NULL && *env != '\0') {
 		sbuf_add(&token, env, strlen(env));
-		OPENSSL_cleanse((void *)(uintptr_t)env, strlen(env));
+		OPENSSL_cleanse(env, strlen(env));
 		unsetenv("TALOS_TOKEN");
 	}
 	while (token.len > 0 && isspace(token.data[token.len - 1]))

@@ -541,7 +541,6 @@ events_thread(void *arg)
 	struct pollfd  pfd;
 	uint64_t       v;
 	int64_t        deadline = -1;
-	ssize_t        n;
 
 	if ((r = malloc(sizeof(*r))) == NULL) {
 		log_warnx("events: out of memory; Events disabled");
@@ -562,7 +561,7 @@ events_thread(void *arg)
 		periodic(e, util_mono_ms(), 0);
 		pfd = (struct pollfd){ .fd = e->efd, .events = POLLIN };
 		if (poll(&pfd, 1, 1000) > 0)
-			while ((n = read(e->efd, &v, sizeof(v))) > 0)
+			while (read(e->efd, &v, sizeof(v)) > 0)
 				;
 	}
 out:

@@ -180,7 +180,7 @@ grpccli_certificate(const char *ip, int port, const char *roots_pem, const char 
 	}
 	/* The TLS name is the dialed IP (as a worker's round-robin resolver sets it). */
 	args[0] = (grpc_arg){ GRPC_ARG_STRING, GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
-		{ .string = (char *)(uintptr_t)ip } };
+		{ .string = (char *)ip } };
 	args[1] = (grpc_arg){ GRPC_ARG_INTEGER, GRPC_ARG_ENABLE_RETRIES, { .integer = 0 } };
 	chargs.num_args = 2;
 	chargs.args = args;
@@ -199,7 +199,7 @@ grpccli_certificate(const char *ip, int port, const char *roots_pem, const char 
 		goto out;
 	}
 
-	req.csr.data = (uint8_t *)(uintptr_t)csr;
+	req.csr.data = (uint8_t *)csr;
 	req.csr.len = csr_len;
 	payload = grpc_slice_malloc(securityapi__certificate_request__get_packed_size(&req));
 	securityapi__certificate_request__pack(&req, GRPC_SLICE_START_PTR(payload));

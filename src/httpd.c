@@ -139,7 +139,7 @@ reply(struct MHD_Connection *conn, unsigned status, const char *ctype, const voi
 	struct MHD_Response *resp;
 	enum MHD_Result      rc;
 
-	resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+	resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 	if (resp == NULL)
 		return MHD_NO;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
