@@ -12,7 +12,7 @@ RUN_PORT   ?= 50001
 FUZZ_TIME  ?= 60
 
 .PHONY: help deps deps-build build test test-unit test-asan test-tsan test-interop test-ops \
-	test-e2e test-chart run lint fuzz bench clean version
+	test-e2e test-faults test-soak test-chart run lint fuzz bench clean version
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,7 @@ test: deps build ## Run every suite (unit, sanitizers, interop, ops, e2e, chart)
 	$(MAKE) test-interop
 	$(MAKE) test-ops
 	$(MAKE) test-e2e
+	$(MAKE) test-faults
 	$(MAKE) test-chart
 	@echo "make test: all suites passed"
 
@@ -65,6 +66,9 @@ test-ops: build ## Health/metrics endpoint, policy, rate limit, request and chec
 
 test-e2e: build ## Against a real kube-apiserver and etcd (built once, cached)
 	TCS_BIN=$(BIN) tests/e2e/run.sh
+
+test-faults: build ## Faults under load against the real apiserver (kill, stop, 410, corrupt Secret)
+	TCS_BIN=$(BIN) tests/faults/run.sh
 
 test-chart: build ## helm lint/template, server-side dry-run, chart RBAC, docs in step with --help
 	TCS_BIN=$(BIN) tests/chart/run.sh

@@ -376,9 +376,10 @@ drop(struct events *e, const char *why)
 static void
 request_failed(struct events *e, const char *what, long status)
 {
-	if (status != e->last_status)
-		log_warnx("events: %s failed: %s%ld", what, status ? "HTTP " : "transport error ",
-		    status);
+	if (status != e->last_status && status != 0)
+		log_warnx("events: %s failed: HTTP %ld", what, status);
+	else if (status != e->last_status)
+		log_warnx("events: %s failed: no answer from the API server", what);
 	e->last_status = status;
 }
 
