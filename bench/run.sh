@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# `make bench`: the daemon against the crypto floor.
+#
+# For each CA family (Ed25519, ECDSA P-256, RSA-4096; the CSRs are of the
+# CA's family, as Talos 1.11+ workers send):
+#   floor     OpenSSL alone, keys built once: verify the CSR + sign the
+#             certificate (per call); plus the TLS 1.3 handshake's server side
+#             (CertificateVerify signature + X25519) per new connection
+#   signer    signer_issue() in process (the daemon's path without gRPC/TLS)
+#   steady    BENCH_CONC concurrent calls over BENCH_CONNS long-lived
+#             connections for BENCH_SECONDS: calls/s, p50/p90/p99, server CPU
+#             per 1,000 calls (/proc/PID/stat), peak RSS (VmHWM)
+#   storm     BENCH_STORM new TLS connections with one call each,
+#             BENCH_STORM_PAR at once: completions/s, p99, CPU per connection
+# and once (Ed25519): RSS idle, and with BENCH_HOLD open connections.
+#
+# Usage: bench/run.sh [BIN]   (default build/talos-csr-signer; `make bench`)
+# Output: results/bench-<UTC time>/ with bench.json, bench.md, bench.png
+# (results/ is git-ignored); the Markdown is also printed.
+#
+# Environment: BENCH_FAMILIES ("ed25519 ecdsa rsa"), BENCH_SECONDS (10),
+# BENCH_CONC (64), BENCH_CONNS (4), BENCH_STORM (2000), BENCH_STORM_PAR (64),
+# BENCH_HOLD (1000), BENCH_OUT (output directory), TCS_CACHE (tool cache).
+# CI=true turns a missing tool into a failure instead of a skip.
+#
+# Nothing here asserts a timing: the script fails only when calls fail or a
+# tool is missing. The figures are for people (docs/performance.md).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${1:-build/talos-csr-signer}
+case $bin in /*) ;; *) bin=$root/$bin ;; esac
+builddir=$(dirname "$bin")
+families=${BENCH_FAMILIES:-ed25519 ecdsa rsa}
+secs=${BENCH_SECONDS:-10}
+conc=${BENCH_CONC:-64}
+conns=${BENCH_CONNS:-4}
+storm=${BENCH_STORM:-2000}
+storm_par=${BENCH_STORM_PAR:-64}
+hold=${BENCH_HOLD:-1000}
+cache=${TCS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer}
+out=${BENCH_OUT:-$root/results/bench-$(date -u +%Y%m%dT%H%M%SZ)}
+
+missing() {
+	if [ "${CI:-}" = true ]; then
+		echo "bench/run.sh: $1" >&2
+		exit 1
+	fi
+	echo "SKIPPED: $1"
+	exit 0
+}
+
+apt_install() { # package...
+	apt-get install -y "$@" >/dev/null 2>&1 ||
+		{ apt-get update >/dev/null 2>&1 && apt-get install -y "$@" >/dev/null 2>&1; }
+}
+
+[ -x "$bin" ] || missing "daemon binary $bin not found (make build)"
+[ -f "$builddir/libtcs_core.a" ] || missing "$builddir/libtcs_core.a not found (make build)"
+command -v go >/dev/null || missing "go is not installed"
+command -v openssl >/dev/null || missing "openssl is not installed"
+command -v python3 >/dev/null || missing "python3 is not installed"
+command -v gnuplot >/dev/null || apt_install gnuplot-nox || true
+command -v gnuplot >/dev/null || missing "gnuplot is not installed (apt-get install gnuplot-nox)"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$out"
+
+# --- tools -----------------------------------------------------------------
+# The load generator, built once per source/Go version into the cache.
+lg=$root/bench/loadgen
+hash=$( (cat "$lg/go.mod" "$lg/go.sum" "$lg"/*.go; go version) | sha256sum | cut -c1-16)
+tcsbench=$cache/tools/tcsbench-$hash/tcsbench
+if [ ! -x "$tcsbench" ]; then
+	mkdir -p "$(dirname "$tcsbench")"
+	(cd "$lg" && go build -trimpath -o "$tcsbench.tmp" .) && mv "$tcsbench.tmp" "$tcsbench"
+fi
+# The floor program links the daemon's own library (same OpenSSL, same code).
+floor=$work/floor
+# shellcheck disable=SC2046
+cc -O2 -g -std=gnu11 -I "$root/src" -I "$builddir/proto" "$root/bench/floor.c" \
+	"$builddir/libtcs_core.a" "$builddir/libtcs_proto.a" \
+	$(pkg-config --libs grpc libprotobuf-c openssl libcjson libcurl) \
+	$(pkg-config --exists libmicrohttpd && pkg-config --libs libmicrohttpd) \
+	-lpthread -o "$floor"
+
+ulimit -n 16384 2>/dev/null || true
+tck=$(getconf CLK_TCK)
+
+freeport() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+
+# start_daemon PKI_DIR -> sets dpid, dport
+start_daemon() {
+	dport=$(freeport)
+	CA_CERT_PATH=$1/ca.crt CA_KEY_PATH=$1/ca.key TLS_CERT_PATH=$1/server.crt \
+		TLS_KEY_PATH=$1/server.key TOKEN_PATH=$1/token LISTEN_ADDRESS=127.0.0.1 \
+		PORT=$dport HTTP_ADDR='' LOG_FORMAT=json LOG_LEVEL=info \
+		"$bin" 2>>"$work/daemon.log" &
+	dpid=$!
+	pids+=("$dpid")
+	local _
+	for _ in $(seq 1 100); do
+		if grep -q '"msg":"listening"' "$work/daemon.log" 2>/dev/null; then
+			sleep 0.5	# let start-up allocations settle before reading RSS
+			return 0
+		fi
+		kill -0 "$dpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "bench/run.sh: the daemon did not start:" >&2
+	tail -5 "$work/daemon.log" >&2
+	exit 1
+}
+stop_daemon() {
+	kill "$dpid" 2>/dev/null || true
+	wait "$dpid" 2>/dev/null || true
+	: >"$work/daemon.log"
+}
+
+# makecsr FAMILY FILE: a worker-like CSR (the Go client's shape) for the floor.
+makecsr() {
+	case $1 in
+	ed25519) openssl genpkey -algorithm ed25519 -out "$2.key" ;;
+	ecdsa) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$2.key" ;;
+	rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out "$2.key" ;;
+	esac 2>/dev/null
+	openssl req -new -key "$2.key" -subj "/O=os:admin/CN=worker-1" -config /dev/null \
+		-addext "subjectAltName=DNS:worker-1,IP:10.0.0.1" -out "$2" 2>/dev/null
+}
+
+client() { # mode family pki flags...
+	local mode=$1 fam=$2 pki=$3
+	shift 3
+	"$tcsbench" "$mode" --endpoint "127.0.0.1:$dport" --ca "$pki/ca.crt" \
+		--token-file "$pki/token" --csr-family "$fam" "$@"
+}
+
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "bench: families [$families], steady ${secs}s at $conc concurrent calls over $conns connections," \
+	"storm $storm connections ($storm_par at once), hold $hold; output in ${out#"$root"/}"
+
+results=()
+memory='{}'
+for fam in $families; do
+	pki=$work/pki-$fam
+	"$root/hack/dev-pki.sh" "$pki" --family "$fam" --ip 127.0.0.1 >/dev/null
+	makecsr "$fam" "$work/$fam.csr"
+	echo "== $fam: floor"
+	fl1=$("$floor" floor --ca-key "$pki/ca.key" --csr "$work/$fam.csr" \
+		--serving-key "$pki/server.key" --seconds 2)
+	sg=$("$floor" signer --ca-cert "$pki/ca.crt" --ca-key "$pki/ca.key" \
+		--tls-cert "$pki/server.crt" --tls-key "$pki/server.key" --token "$pki/token" \
+		--csr "$work/$fam.csr" --seconds 2)
+
+	start_daemon "$pki"
+	idle=$(rss_kb "$dpid" VmRSS)
+	echo "== $fam: steady"
+	client steady "$fam" "$pki" --conns "$conns" --concurrency "$conc" --duration 2s >/dev/null
+	c0=$(cpu_ticks "$dpid")
+	st=$(client steady "$fam" "$pki" --conns "$conns" --concurrency "$conc" --duration "${secs}s")
+	c1=$(cpu_ticks "$dpid")
+	hwm=$(rss_kb "$dpid" VmHWM)
+	echo "== $fam: storm"
+	c2=$(cpu_ticks "$dpid")
+	sm=$(client storm "$fam" "$pki" --total "$storm" --parallel "$storm_par")
+	c3=$(cpu_ticks "$dpid")
+
+	if [ "$memory" = '{}' ] && [ "$hold" -gt 0 ]; then
+		echo "== $fam: holding $hold connections"
+		rm -f "$work/ready" "$work/stop"
+		client hold "$fam" "$pki" --conns "$hold" --ready-file "$work/ready" \
+			--stop-file "$work/stop" --duration 5m >"$work/hold.json" &
+		hp=$!
+		pids+=("$hp")
+		for _ in $(seq 1 1200); do
+			[ -f "$work/ready" ] && break
+			kill -0 "$hp" 2>/dev/null || break
+			sleep 0.1
+		done
+		[ -f "$work/ready" ] || { echo "bench/run.sh: hold did not get ready" >&2; exit 1; }
+		sleep 1
+		held=$(rss_kb "$dpid" VmRSS)
+		touch "$work/stop"
+		wait "$hp"
+		sleep 1
+		after=$(rss_kb "$dpid" VmRSS)
+		memory=$(printf '{"family":"%s","idle_rss_kb":%s,"held_connections":%s,"held_rss_kb":%s,"rss_after_close_kb":%s,"hold":%s}' \
+			"$fam" "$idle" "$hold" "$held" "$after" "$(cat "$work/hold.json")")
+	fi
+	stop_daemon
+	# The floor again, after the load: the lower of the two is the estimate
+	# least disturbed by the other processes of a shared machine.
+	fl2=$("$floor" floor --ca-key "$pki/ca.key" --csr "$work/$fam.csr" \
+		--serving-key "$pki/server.key" --seconds 2)
+	results+=("$(printf '{"family":"%s","floor":[%s,%s],"signer":%s,"idle_rss_kb":%s,"peak_rss_kb":%s,"steady":%s,"steady_cpu_s":%s,"storm":%s,"storm_cpu_s":%s}' \
+		"$fam" "$fl1" "$fl2" "$sg" "$idle" "$hwm" "$st" \
+		"$(awk -v a="$c0" -v b="$c1" -v t="$tck" 'BEGIN {printf "%.2f", (b - a) / t}')" "$sm" \
+		"$(awk -v a="$c2" -v b="$c3" -v t="$tck" 'BEGIN {printf "%.2f", (b - a) / t}')")")
+done
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- report ----------------------------------------------------------------
+machine=$(printf '{"cpu":"%s","cores":%s,"kernel":"%s","openssl":"%s","go":"%s","load_before":"%s","load_after":"%s","date":"%s","commit":"%s"}' \
+	"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)" "$(nproc)" "$(uname -r)" \
+	"$(openssl version | cut -d' ' -f2)" "$(go version | cut -d' ' -f3)" "$load0" "$load1" \
+	"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)")
+(IFS=,; printf '{"machine":%s,"config":{"seconds":%s,"concurrency":%s,"connections":%s,"storm":%s,"storm_parallel":%s},"results":[%s],"memory":%s}\n' \
+	"$machine" "$secs" "$conc" "$conns" "$storm" "$storm_par" "${results[*]}" "$memory") >"$out/bench.json"
+
+rc=0
+python3 - "$out" <<'PY' || rc=$?
+import json, sys
+out = sys.argv[1]
+d = json.load(open(out + "/bench.json"))
+m, cfg = d["machine"], d["config"]
+rows, plot = [], []
+fail = 0
+for r in d["results"]:
+    f = min(r["floor"], key=lambda x: x["call_floor_us"])
+    call_floor = f["call_floor_us"]
+    conn_floor = min(x["connection_floor_us"] for x in r["floor"])
+    st, sm = r["steady"], r["storm"]
+    fail += st["failed"] + sm["failed"]
+    cpu_call = r["steady_cpu_s"] / max(st["ok"], 1) * 1e6
+    cpu_conn = r["storm_cpu_s"] / max(sm["ok"], 1) * 1e6
+    r["derived"] = {"call_floor_us": call_floor, "connection_floor_us": conn_floor,
+                    "server_cpu_us_per_call": cpu_call, "server_cpu_us_per_connection": cpu_conn,
+                    "ratio_call": cpu_call / call_floor, "ratio_connection": cpu_conn / conn_floor,
+                    "signer_ratio": r["signer"]["signer_issue_us"] / call_floor}
+    rows.append((r, f))
+    plot.append((r["family"], call_floor, r["signer"]["signer_issue_us"], cpu_call,
+                 st["p50_ms"], st["p90_ms"], st["p99_ms"], sm["p99_ms"]))
+json.dump(d, open(out + "/bench.json", "w"), indent=1)
+
+L = []
+L.append("## Benchmark: %s" % m["date"])
+L.append("")
+L.append("Machine: %s, %d cores, Linux %s, OpenSSL %s, load generator %s; commit %s. "
+         "Load average %s before, %s after." % (m["cpu"], m["cores"], m["kernel"], m["openssl"], m["go"],
+                                                m["commit"], m["load_before"], m["load_after"]))
+L.append("")
+L.append("Steady: %d concurrent calls over %d connections for %d s. Storm: %d new TLS connections, one call each, %d at once. "
+         "CPU figures are server CPU time (user+system, /proc/PID/stat) per call; floors are OpenSSL CPU time on one core with keys built once (lower of a run before and after the load)." %
+         (cfg["concurrency"], cfg["connections"], cfg["seconds"], cfg["storm"], cfg["storm_parallel"]))
+L.append("")
+L.append("| CA / CSR | calls/s | p50 ms | p90 ms | p99 ms | server CPU per 1,000 calls | floor per call (verify + sign) | ratio | signer_issue in process | peak RSS |")
+L.append("|---|---|---|---|---|---|---|---|---|---|")
+for r, f in rows:
+    st, dv = r["steady"], r["derived"]
+    L.append("| %s / %s | %.0f | %.1f | %.1f | %.1f | %.0f ms | %.0f µs (%.0f + %.0f) | %.2fx | %.0f µs (%.2fx) | %.1f MiB |" % (
+        f["ca_key"], f["csr_key"], st["per_second"], st["p50_ms"], st["p90_ms"], st["p99_ms"],
+        dv["server_cpu_us_per_call"], dv["call_floor_us"], f["verify_us"], f["sign_us"], dv["ratio_call"],
+        r["signer"]["signer_issue_us"], dv["signer_ratio"], r["peak_rss_kb"] / 1024))
+L.append("")
+L.append("| storm, CA / serving key | connections/s | p50 ms | p99 ms | server CPU per connection | floor per connection (call + handshake sign + X25519) | ratio | failed |")
+L.append("|---|---|---|---|---|---|---|---|")
+for r, f in rows:
+    sm, dv = r["storm"], r["derived"]
+    L.append("| %s / %s | %.0f | %.1f | %.1f | %.0f µs | %.0f µs | %.2fx | %d |" % (
+        f["ca_key"], f["serving_key"], sm["per_second"], sm["p50_ms"], sm["p99_ms"],
+        dv["server_cpu_us_per_connection"], dv["connection_floor_us"], dv["ratio_connection"], sm["failed"]))
+mem = d["memory"]
+if mem:
+    L.append("")
+    L.append("Memory (%s CA): RSS idle %.1f MiB; with %d open connections %.1f MiB; after they closed %.1f MiB." % (
+        mem["family"], mem["idle_rss_kb"] / 1024, mem["held_connections"], mem["held_rss_kb"] / 1024,
+        mem["rss_after_close_kb"] / 1024))
+L.append("")
+L.append("Failed calls: %d." % fail)
+open(out + "/bench.md", "w").write("\n".join(L) + "\n")
+with open(out + "/plot.dat", "w") as p:
+    p.write("family floor signer daemon p50 p90 p99 storm_p99\n")
+    for row in plot:
+        p.write("%s %.1f %.1f %.1f %.2f %.2f %.2f %.2f\n" % row)
+print("\n".join(L))
+sys.exit(1 if fail else 0)
+PY
+
+gnuplot <<EOF
+set terminal pngcairo size 1100,480 font ",10" noenhanced
+set output "$out/bench.png"
+set multiplot layout 1,2 title "talos-csr-signer: cost per call against the crypto floor, and latency (${conc} concurrent calls)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key top left
+set ylabel "CPU µs per call (one core)"
+set yrange [0:*]
+set logscale y
+set yrange [10:*]
+plot "$out/plot.dat" using 2:xtic(1) title "floor: verify + sign", \
+     "" using 3 title "signer_issue in process", \
+     "" using 4 title "daemon CPU per call"
+unset logscale y
+set yrange [0:*]
+set ylabel "latency ms"
+plot "$out/plot.dat" using 5:xtic(1) title "p50", "" using 6 title "p90", "" using 7 title "p99", \
+     "" using 8 title "storm p99"
+unset multiplot
+EOF
+echo "bench: results in ${out#"$root"/}/ (bench.md, bench.json, bench.png)"
+exit $rc

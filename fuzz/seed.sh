@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Regenerates the seed corpora in fuzz/corpus/<target>/ from a throwaway PKI.
+# Every key written here is test-only material made for the seeds.
+# Usage: fuzz/seed.sh   (then commit fuzz/corpus/)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=$root/fuzz/corpus
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+command -v openssl >/dev/null || { echo "seed.sh: openssl is missing" >&2; exit 1; }
+
+rm -rf "$out"
+mkdir -p "$out"/{csr,pem,request,watch,secret}
+"$root/hack/dev-pki.sh" "$tmp/pki" --ip 127.0.0.1 >/dev/null
+
+key() { # family file
+	case $1 in
+	ed25519) openssl genpkey -algorithm ed25519 -out "$2" ;;
+	p256) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$2" ;;
+	p384) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$2" ;;
+	rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$2" ;;
+	esac 2>/dev/null
+}
+csr() { # family subject extfile-lines name
+	key "$1" "$tmp/$4.key"
+	printf '%b' "$3" >"$tmp/$4.ext"
+	openssl req -new -key "$tmp/$4.key" -subj "$2" -config /dev/null \
+		${3:+-addext "$(head -1 "$tmp/$4.ext")"} -outform DER -out "$tmp/$4.der" 2>/dev/null
+}
+b64() { base64 -w0 <"$1"; }
+
+# CSR seeds: one knob byte, then DER (see fuzz_csr.c); one PEM as is.
+csr ed25519 "/O=os:admin/CN=worker-1" "subjectAltName=DNS:worker-1,IP:10.0.0.5" ed
+csr p256 "/CN=worker-2" "subjectAltName=IP:127.0.0.1,IP:::1,DNS:w2.example" ec
+csr p384 "/CN=worker-3/O=a/O=b" "subjectAltName=DNS:w3,email:x@example.com,URI:https://x" ec384
+csr rsa "/CN=worker-4" "" rsa
+csr ed25519 "/" "subjectAltName=IP:10.1.2.3" nosubj
+for n in ed ec ec384 rsa nosubj; do
+	{ printf '\x00'; cat "$tmp/$n.der"; } >"$out/csr/$n"
+done
+{ printf '\x01'; cat "$tmp/ec.der"; } >"$out/csr/ec-peer-rule"
+{ printf '\x06'; cat "$tmp/ec.der"; } >"$out/csr/ec-limits"
+openssl req -inform DER -in "$tmp/ed.der" -out "$out/csr/ed.pem" 2>/dev/null
+
+# PEM seeds: one byte choosing the credential part, then its bytes.
+p() { { printf "\\x0$1"; cat "$2"; } >"$out/pem/$3"; }
+p 0 "$tmp/pki/ca.crt" ca-cert
+p 1 "$tmp/pki/ca.key" ca-key-talos-label
+key ed25519 "$tmp/k8.pem"; p 1 "$tmp/k8.pem" ca-key-pkcs8
+key p256 "$tmp/kec.pem"; openssl ec -in "$tmp/kec.pem" -out "$tmp/sec1.pem" 2>/dev/null
+p 1 "$tmp/sec1.pem" ca-key-sec1
+openssl genrsa -traditional -out "$tmp/pkcs1.pem" 1024 2>/dev/null; p 1 "$tmp/pkcs1.pem" ca-key-pkcs1
+p 2 "$tmp/pki/token" token
+cat "$tmp/pki/ca.crt" "$tmp/pki/server.crt" >"$tmp/bundle"; p 3 "$tmp/bundle" accepted
+cat "$tmp/pki/server.crt" "$tmp/pki/ca.crt" >"$tmp/chain"; p 4 "$tmp/chain" tls-chain
+p 5 "$tmp/pki/server.key" tls-key
+
+# Request seeds: CertificateRequest { bytes csr = 1; } in protobuf wire form.
+python3 - "$out/request" "$out/csr/ed.pem" <<'PY'
+import sys
+d, pem = sys.argv[1], open(sys.argv[2], 'rb').read()
+def varint(n):
+    b = bytearray()
+    while True:
+        c = n & 0x7f; n >>= 7
+        b.append(c | (0x80 if n else 0))
+        if not n: return bytes(b)
+def field(num, data): return varint(num << 3 | 2) + varint(len(data)) + data
+open(d + '/csr', 'wb').write(field(1, pem))
+open(d + '/empty', 'wb').write(b'')
+open(d + '/unknown-fields', 'wb').write(field(7, b'xx') + varint(2 << 3) + varint(300) + field(1, pem[:40]))
+open(d + '/twice', 'wb').write(field(1, b'first') + field(1, pem))
+PY
+
+# Secret and watch seeds.
+ca=$(printf '"tls.crt":"%s","tls.key":"%s","token":"%s"' "$(b64 "$tmp/pki/ca.crt")" \
+	"$(b64 "$tmp/pki/ca.key")" "$(b64 "$tmp/pki/token")")
+tls=$(printf '"tls.crt":"%s","tls.key":"%s","ca.crt":"%s"' "$(b64 "$tmp/pki/server.crt")" \
+	"$(b64 "$tmp/pki/server.key")" "$(b64 "$tmp/pki/ca.crt")")
+meta() { printf '"metadata":{"name":"%s","namespace":"talos","resourceVersion":"%s","uid":"u-%s"}' "$1" "$2" "$1"; }
+casec="{\"kind\":\"Secret\",\"apiVersion\":\"v1\",$(meta talos-ca 41),\"type\":\"Opaque\",\"data\":{$ca}}"
+tlssec="{\"kind\":\"Secret\",\"apiVersion\":\"v1\",$(meta talos-tls 42),\"type\":\"kubernetes.io/tls\",\"data\":{$tls}}"
+printf '%s' "$casec" >"$out/secret/ca"
+printf '%s' "$tlssec" >"$out/secret/tls"
+printf '{"kind":"Secret",%s,"data":{"tls.crt":"!!","token":""}}' "$(meta bad 1)" >"$out/secret/bad-base64"
+printf '{"metadata":{"name":"x"},"data":{"accepted-cas.crt":"%s","tls.crt":"%s","tls.key":"%s","token":"YWJj"}}' \
+	"$(b64 "$tmp/pki/ca.crt")" "$(b64 "$tmp/pki/ca.crt")" "$(b64 "$tmp/pki/ca.key")" >"$out/secret/list-item"
+{
+	printf '\x07'
+	printf '{"type":"ADDED","object":%s}\n' "$casec"
+	printf '{"type":"BOOKMARK","object":{"kind":"Secret",%s}}\r\n' "$(meta "" 99)"
+	printf '{"type":"MODIFIED","object":%s}\n' "$tlssec"
+	printf '{"type":"DELETED","object":%s}\n\n' "$casec"
+} >"$out/watch/stream"
+{
+	printf '\x00'
+	printf '{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version","reason":"Expired","code":410}}\n'
+} >"$out/watch/gone"
+printf '\x33{"type":"ADDED","object":{"kind":"Secret","data":{"tls.crt":"\\u00e9"}}}\n{"type":"NOPE","object":{}}\n' >"$out/watch/unknown-type"
+echo "seed corpora written to fuzz/corpus/ ($(find "$out" -type f | wc -l) files)"
