@@ -12,7 +12,7 @@ RUN_PORT   ?= 50001
 FUZZ_TIME  ?= 60
 
 .PHONY: help deps deps-build build test test-unit test-asan test-tsan test-interop test-ops \
-	test-e2e test-faults test-soak test-chart run lint fuzz bench clean version
+	test-e2e test-faults test-soak test-chart run lint fuzz fuzz-smoke bench clean version
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,7 @@ test: deps build ## Run every suite (unit, sanitizers, interop, ops, e2e, chart)
 	$(MAKE) test-ops
 	$(MAKE) test-e2e
 	$(MAKE) test-faults
+	$(MAKE) test-soak
 	$(MAKE) test-chart
 	@echo "make test: all suites passed"
 
@@ -70,6 +71,9 @@ test-e2e: build ## Against a real kube-apiserver and etcd (built once, cached)
 test-faults: build ## Faults under load against the real apiserver (kill, stop, 410, corrupt Secret)
 	TCS_BIN=$(BIN) tests/faults/run.sh
 
+test-soak: build ## Load while the CA and serving cert rotate (SOAK_SECONDS, 60 here, 600 by hand)
+	SOAK_SECONDS=$${SOAK_SECONDS:-60} TCS_BIN=$(BIN) tests/soak/run.sh
+
 test-chart: build ## helm lint/template, server-side dry-run, chart RBAC, docs in step with --help
 	TCS_BIN=$(BIN) tests/chart/run.sh
 
@@ -95,6 +99,9 @@ fuzz: ## Build the libFuzzer targets with clang and run each for FUZZ_TIME secon
 	CC=clang cmake -S . -B $(BUILD_FUZZ) -DBUILD_FUZZERS=ON -DBUILD_TESTS=OFF
 	cmake --build $(BUILD_FUZZ) -j $(JOBS)
 	fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_TIME)
+
+fuzz-smoke: ## A few seconds of every fuzz target (what CI runs)
+	$(MAKE) fuzz FUZZ_TIME=$${FUZZ_SMOKE_TIME:-5}
 
 bench: build ## Benchmarks against the crypto floor (figures under results/)
 	bench/run.sh $(BIN)

@@ -11,7 +11,7 @@ build_pkgs=(
 	libcjson-dev libcurl4-openssl-dev libmicrohttpd-dev
 )
 test_pkgs=(
-	libcriterion-dev valgrind clang clang-tidy clang-format cppcheck
+	libcriterion-dev valgrind clang libclang-rt-14-dev clang-tidy clang-format cppcheck gnuplot-nox
 	python3 python3-venv python3-grpcio python3-protobuf
 	iproute2 procps curl jq golang-go
 )

@@ -268,6 +268,8 @@ log_record(enum log_level lvl, const char *msg, const struct log_field *f, size_
 	errno = saved;
 }
 
+static void vlog(enum log_level, int, const char *, va_list) __attribute__((format(printf, 3, 0)));
+
 static void
 vlog(enum log_level lvl, int with_errno, const char *fmt, va_list ap)
 {
