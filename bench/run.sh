@@ -196,7 +196,8 @@ for fam in $families; do
 		held=$(rss_kb "$dpid" VmRSS)
 		touch "$work/stop"
 		wait "$hp"
-		sleep 1
+		# The daemon hands freed heap back every 30 s (main.c housekeeping).
+		sleep 32
 		after=$(rss_kb "$dpid" VmRSS)
 		memory=$(printf '{"family":"%s","idle_rss_kb":%s,"held_connections":%s,"held_rss_kb":%s,"rss_after_close_kb":%s,"hold":%s}' \
 			"$fam" "$idle" "$hold" "$held" "$after" "$(cat "$work/hold.json")")
@@ -276,7 +277,7 @@ for r, f in rows:
 mem = d["memory"]
 if mem:
     L.append("")
-    L.append("Memory (%s CA): RSS idle %.1f MiB; with %d open connections %.1f MiB; after they closed %.1f MiB." % (
+    L.append("Memory (%s CA): RSS idle %.1f MiB; with %d open connections %.1f MiB; after they closed (32 s later) %.1f MiB." % (
         mem["family"], mem["idle_rss_kb"] / 1024, mem["held_connections"], mem["held_rss_kb"] / 1024,
         mem["rss_after_close_kb"] / 1024))
 L.append("")

@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -112,6 +113,7 @@ main(int argc, char **argv)
 	sigset_t          set;
 	char              err[512];
 	unsigned          expect = CF_GROUP_CA | CF_GROUP_TLS;
+	struct timespec   housekeeping = { 30, 0 };
 	int               sig, rc = 1;
 
 	if (argc > 1 && strcmp(argv[1], "request") == 0)
@@ -201,8 +203,17 @@ main(int argc, char **argv)
 	}
 
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
+		/*
+		 * Every 30 s without a signal, hand freed heap back to the
+		 * kernel: gRPC's per-connection buffers are freed when a
+		 * connection closes, but glibc keeps them in its per-thread
+		 * arenas, so RSS would stay at a connection storm's peak.
+		 */
+		if ((sig = sigtimedwait(&set, NULL, &housekeeping)) == -1) {
+			if (errno == EAGAIN)
+				malloc_trim(0);
 			continue;
+		}
 		if (sig == SIGHUP) {
 			log_info("SIGHUP: reloading credentials");
 			filesrc_reload(files);
