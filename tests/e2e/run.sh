@@ -62,43 +62,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say() { printf '\n== %s\n' "$*"; }
-ok() { PASSED=$((PASSED + 1)); printf 'ok   - %s\n' "$1"; }
-not_ok() {
-	FAILED=$((FAILED + 1))
-	FAILED_NAMES+=("$1")
-	printf 'FAIL - %s\n' "$1"
-	[[ -z ${2:-} ]] || printf '       %s\n' "$2"
-}
-# check NAME CMD...: one assertion; output kept in $WORK/out.
-check() {
-	local name=$1
-	shift
-	if "$@" >"$WORK/out/last" 2>&1; then
-		ok "$name"
-	else
-		not_ok "$name" "$(tail -n 5 "$WORK/out/last" | tr '\n' ' ')"
-	fi
-}
-unavailable() {
-	if [[ $CI == true ]]; then
-		not_ok "unavailable: $1"
-		exit 1
-	fi
-	echo "SKIPPED: $1"
-	exit 0
-}
-# wait_for SECONDS CMD...: poll every 0.1 s until CMD succeeds.
-wait_for() {
-	local secs=$1 end
-	shift
-	end=$(($(date +%s%N) / 1000000 + secs * 1000))
-	while (($(date +%s%N) / 1000000 < end)); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	"$@"
-}
+# shellcheck source=../lib.sh
+. "$ROOT/tests/lib.sh"
 
 mkdir -p "$WORK/out"
 
@@ -110,22 +75,6 @@ k8s_need_cmd curl || unavailable "curl is missing"
 k8s_need_cmd openssl || unavailable "openssl is missing"
 k8s_load_tools # SKIPPED locally / failure under CI=true when the Kubernetes tools cannot be built
 
-build_tool() {
-	local key dir src=$ROOT/tests/interop
-	command -v go >/dev/null 2>&1 || unavailable "go is missing (needed for the Talos client tool)"
-	# Same cache key as tests/interop/run.sh, so both suites share one build.
-	key=$(cd "$src" && { cat go.mod go.sum; find cmd -name '*.go' | LC_ALL=C sort | xargs cat; go version; } |
-		sha256sum | cut -c1-16)
-	dir=$CACHE/tools/tcsinterop-$key
-	if [[ ! -x $dir/tcsinterop ]]; then
-		echo "building the Talos client tool into $dir"
-		mkdir -p "$dir"
-		(cd "$src" && GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -o "$dir/tcsinterop.tmp" \
-			./cmd/tcsinterop) || unavailable "could not build tests/interop/cmd/tcsinterop"
-		mv "$dir/tcsinterop.tmp" "$dir/tcsinterop"
-	fi
-	TOOL=$dir/tcsinterop
-}
 build_tool
 
 # ---------------------------------------------------------------- control plane
@@ -145,7 +94,6 @@ api() {
 }
 b64() { base64 -w0 <"$1"; }
 b64s() { printf '%s' "$1" | base64 -w0; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 kc create namespace "$NS" >/dev/null
 kc apply -f "$HERE/rbac.yaml" >/dev/null

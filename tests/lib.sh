@@ -1,0 +1,64 @@
+# tests/lib.sh: assertion and tool helpers shared by the suites that run the
+# daemon against the real apiserver (tests/e2e/run.sh, tests/faults/run.sh).
+# Source it after setting ROOT, CACHE, CI, WORK, PASSED=0, FAILED=0 and
+# FAILED_NAMES=(). Defines say, ok, not_ok, check, unavailable, now_ms,
+# wait_for and build_tool (sets TOOL to the Talos client tool of tests/interop).
+# shellcheck shell=bash
+
+say() { printf '\n== %s\n' "$*"; }
+ok() { PASSED=$((PASSED + 1)); printf 'ok   - %s\n' "$1"; }
+not_ok() {
+	FAILED=$((FAILED + 1))
+	FAILED_NAMES+=("$1")
+	printf 'FAIL - %s\n' "$1"
+	[[ -z ${2:-} ]] || printf '       %s\n' "$2"
+}
+# check NAME CMD...: one assertion; its output is kept in $WORK/out/last and shown on failure.
+check() {
+	local name=$1
+	shift
+	if "$@" >"$WORK/out/last" 2>&1; then
+		ok "$name"
+	else
+		not_ok "$name" "$(tail -n 5 "$WORK/out/last" | tr '\n' ' ')"
+	fi
+}
+# unavailable WHY: a missing tool is a failure under CI=true, a skip locally.
+unavailable() {
+	if [[ $CI == true ]]; then
+		not_ok "unavailable: $1"
+		exit 1
+	fi
+	echo "SKIPPED: $1"
+	exit 0
+}
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# wait_for SECONDS CMD...: poll every 0.1 s until CMD succeeds.
+wait_for() {
+	local secs=$1 end
+	shift
+	end=$(($(now_ms) + secs * 1000))
+	while (($(now_ms) < end)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	"$@"
+}
+# build_tool: builds (once, cached) the Talos client tool of tests/interop and
+# sets TOOL. The cache key is the one tests/interop/run.sh uses, so every suite
+# shares a single build.
+build_tool() {
+	local key dir src=$ROOT/tests/interop
+	command -v go >/dev/null 2>&1 || unavailable "go is missing (needed for the Talos client tool)"
+	key=$(cd "$src" && { cat go.mod go.sum; find cmd -name '*.go' | LC_ALL=C sort | xargs cat; go version; } |
+		sha256sum | cut -c1-16)
+	dir=$CACHE/tools/tcsinterop-$key
+	if [[ ! -x $dir/tcsinterop ]]; then
+		echo "building the Talos client tool into $dir"
+		mkdir -p "$dir"
+		(cd "$src" && GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -o "$dir/tcsinterop.tmp" \
+			./cmd/tcsinterop) || unavailable "could not build tests/interop/cmd/tcsinterop"
+		mv "$dir/tcsinterop.tmp" "$dir/tcsinterop"
+	fi
+	TOOL=$dir/tcsinterop
+}
