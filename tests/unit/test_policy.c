@@ -29,20 +29,6 @@ teardown(void)
 	creds_release(ca);
 }
 
-static struct signer_params
-params(void)
-{
-	struct signer_params p;
-
-	memset(&p, 0, sizeof(p));
-	signer_policy_defaults(&p.policy);
-	p.ttl_ms = 24LL * 3600 * 1000;
-	p.backdate_ms = 60 * 1000;
-	p.now = (long long)time(NULL);
-	p.peer_ip = "10.0.0.5";
-	return p;
-}
-
 /* Issues `csr` under `p`; returns the status and leaves the result in r. */
 static enum signer_status
 issue(const char *csr, const struct signer_params *p, struct signer_result *r)
@@ -80,7 +66,7 @@ Test(policy, default_policy_accepts_every_worker_family, .init = setup, .fini = 
 	static const enum tu_family fams[] = { TU_ED25519, TU_P256, TU_RSA4096 };
 	const char *const           dns[] = { "worker-1", "worker-1.example.org", NULL };
 	const char *const           ips[] = { "10.0.0.5", "fd00::5", NULL };
-	struct signer_params        p = params();
+	struct signer_params        p = tu_signer_params();
 	struct signer_result        r;
 	size_t                      i;
 
@@ -100,7 +86,7 @@ Test(policy, max_csr_bytes, .init = setup, .fini = teardown)
 {
 	EVP_PKEY            *k = tu_key(TU_ED25519);
 	char                *csr = tu_csr_pem(k, "w", NULL, NULL, NULL, 0);
-	struct signer_params p = params();
+	struct signer_params p = tu_signer_params();
 	struct signer_result r;
 	size_t               len = strlen(csr);
 
@@ -124,7 +110,7 @@ Test(policy, max_sans_counts_dns_and_ip, .init = setup, .fini = teardown)
 	const char *const    dns[] = { "a.example", "b.example", NULL };
 	const char *const    ips[] = { "10.0.0.5", NULL };
 	char                *csr = tu_csr_pem(k, "w", NULL, dns, ips, 1); /* + an e-mail SAN */
-	struct signer_params p = params();
+	struct signer_params p = tu_signer_params();
 	struct signer_result r;
 
 	p.policy.max_sans = 3;
@@ -156,7 +142,7 @@ Test(policy, allowed_key_families, .init = setup, .fini = teardown, .timeout = 6
 		{ TU_P384, KEYFAM_ECDSA, "ecdsa-p384" },
 		{ TU_RSA2048, KEYFAM_RSA, "rsa" },
 	};
-	struct signer_params p = params();
+	struct signer_params p = tu_signer_params();
 	struct signer_result r;
 	char                 why[64];
 	size_t               i;
@@ -187,7 +173,7 @@ Test(policy, min_rsa_bits, .init = setup, .fini = teardown, .timeout = 60)
 	char                *c2048 = tu_csr_pem(k2048, "w", NULL, NULL, NULL, 0);
 	char                *c1024 = tu_csr_pem(k1024, "w", NULL, NULL, NULL, 0);
 	char                *ced = tu_csr_pem(ed, "w", NULL, NULL, NULL, 0);
-	struct signer_params p = params();
+	struct signer_params p = tu_signer_params();
 	struct signer_result r;
 
 	issue(c1024, &p, &r);
@@ -215,7 +201,7 @@ Test(policy, require_peer_ip_san, .init = setup, .fini = teardown)
 	const char *const    ips[] = { "10.0.0.5", "fd00::5", NULL };
 	const char *const    dns[] = { "10.0.0.9", NULL }; /* an IP spelled as a DNS SAN */
 	char                *csr = tu_csr_pem(k, "w", NULL, dns, ips, 0);
-	struct signer_params p = params();
+	struct signer_params p = tu_signer_params();
 	struct signer_result r;
 
 	p.peer_ip = "10.0.0.9";
@@ -248,7 +234,7 @@ Test(policy, require_peer_ip_san, .init = setup, .fini = teardown)
 
 Test(policy, a_bad_csr_is_invalid_not_denied, .init = setup, .fini = teardown)
 {
-	struct signer_params p = params();
+	struct signer_params p = tu_signer_params();
 	struct signer_result r;
 
 	/* Policy judges real CSRs only: garbage stays INVALID_ARGUMENT. */
@@ -260,7 +246,7 @@ Test(policy, a_bad_csr_is_invalid_not_denied, .init = setup, .fini = teardown)
 
 Test(policy, size_rule_applies_before_parsing, .init = setup, .fini = teardown)
 {
-	struct signer_params p = params();
+	struct signer_params p = tu_signer_params();
 	struct signer_result r;
 	char                *big = malloc(70000);
 

@@ -15,20 +15,6 @@
 #include "signer.h"
 #include "testutil.h"
 
-static struct signer_params
-params(void)
-{
-	struct signer_params p;
-
-	memset(&p, 0, sizeof(p));
-	signer_policy_defaults(&p.policy);
-	p.ttl_ms = 24LL * 3600 * 1000;
-	p.backdate_ms = 60 * 1000;
-	p.now = (long long)time(NULL);
-	p.peer_ip = "10.0.0.5";
-	return p;
-}
-
 static X509 *
 parse_crt(const struct signer_result *r)
 {
@@ -87,7 +73,7 @@ ParameterizedTest(struct pair *pp, signer, every_family, .timeout = 60)
 	const char *const    dns[] = { "worker-1", "worker-1.example.org", NULL };
 	const char *const    ips[] = { "10.0.0.5", "fd00::5", NULL };
 	char                *csr = tu_csr_pem(wk, "worker-1", NULL, dns, ips, 0);
-	struct signer_params p = params();
+	struct signer_params p = tu_signer_params();
 	struct signer_result r;
 	X509                *x;
 
@@ -113,7 +99,7 @@ Test(signer, profile_field_by_field)
 	const char *const        dns[] = { "worker-1", NULL };
 	const char *const        ips[] = { "10.0.0.5", NULL };
 	char                    *csr = tu_csr_pem(wk, "worker-1", "os:admin", dns, ips, 1);
-	struct signer_params     p = params();
+	struct signer_params     p = tu_signer_params();
 	struct signer_result     r;
 	X509                    *x;
 	X509_NAME               *subj;
@@ -198,7 +184,7 @@ Test(signer, ttl_and_backdate_configurable)
 	struct creds        *c = tu_creds(TU_P256, NULL);
 	EVP_PKEY            *wk = tu_key(TU_P256);
 	char                *csr = tu_csr_pem(wk, "w", NULL, NULL, NULL, 0);
-	struct signer_params p = params();
+	struct signer_params p = tu_signer_params();
 	struct signer_result r;
 	X509                *x;
 
@@ -222,7 +208,7 @@ Test(signer, serials_differ)
 	struct creds        *c = tu_creds(TU_ED25519, NULL);
 	EVP_PKEY            *wk = tu_key(TU_ED25519);
 	char                *csr = tu_csr_pem(wk, "w", NULL, NULL, NULL, 0);
-	struct signer_params p = params();
+	struct signer_params p = tu_signer_params();
 	struct signer_result a, b;
 
 	cr_assert_eq(signer_issue(c, (unsigned char *)csr, strlen(csr), &p, &a), SIGNER_OK);
@@ -241,7 +227,7 @@ Test(signer, empty_subject_makes_san_critical)
 	EVP_PKEY            *wk = tu_key(TU_ED25519);
 	const char *const    ips[] = { "10.1.2.3", NULL };
 	char                *csr = tu_csr_pem(wk, NULL, "os:admin", NULL, ips, 0);
-	struct signer_params p = params();
+	struct signer_params p = tu_signer_params();
 	struct signer_result r;
 	X509                *x;
 	int                  crit = -1;
@@ -263,7 +249,7 @@ Test(signer, empty_subject_makes_san_critical)
 static enum signer_status
 issue_bytes(struct creds *c, const char *in, size_t len, struct signer_result *r)
 {
-	struct signer_params p = params();
+	struct signer_params p = tu_signer_params();
 
 	return signer_issue(c, (const unsigned char *)in, len, &p, r);
 }
@@ -311,7 +297,7 @@ Test(signer, thousands_of_sans_are_bounded_by_policy)
 	const char          *dns[600];
 	char                 names[600][16];
 	char                *csr;
-	struct signer_params p = params();
+	struct signer_params p = tu_signer_params();
 	struct signer_result r;
 	int                  i;
 

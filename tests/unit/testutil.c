@@ -288,3 +288,17 @@ tu_creds(enum tu_family fam, struct tu_pki *keep)
 		tu_pki_free(p);
 	return c;
 }
+
+struct signer_params
+tu_signer_params(void)
+{
+	struct signer_params p;
+
+	memset(&p, 0, sizeof(p));
+	signer_policy_defaults(&p.policy);
+	p.ttl_ms = 24LL * 3600 * 1000;
+	p.backdate_ms = 60 * 1000;
+	p.now = (long long)time(NULL);
+	p.peer_ip = "10.0.0.5";
+	return p;
+}

@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 
 #include "creds.h"
+#include "signer.h"
 
 enum tu_family { TU_ED25519, TU_P256, TU_P384, TU_RSA2048, TU_RSA4096, TU_RSA1024, TU__MAX };
 
@@ -45,6 +46,9 @@ void tu_pki_input(const struct tu_pki *, struct creds_input *);
 void tu_pki_free(struct tu_pki *);
 /* Builds a snapshot from a fresh PKI of `fam` (asserts success). */
 struct creds *tu_creds(enum tu_family fam, struct tu_pki *keep);
+
+/* Default issuance parameters: 24 h, 1 min backdate, now, peer 10.0.0.5. */
+struct signer_params tu_signer_params(void);
 
 #define TU_TOKEN "abcdef.0123456789abcdef"
 
