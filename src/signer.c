@@ -41,9 +41,8 @@
 #include "log.h"
 #include "pki.h"
 
-static const char *const status_names[SIGNER__MAX] = {
-	"issued", "invalid_csr", "invalid_csr", "policy_denied", "internal_error"
-};
+static const char *const status_names[SIGNER__MAX] = { "issued", "invalid_csr", "invalid_csr",
+	"policy_denied", "internal_error" };
 
 const char *
 signer_status_name(enum signer_status s)
@@ -71,14 +70,13 @@ signer_result_free(struct signer_result *r)
 	r->nsans = 0;
 }
 
-static enum signer_status
-result(struct signer_result *r, enum signer_status s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static enum signer_status result(struct signer_result *r, enum signer_status s, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
 
 static enum signer_status
 result(struct signer_result *r, enum signer_status s, const char *fmt, ...)
 {
-	va_list	ap;
+	va_list ap;
 
 	r->status = s;
 	va_start(ap, fmt);
@@ -92,9 +90,9 @@ result(struct signer_result *r, enum signer_status s, const char *fmt, ...)
 static int
 first_pem_block(const unsigned char *in, size_t len, unsigned char **der, long *dlen)
 {
-	BIO	*bio;
-	char	*name = NULL, *header = NULL;
-	int	 ok;
+	BIO  *bio;
+	char *name = NULL, *header = NULL;
+	int   ok;
 
 	*der = NULL;
 	if (len > INT32_MAX || (bio = BIO_new_mem_buf(in, (int)len)) == NULL)
@@ -110,13 +108,13 @@ first_pem_block(const unsigned char *in, size_t len, unsigned char **der, long *
 static GENERAL_NAMES *
 csr_sans(X509_REQ *req, struct signer_result *r)
 {
-	STACK_OF(X509_EXTENSION)	*exts;
-	GENERAL_NAMES			*in = NULL, *out;
-	GENERAL_NAME			*g, *copy;
-	size_t				 used = 0, cap = 0;
-	char				 text[INET6_ADDRSTRLEN + 8];
-	const unsigned char		*d;
-	int				 i, idx, n;
+	STACK_OF(X509_EXTENSION) *exts;
+	GENERAL_NAMES            *in = NULL, *out;
+	GENERAL_NAME             *g, *copy;
+	size_t                    used = 0, cap = 0;
+	char                      text[INET6_ADDRSTRLEN + 8];
+	const unsigned char      *d;
+	int                       i, idx, n;
 
 	if ((out = GENERAL_NAMES_new()) == NULL)
 		return NULL;
@@ -145,10 +143,10 @@ csr_sans(X509_REQ *req, struct signer_result *r)
 		goto fail;
 	for (i = 0; i < sk_GENERAL_NAME_num(out) && r->nsans < SIGNER_MAX_AUDIT_SANS; i++) {
 		g = sk_GENERAL_NAME_value(out, i);
-		d = ASN1_STRING_get0_data(g->type == GEN_DNS ?
-		    (ASN1_STRING *)g->d.dNSName : g->d.iPAddress);
-		n = ASN1_STRING_length(g->type == GEN_DNS ?
-		    (ASN1_STRING *)g->d.dNSName : g->d.iPAddress);
+		d = ASN1_STRING_get0_data(
+		    g->type == GEN_DNS ? (ASN1_STRING *)g->d.dNSName : g->d.iPAddress);
+		n = ASN1_STRING_length(
+		    g->type == GEN_DNS ? (ASN1_STRING *)g->d.dNSName : g->d.iPAddress);
 		if (g->type == GEN_DNS)
 			snprintf(text, sizeof(text), "%.*s", n > 60 ? 60 : n, d);
 		else if (n == 4)
@@ -174,9 +172,9 @@ fail:
 static int
 peer_in_sans(GENERAL_NAMES *sans, const char *peer)
 {
-	unsigned char		 buf[16];
-	const GENERAL_NAME	*g;
-	int			 i, len;
+	unsigned char       buf[16];
+	const GENERAL_NAME *g;
+	int                 i, len;
 
 	if (peer == NULL)
 		return 0;
@@ -198,8 +196,8 @@ peer_in_sans(GENERAL_NAMES *sans, const char *peer)
 static X509_NAME *
 strip_org(const X509_NAME *in, int *removed)
 {
-	X509_NAME	*n;
-	int		 i;
+	X509_NAME *n;
+	int        i;
 
 	*removed = 0;
 	if ((n = X509_NAME_dup(in)) == NULL)
@@ -214,8 +212,8 @@ strip_org(const X509_NAME *in, int *removed)
 static int
 add_ext(X509 *x, int nid, int crit, void *value)
 {
-	X509_EXTENSION	*e;
-	int		 ok;
+	X509_EXTENSION *e;
+	int             ok;
 
 	if ((e = X509V3_EXT_i2d(nid, crit, value)) == NULL)
 		return 0;
@@ -227,19 +225,18 @@ add_ext(X509 *x, int nid, int crit, void *value)
 static int
 set_serial(X509 *x, struct signer_result *r)
 {
-	unsigned char	 raw[16];
-	BIGNUM		*bn = NULL;
-	ASN1_INTEGER	*ai = NULL;
-	int		 ok = 0;
+	unsigned char raw[16];
+	BIGNUM       *bn = NULL;
+	ASN1_INTEGER *ai = NULL;
+	int           ok = 0;
 
 	do {
 		if (RAND_bytes(raw, sizeof(raw)) != 1)
 			return 0;
-		raw[0] &= 0x7f;		/* positive, < 2^127 */
-	} while (raw[0] == 0 && raw[1] == 0);	/* keep it long and non-zero */
+		raw[0] &= 0x7f;               /* positive, < 2^127 */
+	} while (raw[0] == 0 && raw[1] == 0); /* keep it long and non-zero */
 	if ((bn = BN_bin2bn(raw, sizeof(raw), NULL)) != NULL &&
-	    (ai = BN_to_ASN1_INTEGER(bn, NULL)) != NULL &&
-	    X509_set_serialNumber(x, ai))
+	    (ai = BN_to_ASN1_INTEGER(bn, NULL)) != NULL && X509_set_serialNumber(x, ai))
 		ok = 1;
 	util_hex(raw, sizeof(raw), r->serial);
 	ASN1_INTEGER_free(ai);
@@ -251,14 +248,10 @@ static const EVP_MD *
 sign_md(enum key_type t)
 {
 	switch (t) {
-	case KEY_ED25519:
-		return NULL;
-	case KEY_ECDSA_P384:
-		return EVP_sha384();
-	case KEY_ECDSA_P521:
-		return EVP_sha512();
-	default:
-		return EVP_sha256();
+	case KEY_ED25519: return NULL;
+	case KEY_ECDSA_P384: return EVP_sha384();
+	case KEY_ECDSA_P521: return EVP_sha512();
+	default: return EVP_sha256();
 	}
 }
 
@@ -271,56 +264,50 @@ sign_md(enum key_type t)
  * (Typedefs, unlike the rest of this file: the ASN.1 macros need type names.)
  */
 typedef struct {
-	X509_ALGOR	*alg;
-	ASN1_BIT_STRING	*key;
+	X509_ALGOR      *alg;
+	ASN1_BIT_STRING *key;
 } CSR_SPKI;
 
 typedef struct {
-	ASN1_ENCODING		 enc;
-	ASN1_INTEGER		*version;
-	X509_NAME		*subject;
-	CSR_SPKI		*spki;
+	ASN1_ENCODING             enc;
+	ASN1_INTEGER             *version;
+	X509_NAME                *subject;
+	CSR_SPKI                 *spki;
 	STACK_OF(X509_ATTRIBUTE) *attributes;
 } CSR_INFO;
 
 typedef struct {
-	CSR_INFO	*info;
-	X509_ALGOR	*sig_alg;
-	ASN1_BIT_STRING	*signature;
+	CSR_INFO        *info;
+	X509_ALGOR      *sig_alg;
+	ASN1_BIT_STRING *signature;
 } CSR_RAW;
 
-ASN1_SEQUENCE(CSR_SPKI) = {
-	ASN1_SIMPLE(CSR_SPKI, alg, X509_ALGOR),
-	ASN1_SIMPLE(CSR_SPKI, key, ASN1_BIT_STRING)
-} static_ASN1_SEQUENCE_END(CSR_SPKI)
+ASN1_SEQUENCE(CSR_SPKI) = { ASN1_SIMPLE(CSR_SPKI, alg, X509_ALGOR),
+	ASN1_SIMPLE(CSR_SPKI, key, ASN1_BIT_STRING) } static_ASN1_SEQUENCE_END(CSR_SPKI)
 
-ASN1_SEQUENCE_enc(CSR_INFO, enc, NULL) = {
-	ASN1_SIMPLE(CSR_INFO, version, ASN1_INTEGER),
-	ASN1_SIMPLE(CSR_INFO, subject, X509_NAME),
-	ASN1_SIMPLE(CSR_INFO, spki, CSR_SPKI),
-	ASN1_IMP_SET_OF_OPT(CSR_INFO, attributes, X509_ATTRIBUTE, 0)
-} static_ASN1_SEQUENCE_END_ref(CSR_INFO, CSR_INFO)
+    ASN1_SEQUENCE_enc(CSR_INFO, enc, NULL) = { ASN1_SIMPLE(CSR_INFO, version, ASN1_INTEGER),
+	    ASN1_SIMPLE(CSR_INFO, subject, X509_NAME), ASN1_SIMPLE(CSR_INFO, spki, CSR_SPKI),
+	    ASN1_IMP_SET_OF_OPT(CSR_INFO, attributes, X509_ATTRIBUTE,
+		0) } static_ASN1_SEQUENCE_END_ref(CSR_INFO, CSR_INFO)
 
-ASN1_SEQUENCE(CSR_RAW) = {
-	ASN1_SIMPLE(CSR_RAW, info, CSR_INFO),
-	ASN1_SIMPLE(CSR_RAW, sig_alg, X509_ALGOR),
-	ASN1_SIMPLE(CSR_RAW, signature, ASN1_BIT_STRING)
-} static_ASN1_SEQUENCE_END(CSR_RAW)
+	ASN1_SEQUENCE(CSR_RAW) = { ASN1_SIMPLE(CSR_RAW, info, CSR_INFO),
+		ASN1_SIMPLE(CSR_RAW, sig_alg, X509_ALGOR),
+		ASN1_SIMPLE(CSR_RAW, signature, ASN1_BIT_STRING) } static_ASN1_SEQUENCE_END(CSR_RAW)
 
-/* An EVP_PKEY from the raw SPKI of an Ed25519 or ECDSA P-256/P-384 key, or NULL. */
-static EVP_PKEY *
-fast_key(const CSR_SPKI *spki)
+    /* An EVP_PKEY from the raw SPKI of an Ed25519 or ECDSA P-256/P-384 key, or NULL. */
+    static EVP_PKEY
+    * fast_key(const CSR_SPKI *spki)
 {
-	const ASN1_OBJECT	*obj;
-	const void		*pval;
-	const unsigned char	*pt = ASN1_STRING_get0_data(spki->key);
-	EVP_PKEY_CTX		*ctx = NULL;
-	EVP_PKEY		*k = NULL;
-	OSSL_PARAM		 params[3];
-	int			 ptype, len = ASN1_STRING_length(spki->key), curve;
-	size_t			 want;
+	const ASN1_OBJECT   *obj;
+	const void          *pval;
+	const unsigned char *pt = ASN1_STRING_get0_data(spki->key);
+	EVP_PKEY_CTX        *ctx = NULL;
+	EVP_PKEY            *k = NULL;
+	OSSL_PARAM           params[3];
+	int                  ptype, len = ASN1_STRING_length(spki->key), curve;
+	size_t               want;
 
-	if ((spki->key->flags & 0x7) != 0)	/* unused bits */
+	if ((spki->key->flags & 0x7) != 0) /* unused bits */
 		return NULL;
 	X509_ALGOR_get0(&obj, &ptype, &pval, spki->alg);
 	switch (OBJ_obj2nid(obj)) {
@@ -331,7 +318,7 @@ fast_key(const CSR_SPKI *spki)
 		return EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pt, 32);
 	case NID_X9_62_id_ecPublicKey:
 		if (ptype != V_ASN1_OBJECT)
-			return NULL;		/* explicit curve parameters */
+			return NULL; /* explicit curve parameters */
 		curve = OBJ_obj2nid(pval);
 		if (curve == NID_X9_62_prime256v1)
 			want = 65;
@@ -342,10 +329,10 @@ fast_key(const CSR_SPKI *spki)
 		/* Uncompressed points only, so the copied SPKI is what OpenSSL writes. */
 		if (len < 0 || (size_t)len != want || pt[0] != 0x04)
 			return NULL;
-		params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
-		    (char *)OBJ_nid2sn(curve), 0);
-		params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
-		    (void *)pt, want);
+		params[0] = OSSL_PARAM_construct_utf8_string(
+		    OSSL_PKEY_PARAM_GROUP_NAME, (char *)OBJ_nid2sn(curve), 0);
+		params[1] =
+		    OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pt, want);
 		params[2] = OSSL_PARAM_construct_end();
 		if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
 		    EVP_PKEY_fromdata_init(ctx) <= 0 ||
@@ -353,8 +340,7 @@ fast_key(const CSR_SPKI *spki)
 			k = NULL;
 		EVP_PKEY_CTX_free(ctx);
 		return k;
-	default:
-		return NULL;
+	default: return NULL;
 	}
 }
 
@@ -368,10 +354,10 @@ fast_key(const CSR_SPKI *spki)
 static int
 fast_verify(const CSR_RAW *csr, EVP_PKEY *pub)
 {
-	const ASN1_OBJECT	*obj;
-	const EVP_MD		*md = NULL;
-	EVP_MD_CTX		*ctx;
-	int			 ptype, mdnid, pknid, ok;
+	const ASN1_OBJECT *obj;
+	const EVP_MD      *md = NULL;
+	EVP_MD_CTX        *ctx;
+	int                ptype, mdnid, pknid, ok;
 
 	if ((csr->signature->flags & 0x7) != 0 || csr->info->enc.enc == NULL ||
 	    csr->info->enc.len <= 0)
@@ -400,8 +386,8 @@ fast_verify(const CSR_RAW *csr, EVP_PKEY *pub)
 		return 0;
 	ok = EVP_DigestVerifyInit(ctx, NULL, md, NULL, pub) == 1 &&
 	    EVP_DigestVerify(ctx, ASN1_STRING_get0_data(csr->signature),
-	    (size_t)ASN1_STRING_length(csr->signature), csr->info->enc.enc,
-	    (size_t)csr->info->enc.len) == 1;
+		(size_t)ASN1_STRING_length(csr->signature), csr->info->enc.enc,
+		(size_t)csr->info->enc.len) == 1;
 	EVP_MD_CTX_free(ctx);
 	return ok;
 }
@@ -416,11 +402,11 @@ fast_verify(const CSR_RAW *csr, EVP_PKEY *pub)
 static X509_REQ *
 fast_read(const unsigned char *der, long dlen, CSR_RAW **raw, EVP_PKEY **pub)
 {
-	const unsigned char	*p = der;
-	CSR_RAW			*csr;
-	X509_REQ		*req = NULL;
-	EVP_PKEY		*k = NULL;
-	int			 i;
+	const unsigned char *p = der;
+	CSR_RAW             *csr;
+	X509_REQ            *req = NULL;
+	EVP_PKEY            *k = NULL;
+	int                  i;
 
 	*raw = NULL;
 	*pub = NULL;
@@ -428,8 +414,7 @@ fast_read(const unsigned char *der, long dlen, CSR_RAW **raw, EVP_PKEY **pub)
 	if (csr == NULL || p != der + dlen || (k = fast_key(csr->info->spki)) == NULL ||
 	    !fast_verify(csr, k))
 		goto fail;
-	if ((req = X509_REQ_new()) == NULL ||
-	    !X509_REQ_set_subject_name(req, csr->info->subject))
+	if ((req = X509_REQ_new()) == NULL || !X509_REQ_set_subject_name(req, csr->info->subject))
 		goto fail;
 	for (i = 0; i < sk_X509_ATTRIBUTE_num(csr->info->attributes); i++)
 		if (!X509_REQ_add1_attr(req, sk_X509_ATTRIBUTE_value(csr->info->attributes, i)))
@@ -449,11 +434,11 @@ fail:
 static int
 fast_set_pubkey(X509 *x, const CSR_SPKI *spki)
 {
-	const ASN1_OBJECT	*obj;
-	const void		*pval;
-	ASN1_OBJECT		*o = NULL, *param = NULL;
-	unsigned char		*bits = NULL;
-	int			 ptype, len = ASN1_STRING_length(spki->key);
+	const ASN1_OBJECT *obj;
+	const void        *pval;
+	ASN1_OBJECT       *o = NULL, *param = NULL;
+	unsigned char     *bits = NULL;
+	int                ptype, len = ASN1_STRING_length(spki->key);
 
 	X509_ALGOR_get0(&obj, &ptype, &pval, spki->alg);
 	if ((o = OBJ_dup(obj)) == NULL ||
@@ -461,7 +446,7 @@ fast_set_pubkey(X509 *x, const CSR_SPKI *spki)
 	    (bits = OPENSSL_memdup(ASN1_STRING_get0_data(spki->key), (size_t)len)) == NULL)
 		goto fail;
 	if (!X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), o,
-	    ptype == V_ASN1_OBJECT ? V_ASN1_OBJECT : V_ASN1_UNDEF, param, bits, len))
+		ptype == V_ASN1_OBJECT ? V_ASN1_OBJECT : V_ASN1_UNDEF, param, bits, len))
 		goto fail;
 	return 1;
 fail:
@@ -473,11 +458,10 @@ fail:
 
 /* Fills the audit fields (key type, CN) of a request. */
 static void
-describe(X509_REQ *req, EVP_PKEY *pub, struct signer_result *r, enum key_type *kt,
-    int *bits)
+describe(X509_REQ *req, EVP_PKEY *pub, struct signer_result *r, enum key_type *kt, int *bits)
 {
-	ASN1_STRING	*cn;
-	int		 idx;
+	ASN1_STRING *cn;
+	int          idx;
 
 	*kt = pki_key_type(pub, bits);
 	snprintf(r->key_type, sizeof(r->key_type), "%s", pki_key_type_name(*kt));
@@ -485,8 +469,9 @@ describe(X509_REQ *req, EVP_PKEY *pub, struct signer_result *r, enum key_type *k
 	if (idx >= 0) {
 		cn = X509_NAME_ENTRY_get_data(
 		    X509_NAME_get_entry(X509_REQ_get_subject_name(req), idx));
-		snprintf(r->cn, sizeof(r->cn), "%.*s", ASN1_STRING_length(cn) > 200 ? 200 :
-		    ASN1_STRING_length(cn), (const char *)ASN1_STRING_get0_data(cn));
+		snprintf(r->cn, sizeof(r->cn), "%.*s",
+		    ASN1_STRING_length(cn) > 200 ? 200 : ASN1_STRING_length(cn),
+		    (const char *)ASN1_STRING_get0_data(cn));
 	}
 }
 
@@ -494,27 +479,27 @@ enum signer_status
 signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
     const struct signer_params *pp, struct signer_result *r)
 {
-	const struct signer_policy	*pol = &pp->policy;
-	unsigned char			*der = NULL;
-	const unsigned char		*p;
-	long				 dlen = 0;
-	X509_REQ			*req = NULL;
-	X509				*x = NULL;
-	X509_NAME			*subj = NULL;
-	EVP_PKEY			*pub, *fastpub = NULL;
-	CSR_RAW				*raw = NULL;
-	GENERAL_NAMES			*sans = NULL;
-	ASN1_BIT_STRING			*ku = NULL;
-	EXTENDED_KEY_USAGE		*eku = NULL;
-	AUTHORITY_KEYID			*akid = NULL;
-	ASN1_OBJECT			*obj;
-	BIO				*bio = NULL;
-	BUF_MEM				*mem;
-	enum key_type			 kt;
-	enum signer_status		 st;
-	char				 why[128];
-	time_t				 now = (time_t)pp->now;
-	int				 bits;
+	const struct signer_policy *pol = &pp->policy;
+	unsigned char              *der = NULL;
+	const unsigned char        *p;
+	long                        dlen = 0;
+	X509_REQ                   *req = NULL;
+	X509                       *x = NULL;
+	X509_NAME                  *subj = NULL;
+	EVP_PKEY                   *pub, *fastpub = NULL;
+	CSR_RAW                    *raw = NULL;
+	GENERAL_NAMES              *sans = NULL;
+	ASN1_BIT_STRING            *ku = NULL;
+	EXTENDED_KEY_USAGE         *eku = NULL;
+	AUTHORITY_KEYID            *akid = NULL;
+	ASN1_OBJECT                *obj;
+	BIO                        *bio = NULL;
+	BUF_MEM                    *mem;
+	enum key_type               kt;
+	enum signer_status          st;
+	char                        why[128];
+	time_t                      now = (time_t)pp->now;
+	int                         bits;
 
 	memset(r, 0, sizeof(*r));
 	if (pol->max_csr_bytes > 0 && len > pol->max_csr_bytes)
@@ -533,8 +518,8 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 		goto out;
 	}
 	if ((pub = X509_REQ_get0_pubkey(req)) == NULL) {
-		st = result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
-		    "unreadable public key");
+		st =
+		    result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s", "unreadable public key");
 		goto out;
 	}
 	describe(req, pub, r, &kt, &bits);
@@ -544,12 +529,12 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 		goto out;
 	}
 	if (0) {
-verified:
+	verified:
 		describe(req, pub, r, &kt, &bits);
 	}
 	if ((sans = csr_sans(req, r)) == NULL) {
-		st = result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
-		    "malformed subjectAltName");
+		st = result(
+		    r, SIGNER_BAD_PARSE, "failed to parse CSR: %s", "malformed subjectAltName");
 		goto out;
 	}
 
@@ -560,13 +545,14 @@ verified:
 		goto out;
 	}
 	if (kt == KEY_RSA && bits < pol->min_rsa_bits) {
-		snprintf(why, sizeof(why), "RSA key of %d bits is below %d", bits, pol->min_rsa_bits);
+		snprintf(
+		    why, sizeof(why), "RSA key of %d bits is below %d", bits, pol->min_rsa_bits);
 		st = result(r, SIGNER_DENIED, "CSR refused by policy: %s", why);
 		goto out;
 	}
 	if (pol->max_sans > 0 && r->nsans_total > pol->max_sans) {
-		snprintf(why, sizeof(why), "%zu SANs exceed the limit of %u",
-		    r->nsans_total, pol->max_sans);
+		snprintf(why, sizeof(why), "%zu SANs exceed the limit of %u", r->nsans_total,
+		    pol->max_sans);
 		st = result(r, SIGNER_DENIED, "CSR refused by policy: %s", why);
 		goto out;
 	}
@@ -578,25 +564,21 @@ verified:
 
 	/* Build the certificate. */
 	st = result(r, SIGNER_INTERNAL, "%s", "failed to sign CSR");
-	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3) ||
-	    !set_serial(x, r) ||
+	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3) || !set_serial(x, r) ||
 	    !X509_set_issuer_name(x, X509_get_subject_name(c->ca_cert)) ||
 	    (subj = strip_org(X509_REQ_get_subject_name(req), &r->org_removed)) == NULL ||
 	    !X509_set_subject_name(x, subj) ||
-	    X509_time_adj_ex(X509_getm_notBefore(x), 0,
-	    -(long)(pp->backdate_ms / 1000), &now) == NULL ||
-	    X509_time_adj_ex(X509_getm_notAfter(x), 0,
-	    (long)(pp->ttl_ms / 1000), &now) == NULL ||
+	    X509_time_adj_ex(X509_getm_notBefore(x), 0, -(long)(pp->backdate_ms / 1000), &now) ==
+		NULL ||
+	    X509_time_adj_ex(X509_getm_notAfter(x), 0, (long)(pp->ttl_ms / 1000), &now) == NULL ||
 	    !(raw != NULL ? fast_set_pubkey(x, raw->info->spki) : X509_set_pubkey(x, pub))) {
 		log_ssl("signer: building certificate");
 		goto out;
 	}
 	if ((ku = ASN1_BIT_STRING_new()) == NULL ||
-	    !ASN1_BIT_STRING_set_bit(ku, 0, 1) ||		/* digitalSignature */
-	    !add_ext(x, NID_key_usage, 1, ku) ||
-	    (eku = sk_ASN1_OBJECT_new_null()) == NULL ||
-	    (obj = OBJ_nid2obj(NID_server_auth)) == NULL ||
-	    !sk_ASN1_OBJECT_push(eku, obj) ||
+	    !ASN1_BIT_STRING_set_bit(ku, 0, 1) || /* digitalSignature */
+	    !add_ext(x, NID_key_usage, 1, ku) || (eku = sk_ASN1_OBJECT_new_null()) == NULL ||
+	    (obj = OBJ_nid2obj(NID_server_auth)) == NULL || !sk_ASN1_OBJECT_push(eku, obj) ||
 	    !add_ext(x, NID_ext_key_usage, 0, eku)) {
 		log_ssl("signer: usage extensions");
 		goto out;
@@ -631,7 +613,7 @@ verified:
 out:
 	BIO_free(bio);
 	AUTHORITY_KEYID_free(akid);
-	sk_ASN1_OBJECT_free(eku);	/* OBJ_nid2obj objects are static */
+	sk_ASN1_OBJECT_free(eku); /* OBJ_nid2obj objects are static */
 	ASN1_BIT_STRING_free(ku);
 	GENERAL_NAMES_free(sans);
 	X509_NAME_free(subj);
