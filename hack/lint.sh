@@ -33,8 +33,11 @@ fi
 rm -f /tmp/clang-tidy.$$.err
 
 echo "lint: cppcheck"
+# System headers are not parsed (missingIncludeSystem), so OpenSSL's ASN.1
+# template macros in signer.c look unknown to cppcheck: that one is suppressed.
 if ! cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
 	--std=c11 --inline-suppr --suppress=missingIncludeSystem \
+	--suppress=unknownMacro:src/signer.c \
 	-I src -I "$build/proto" $srcs; then
 	fail=1
 fi

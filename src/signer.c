@@ -282,21 +282,33 @@ typedef struct {
 	ASN1_BIT_STRING *signature;
 } CSR_RAW;
 
-ASN1_SEQUENCE(CSR_SPKI) = { ASN1_SIMPLE(CSR_SPKI, alg, X509_ALGOR),
-	ASN1_SIMPLE(CSR_SPKI, key, ASN1_BIT_STRING) } static_ASN1_SEQUENCE_END(CSR_SPKI)
+/*
+ * OpenSSL's ASN.1 templates for the three structures above: the same shape
+ * as X509_REQ, with the public key left as raw bytes.
+ */
+/* clang-format off */
+ASN1_SEQUENCE(CSR_SPKI) = {
+	ASN1_SIMPLE(CSR_SPKI, alg, X509_ALGOR),
+	ASN1_SIMPLE(CSR_SPKI, key, ASN1_BIT_STRING)
+} static_ASN1_SEQUENCE_END(CSR_SPKI)
 
-    ASN1_SEQUENCE_enc(CSR_INFO, enc, NULL) = { ASN1_SIMPLE(CSR_INFO, version, ASN1_INTEGER),
-	    ASN1_SIMPLE(CSR_INFO, subject, X509_NAME), ASN1_SIMPLE(CSR_INFO, spki, CSR_SPKI),
-	    ASN1_IMP_SET_OF_OPT(CSR_INFO, attributes, X509_ATTRIBUTE,
-		0) } static_ASN1_SEQUENCE_END_ref(CSR_INFO, CSR_INFO)
+ASN1_SEQUENCE_enc(CSR_INFO, enc, NULL) = {
+	ASN1_SIMPLE(CSR_INFO, version, ASN1_INTEGER),
+	ASN1_SIMPLE(CSR_INFO, subject, X509_NAME),
+	ASN1_SIMPLE(CSR_INFO, spki, CSR_SPKI),
+	ASN1_IMP_SET_OF_OPT(CSR_INFO, attributes, X509_ATTRIBUTE, 0)
+} static_ASN1_SEQUENCE_END_ref(CSR_INFO, CSR_INFO)
 
-	ASN1_SEQUENCE(CSR_RAW) = { ASN1_SIMPLE(CSR_RAW, info, CSR_INFO),
-		ASN1_SIMPLE(CSR_RAW, sig_alg, X509_ALGOR),
-		ASN1_SIMPLE(CSR_RAW, signature, ASN1_BIT_STRING) } static_ASN1_SEQUENCE_END(CSR_RAW)
+ASN1_SEQUENCE(CSR_RAW) = {
+	ASN1_SIMPLE(CSR_RAW, info, CSR_INFO),
+	ASN1_SIMPLE(CSR_RAW, sig_alg, X509_ALGOR),
+	ASN1_SIMPLE(CSR_RAW, signature, ASN1_BIT_STRING)
+} static_ASN1_SEQUENCE_END(CSR_RAW); /* the ';' ends the macros for clang-format */
+/* clang-format on */
 
-    /* An EVP_PKEY from the raw SPKI of an Ed25519 or ECDSA P-256/P-384 key, or NULL. */
-    static EVP_PKEY
-    * fast_key(const CSR_SPKI *spki)
+/* An EVP_PKEY from the raw SPKI of an Ed25519 or ECDSA P-256/P-384 key, or NULL. */
+static EVP_PKEY *
+fast_key(const CSR_SPKI *spki)
 {
 	const ASN1_OBJECT   *obj;
 	const void          *pval;
