@@ -12,7 +12,7 @@ RUN_PORT   ?= 50001
 FUZZ_TIME  ?= 60
 
 .PHONY: help deps deps-build build test test-unit test-asan test-tsan test-interop test-ops \
-	test-e2e test-faults test-soak test-chart run lint fuzz fuzz-smoke bench clean version
+	test-e2e test-faults test-soak test-chart test-image run lint fuzz fuzz-smoke bench clean version
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,7 @@ test: deps build ## Run every suite (unit, sanitizers, interop, ops, e2e, chart)
 	$(MAKE) test-faults
 	$(MAKE) test-soak
 	$(MAKE) test-chart
+	$(MAKE) test-image
 	@echo "make test: all suites passed"
 
 test-unit: build ## Criterion unit tests
@@ -91,6 +92,9 @@ run: build ## Serve on 127.0.0.1:$(RUN_PORT) with a throwaway development PKI
 	TLS_CERT_PATH=$(DEV)/pki/server.crt TLS_KEY_PATH=$(DEV)/pki/server.key \
 	TOKEN_PATH=$(DEV)/pki/token LISTEN_ADDRESS=127.0.0.1 PORT=$(RUN_PORT) \
 	HTTP_ADDR=127.0.0.1:8081 LOG_FORMAT=text exec $(BIN)
+
+test-image: ## Build the Dockerfile with buildah (no Docker engine), run --version and one Certificate call in it
+	hack/image/build.sh
 
 lint: deps ## clang-format check, clang-tidy and cppcheck with the committed configurations
 	hack/lint.sh $(BUILD)

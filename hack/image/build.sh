@@ -2,7 +2,8 @@
 # Builds the container image from ./Dockerfile without a Docker engine:
 # Debian's buildah with --isolation chroot and vfs storage, on a Debian 12 base
 # image made here with debootstrap (passed as --build-arg BASE_IMAGE), then
-# runs the image's binary with --version as the image's user.
+# runs the image's binary with --version as the image's user, and serves one
+# Certificate call from the image (daemon and worker-like client both in it).
 #
 #   hack/image/build.sh            build the image with buildah (default)
 #   hack/image/build.sh --native   run the Dockerfile's build steps on this host
@@ -141,6 +142,35 @@ fi
 if bah run --isolation chroot "$ctr" -- sh -c 'command -v cmake || command -v gcc' 2>/dev/null; then
 	die "build tools leaked into the runtime image"
 fi
+
+# 4. One Certificate call. Chroot isolation shares the host's network, so the
+#    image's daemon serves on host loopback and the image's own `request`
+#    (a worker-like client) asks it for a certificate, both as user 65532.
+pki=$(mktemp -d)
+trap 'bah rm "$ctr" >/dev/null 2>&1 || true; pkill -f "talos-csr-signer --port $port" 2>/dev/null || true; rm -rf "$pki"' EXIT
+"$root/hack/dev-pki.sh" "$pki" --ip 127.0.0.1 >/dev/null
+chmod -R a+rX "$pki" # a throwaway PKI, readable by the image's user
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+bah run --isolation chroot --user 65532:65532 -v "$pki:/etc/tcs-pki:ro" \
+	--env CA_CERT_PATH=/etc/tcs-pki/ca.crt --env CA_KEY_PATH=/etc/tcs-pki/ca.key \
+	--env TLS_CERT_PATH=/etc/tcs-pki/server.crt --env TLS_KEY_PATH=/etc/tcs-pki/server.key \
+	--env TOKEN_PATH=/etc/tcs-pki/token --env LISTEN_ADDRESS=127.0.0.1 --env HTTP_ADDR= \
+	"$ctr" -- /usr/bin/talos-csr-signer --port "$port" >"$cache/serve.log" 2>&1 &
+served=0
+for _ in $(seq 1 60); do
+	if out=$(bah run --isolation chroot --user 65532:65532 -v "$pki:/etc/tcs-pki:ro" "$ctr" -- \
+		/usr/bin/talos-csr-signer request --endpoint "127.0.0.1:$port" --ca /etc/tcs-pki/ca.crt \
+		--token-file /etc/tcs-pki/token --cn image-check --ip 10.0.0.7 --timeout 2s 2>&1); then
+		served=1
+		break
+	fi
+	sleep 0.5
+done
+pkill -f "talos-csr-signer --port $port" 2>/dev/null || true
+wait 2>/dev/null || true
+[ $served = 1 ] || die "no certificate from the image's daemon: $out (log: $cache/serve.log)"
+log "image served a Certificate call: $(echo "$out" | grep -E '^(serial|result)' | tr '\n' ' ')"
+
 if [ -n "${OCI_ARCHIVE:-}" ]; then
 	bah push "$image" "oci-archive:$OCI_ARCHIVE:$image"
 	log "wrote $OCI_ARCHIVE"
