@@ -1,7 +1,8 @@
 /*
  * grpcsrv.h: the Talos SecurityService over gRPC C core (TLS, ALPN h2).
  *
- * The only module that includes <grpc/...> and the protobuf-c code. It owns
+ * gRPC is confined to this server and its client twin grpccli.c (the
+ * `request` subcommand); no other file includes <grpc/...>. It owns
  * the gRPC server, its completion queue and the threads that drain it (one
  * per core by default). Each Certificate call runs entirely on the CQ thread
  * that received it: acquire the credential snapshot, check the token in
