@@ -46,9 +46,14 @@ test-unit: build ## Criterion unit tests
 test-asan: ## Unit tests and one interop pass under AddressSanitizer + UBSan
 	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DENABLE_SANITIZERS=ON -DBUILD_TESTS=ON
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
-	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
+	@# One job: with --jobs=2 Criterion's own runner process sometimes leaks a
+	@# 48-byte record (third-party); a suppression matching it would hide ours too.
+	cd $(BUILD_ASAN) && for t in ./test_*; do \
+		ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
-		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -L unit
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $$t --jobs=1 >asan-$${t#./}.out 2>&1 || \
+		{ grep -v '^{' asan-$${t#./}.out | tail -40; echo "$$t failed under ASan/UBSan"; exit 1; }; \
+		grep -a Synthesis asan-$${t#./}.out | sed "s|^|$$t |"; done
 	TCS_BIN=$(BUILD_ASAN)/talos-csr-signer TCS_SANITIZED=1 \
 		ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp INTEROP_SECTIONS="matrix neg ipv6" VALGRIND=0 \

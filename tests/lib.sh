@@ -2,7 +2,8 @@
 # daemon against the real apiserver (tests/e2e/run.sh, tests/faults/run.sh).
 # Source it after setting ROOT, CACHE, CI, WORK, PASSED=0, FAILED=0 and
 # FAILED_NAMES=(). Defines say, ok, not_ok, check, unavailable, now_ms,
-# wait_for and build_tool (sets TOOL to the Talos client tool of tests/interop).
+# wait_for, build_tool (sets TOOL to the Talos client tool of tests/interop)
+# and require_tools (needs BIN and PY, and hack/k8s/lib.sh sourced).
 # shellcheck shell=bash
 
 say() { printf '\n== %s\n' "$*"; }
@@ -61,4 +62,16 @@ build_tool() {
 		mv "$dir/tcsinterop.tmp" "$dir/tcsinterop"
 	fi
 	TOOL=$dir/tcsinterop
+}
+
+# require_tools: the daemon binary, python, curl, openssl, the Kubernetes tools
+# (built once by hack/k8s/tools.sh; SKIPPED locally, a failure under CI=true)
+# and the Talos client tool.
+require_tools() {
+	[[ -x $BIN ]] || unavailable "daemon binary $BIN is missing (run make build)"
+	[[ -x $PY ]] || unavailable "$PY is missing"
+	k8s_need_cmd curl || unavailable "curl is missing"
+	k8s_need_cmd openssl || unavailable "openssl is missing"
+	k8s_load_tools
+	build_tool
 }

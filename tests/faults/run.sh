@@ -91,13 +91,7 @@ mkdir -p "$WORK/out"
 
 # ---------------------------------------------------------------- tools
 
-[[ -x $BIN ]] || unavailable "daemon binary $BIN is missing (run make build)"
-[[ -x $PY ]] || unavailable "$PY is missing"
-k8s_need_cmd curl || unavailable "curl is missing"
-k8s_need_cmd openssl || unavailable "openssl is missing"
-k8s_load_tools # SKIPPED locally / failure under CI=true when the Kubernetes tools cannot be built
-
-build_tool
+require_tools
 
 # ---------------------------------------------------------------- control plane, RBAC, Secrets
 
