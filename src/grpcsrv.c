@@ -747,6 +747,22 @@ wait_shutdown(struct grpcsrv *s, int64_t ms)
 	return done;
 }
 
+/*
+ * With no worker thread (their start failed), main pops the CQ itself: until
+ * the shutdown tag arrives, or (queue_down) until the queue is shut down.
+ */
+static void
+drain_here(struct grpcsrv *s, int queue_down)
+{
+	grpc_event ev;
+
+	do {
+		ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		if (ev.type == GRPC_OP_COMPLETE)
+			dispatch(ev.tag, ev.success);
+	} while (queue_down ? ev.type != GRPC_QUEUE_SHUTDOWN : !s->shutdown_done);
+}
+
 void
 grpcsrv_shutdown(struct grpcsrv *s, int64_t grace_ms)
 {
@@ -765,30 +781,14 @@ grpcsrv_shutdown(struct grpcsrv *s, int64_t grace_ms)
 		grpc_server_cancel_all_calls(s->server);
 		wait_shutdown(s, -1);
 	}
-	if (s->nthreads == 0) {
-		grpc_event ev;
-
-		do {
-			ev = grpc_completion_queue_next(
-			    s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-			if (ev.type == GRPC_OP_COMPLETE)
-				dispatch(ev.tag, ev.success);
-		} while (!s->shutdown_done);
-	}
+	if (s->nthreads == 0)
+		drain_here(s, 0);
 	grpc_server_destroy(s->server);
 	grpc_completion_queue_shutdown(s->cq);
 	for (i = 0; i < s->nthreads; i++)
 		pthread_join(s->threads[i], NULL);
-	if (s->nthreads == 0) {
-		grpc_event ev;
-
-		do {
-			ev = grpc_completion_queue_next(
-			    s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-			if (ev.type == GRPC_OP_COMPLETE)
-				dispatch(ev.tag, ev.success);
-		} while (ev.type != GRPC_QUEUE_SHUTDOWN);
-	}
+	if (s->nthreads == 0)
+		drain_here(s, 1);
 	grpc_completion_queue_destroy(s->cq);
 	grpc_shutdown();
 	free(s->threads);
