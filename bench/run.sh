@@ -79,12 +79,7 @@ mkdir -p "$out"
 # --- tools -----------------------------------------------------------------
 # The load generator, built once per source/Go version into the cache.
 lg=$root/bench/loadgen
-hash=$( (cat "$lg/go.mod" "$lg/go.sum" "$lg"/*.go; go version) | sha256sum | cut -c1-16)
-tcsbench=$cache/tools/tcsbench-$hash/tcsbench
-if [ ! -x "$tcsbench" ]; then
-	mkdir -p "$(dirname "$tcsbench")"
-	(cd "$lg" && go build -trimpath -o "$tcsbench.tmp" .) && mv "$tcsbench.tmp" "$tcsbench"
-fi
+tcsbench=$(TCS_CACHE=$cache "$root/hack/gotool.sh" tcsbench "$lg")
 # The floor program links the daemon's own library (same OpenSSL, same code).
 floor=$work/floor
 # shellcheck disable=SC2046

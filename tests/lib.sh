@@ -45,23 +45,12 @@ wait_for() {
 	done
 	"$@"
 }
-# build_tool: builds (once, cached) the Talos client tool of tests/interop and
-# sets TOOL. The cache key is the one tests/interop/run.sh uses, so every suite
-# shares a single build.
+# build_tool: builds (once, cached, by hack/gotool.sh, shared with every
+# suite) the Talos client tool of tests/interop and sets TOOL.
 build_tool() {
-	local key dir src=$ROOT/tests/interop
 	command -v go >/dev/null 2>&1 || unavailable "go is missing (needed for the Talos client tool)"
-	key=$(cd "$src" && { cat go.mod go.sum; find cmd -name '*.go' | LC_ALL=C sort | xargs cat; go version; } |
-		sha256sum | cut -c1-16)
-	dir=$CACHE/tools/tcsinterop-$key
-	if [[ ! -x $dir/tcsinterop ]]; then
-		echo "building the Talos client tool into $dir"
-		mkdir -p "$dir"
-		(cd "$src" && GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -o "$dir/tcsinterop.tmp" \
-			./cmd/tcsinterop) || unavailable "could not build tests/interop/cmd/tcsinterop"
-		mv "$dir/tcsinterop.tmp" "$dir/tcsinterop"
-	fi
-	TOOL=$dir/tcsinterop
+	TOOL=$("$ROOT/hack/gotool.sh" tcsinterop "$ROOT/tests/interop" ./cmd/tcsinterop) ||
+		unavailable "could not build tests/interop/cmd/tcsinterop"
 }
 
 # require_tools: the daemon binary, python, curl, openssl, the Kubernetes tools

@@ -111,25 +111,16 @@ build_tool() {
 		unavailable "go toolchain not found (needed for the Talos client)"
 		return 1
 	fi
-	local key dir
-	key=$(cd "$HERE" && { cat go.mod go.sum; find cmd -name '*.go' | LC_ALL=C sort | xargs cat; go version; } | sha256sum | cut -c1-16)
-	dir=$CACHE/tools/tcsinterop-$key
-	if [[ ! -x $dir/tcsinterop ]]; then
-		echo "building the Talos client tool into $dir"
-		mkdir -p "$dir"
-		if ! (cd "$HERE" && GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -o "$dir/tcsinterop.tmp" ./cmd/tcsinterop); then
-			if [[ $CI == true ]]; then
-				echo "FAIL: building tests/interop/cmd/tcsinterop"
-				FAILED=$((FAILED + 1))
-				FAILED_NAMES+=("build tcsinterop")
-			else
-				unavailable "could not build tests/interop/cmd/tcsinterop"
-			fi
-			return 1
+	if ! TOOL=$("$ROOT/hack/gotool.sh" tcsinterop "$HERE" ./cmd/tcsinterop); then
+		if [[ $CI == true ]]; then
+			echo "FAIL: building tests/interop/cmd/tcsinterop"
+			FAILED=$((FAILED + 1))
+			FAILED_NAMES+=("build tcsinterop")
+		else
+			unavailable "could not build tests/interop/cmd/tcsinterop"
 		fi
-		mv "$dir/tcsinterop.tmp" "$dir/tcsinterop"
+		return 1
 	fi
-	TOOL=$dir/tcsinterop
 }
 
 PY_DEBIAN=/usr/bin/python3

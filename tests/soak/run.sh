@@ -79,12 +79,7 @@ check() { # description, then a command that must succeed
 
 # The load generator of the benchmarks, built once into the cache.
 lg=$root/bench/loadgen
-hash=$( (cat "$lg/go.mod" "$lg/go.sum" "$lg"/*.go; go version) | sha256sum | cut -c1-16)
-tcsbench=$cache/tools/tcsbench-$hash/tcsbench
-if [ ! -x "$tcsbench" ]; then
-	mkdir -p "$(dirname "$tcsbench")"
-	(cd "$lg" && go build -trimpath -o "$tcsbench.tmp" .) && mv "$tcsbench.tmp" "$tcsbench"
-fi
+tcsbench=$(TCS_CACHE=$cache "$root/hack/gotool.sh" tcsbench "$lg")
 
 # Every PKI the run will rotate through, made up front; the client trusts
 # all their CAs, as a worker trusts accepted CAs during a CA rotation.
