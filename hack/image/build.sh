@@ -110,7 +110,10 @@ if ! bah inspect --type image "$base" >/dev/null 2>&1; then
 	rootfs=$cache/rootfs-$base_key
 	if [ ! -f "$rootfs/etc/debian_version" ]; then
 		log "debootstrap --variant=minbase $suite (first run only, ~2 min)"
-		rm -rf "$rootfs.tmp"
+		# An interrupted debootstrap leaves /proc (and more) mounted inside.
+		awk -v d="$rootfs.tmp/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r |
+			while read -r m; do umount -l "$m"; done
+		rm -rf --one-file-system "$rootfs.tmp"
 		debootstrap --variant=minbase "$suite" "$rootfs.tmp" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
 			die "debootstrap failed, see $cache/debootstrap.log"
 		rm -f "$rootfs.tmp/etc/apt/sources.list"
