@@ -178,10 +178,11 @@ trap cleanup EXIT
 # in_image MNT PKI CMD...: run CMD as 65532:65532 chrooted into the image
 # root MNT, itself bind-mounted read-only in a private mount namespace, with
 # /proc mounted and PKI (read-only) on /tmp. Environment: PATH and the
-# assignments in the array ienv, nothing else.
+# assignments in the array ienv, nothing else. It execs: call it in a
+# subshell ($(...) or &), so that $! is the command itself.
 ienv=()
 in_image() {
-	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "${ienv[@]}" \
+	exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "${ienv[@]}" \
 		unshare --mount --propagation private sh -ec '
 		mnt=$1 pki=$2; shift 2
 		mount --bind "$mnt" "$mnt"
