@@ -194,7 +194,8 @@ in_image() {
 
 # 3. Build and check each architecture.
 check_arch() {
-	local arch=$1 image=$repo:$tag-$arch triplet interp t0 ctr mnt
+	local arch=$1 image triplet interp t0 ctr mnt
+	image=$repo:$tag-$arch
 	case $arch in
 	amd64) triplet=x86_64-linux-gnu interp=/lib64/ld-linux-x86-64.so.2 ;;
 	arm64) triplet=aarch64-linux-gnu interp=/lib/ld-linux-aarch64.so.1 ;;
