@@ -19,13 +19,16 @@
 # whatever the binary loads (its DT_NEEDED closure, checked against ldd).
 
 ARG BASE_IMAGE=docker.io/library/debian:12-slim
+# hack/image/build.sh builds the toolchain stage once per architecture and
+# passes the cached result here; by default it is the stage below.
+ARG TOOLCHAIN_IMAGE=toolchain
 
-FROM --platform=$BUILDPLATFORM ${BASE_IMAGE} AS build
+# The compilers and -dev packages, for building on BUILDPLATFORM for TARGETARCH.
+FROM --platform=$BUILDPLATFORM ${BASE_IMAGE} AS toolchain
 ARG TARGETARCH
 ARG BUILD_TOOLS="ca-certificates cmake make pkg-config protobuf-c-compiler binutils"
 ARG BUILD_LIBS="libc6-dev libgrpc-dev libprotobuf-c-dev libssl-dev libcjson-dev libcurl4-openssl-dev libmicrohttpd-dev"
-ENV DEBIAN_FRONTEND=noninteractive
-RUN set -eu; \
+RUN set -eu; export DEBIAN_FRONTEND=noninteractive; \
     build_arch=$(dpkg --print-architecture); arch=${TARGETARCH:-$build_arch}; \
     case "$arch" in \
       amd64) triplet=x86_64-linux-gnu ;; \
@@ -42,12 +45,15 @@ RUN set -eu; \
     apt-get upgrade -y; \
     apt-get install -y --no-install-recommends $BUILD_TOOLS $cc $libs; \
     rm -rf /var/lib/apt/lists/*
-WORKDIR /src
-COPY . .
+
+# Compile, then assemble the runtime root filesystem and its SBOM in /rootfs.
+FROM --platform=$BUILDPLATFORM ${TOOLCHAIN_IMAGE} AS build
+ARG TARGETARCH
 ARG VERSION=dev
 ARG REVISION=unknown
 ARG CREATED=1970-01-01T00:00:00Z
-RUN TARGETARCH=${TARGETARCH} VERSION=${VERSION} REVISION=${REVISION} CREATED=${CREATED} \
+COPY . /src
+RUN cd /src && TARGETARCH=${TARGETARCH} VERSION=${VERSION} REVISION=${REVISION} CREATED=${CREATED} \
     hack/image/rootfs.sh /rootfs
 
 FROM scratch

@@ -79,6 +79,13 @@ apt_install() {
 			apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}" >/dev/null; }
 }
 
+# The libraries hack/deps.sh builds against must all be in the Dockerfile's
+# BUILD_LIBS (a new dependency added to one and not the other fails here).
+build_libs=" $(sed -n 's/^ARG BUILD_LIBS="\(.*\)"$/\1/p' "$root/Dockerfile") "
+for p in $(sed -n '/^build_pkgs=(/,/^)/p' "$root/hack/deps.sh" | tr -s ' \t()' '\n' | grep -E '^lib.*-dev$'); do
+	[[ "$build_libs" == *" $p "* ]] || die "hack/deps.sh builds against $p, which BUILD_LIBS in the Dockerfile lacks"
+done
+
 revision=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 build_arch=$(dpkg --print-architecture)
@@ -203,11 +210,29 @@ check_arch() {
 	esac
 	[ "$arch" = "$build_arch" ] || need_binfmt "$arch"
 
-	log "buildah build --platform linux/$arch -t $image (chroot isolation, vfs, layers cached)"
+	# The toolchain stage (apt: compilers, -dev packages), built once per
+	# architecture, Dockerfile stage text, base and ISO week (so the libraries
+	# copied into the image are at most a week behind Debian's security updates;
+	# FRESH=1 forces a rebuild, as a release should).
+	local key toolchain
+	key=$({ sed -n '/ AS toolchain$/,/^FROM /p' "$root/Dockerfile"; echo "$base"; } | sha256sum | cut -c1-12)
+	toolchain=localhost/tcs-toolchain:$arch-$(date -u +%G-%V)-$key
 	t0=$(date +%s)
-	bah build --isolation chroot --layers --platform "linux/$arch" \
-		--build-arg BUILDPLATFORM="linux/$build_arch" --build-arg TARGETARCH="$arch" \
-		--build-arg BASE_IMAGE="$base" \
+	if [ "${FRESH:-0}" = 1 ] || ! bah inspect --type image "$toolchain" >/dev/null 2>&1; then
+		log "building the $arch toolchain stage as $toolchain (cached afterwards)"
+		bah build --isolation chroot --layers=false --platform "linux/$build_arch" \
+			--build-arg TARGETARCH="$arch" --build-arg BASE_IMAGE="$base" --target toolchain \
+			-f "$root/Dockerfile" -t "$toolchain" "$root" >"$cache/toolchain-$arch.log" 2>&1 ||
+			{ tail -30 "$cache/toolchain-$arch.log" >&2; die "toolchain build failed for $arch (log: $cache/toolchain-$arch.log)"; }
+		# Older toolchains of this architecture are no longer needed.
+		bah images --format '{{.Name}}:{{.Tag}}' | grep "^localhost/tcs-toolchain:$arch-" |
+			grep -v -x -F "$toolchain" | while read -r old; do bah rmi "$old" >/dev/null 2>&1 || true; done
+		log "$arch toolchain built in $(($(date +%s) - t0))s"
+		t0=$(date +%s)
+	fi
+	log "buildah build --platform linux/$arch -t $image (chroot isolation, vfs)"
+	bah build --isolation chroot --layers=false --platform "linux/$arch" \
+		--build-arg TARGETARCH="$arch" --build-arg BASE_IMAGE="$base" --build-arg TOOLCHAIN_IMAGE="$toolchain" \
 		--build-arg VERSION="$version" --build-arg REVISION="$revision" --build-arg CREATED="$created" \
 		-f "$root/Dockerfile" -t "$image" "$root" >"$cache/build-$arch.log" 2>&1 ||
 		{ tail -30 "$cache/build-$arch.log" >&2; die "build failed for $arch (log: $cache/build-$arch.log)"; }
@@ -288,7 +313,7 @@ check_arch() {
 		sleep 0.5
 	done
 	[ $served = 1 ] || die "$arch: no certificate from the image's daemon: $reply (log: $cache/serve-$arch.log)"
-	grep -q '^result ok' <<<"$reply" || die "$arch: request did not verify: $reply"
+	grep -q -E '^result +ok' <<<"$reply" || die "$arch: request did not verify: $reply"
 	curl -fsS "http://127.0.0.1:$hport/readyz" >/dev/null || die "$arch: /readyz did not answer"
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
@@ -346,6 +371,22 @@ if [ ${#arches[@]} -gt 1 ]; then
 	[ "$got" = "$(printf '%s\n' "${arches[@]}" | sort | tr '\n' ' ' | sed 's/ $//')" ] ||
 		die "manifest list $repo:$tag holds '$got'"
 	log "manifest list $repo:$tag: $got"
+	# The push procedure, into a local OCI layout instead of a registry.
+	layout=$(mktemp -d)
+	tmps+=("$layout")
+	DEST=oci:$layout/layout:$tag OUT_DIR=$out_dir REPO=$repo TAG=$tag TCS_CACHE=${cache%/image} \
+		"$root/hack/image/push.sh" 2>&1 | tail -1 >&2
+	got=$(python3 -c 'import json,sys
+idx = json.load(open(sys.argv[1] + "/layout/index.json"))
+top = idx["manifests"][0]
+assert top["mediaType"] == "application/vnd.oci.image.index.v1+json", top
+sub = json.load(open(sys.argv[1] + "/layout/blobs/" + top["digest"].replace(":", "/")))
+print(" ".join(sorted(m["platform"]["architecture"] for m in sub["manifests"])))' "$layout") ||
+		die "push.sh did not write an OCI index"
+	[ "$got" = "amd64 arm64" ] || die "push.sh pushed '$got', want amd64 arm64"
+	log "push.sh (DEST=oci:...) pushed the index with: $got"
 fi
+# Drop untagged images (replaced builds of REPO:TAG-<arch>).
+bah rmi --prune >/dev/null 2>&1 || true
 log "OK in $(($(date +%s) - t_all))s: $(tr '\n' ' ' <"$out_dir/images.txt")"
 cat "$out_dir/images.txt"
