@@ -11,7 +11,8 @@
 # needed to build:
 #
 #   docker buildx build --platform linux/amd64,linux/arm64 -t talos-csr-signer .
-#   hack/image/build.sh     (buildah, chroot isolation, vfs storage; see hack/image/README.md)
+#   hack/image/build.sh     (buildah, chroot isolation, vfs storage; see hack/image/README.md;
+#                            it builds the toolchain stage once and passes it as TOOLCHAIN_IMAGE)
 #
 # Package lists: BUILD_TOOLS run on the build machine, BUILD_LIBS are the
 # libraries linked into the binary (installed as :TARGETARCH when cross-building).

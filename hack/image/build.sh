@@ -226,7 +226,7 @@ check_arch() {
 			{ tail -30 "$cache/toolchain-$arch.log" >&2; die "toolchain build failed for $arch (log: $cache/toolchain-$arch.log)"; }
 		# Older toolchains of this architecture are no longer needed.
 		bah images --format '{{.Name}}:{{.Tag}}' | grep "^localhost/tcs-toolchain:$arch-" |
-			grep -v -x -F "$toolchain" | while read -r old; do bah rmi "$old" >/dev/null 2>&1 || true; done
+			{ grep -v -x -F "$toolchain" || true; } | while read -r old; do bah rmi "$old" >/dev/null 2>&1 || true; done
 		log "$arch toolchain built in $(($(date +%s) - t0))s"
 		t0=$(date +%s)
 	fi
