@@ -230,12 +230,20 @@ check_arch() {
 		log "$arch toolchain built in $(($(date +%s) - t0))s"
 		t0=$(date +%s)
 	fi
-	log "buildah build --platform linux/$arch -t $image (chroot isolation, vfs)"
-	bah build --isolation chroot --layers=false --platform "linux/$arch" \
+	# Every stage runs on the build machine (buildah 1.28 would look for arm64
+	# variants of the local base/toolchain images otherwise); TARGETARCH selects
+	# the cross-build, and the image's platform is set explicitly afterwards.
+	log "buildah build TARGETARCH=$arch -t $image (chroot isolation, vfs)"
+	bah build --isolation chroot --layers=false --platform "linux/$build_arch" \
 		--build-arg TARGETARCH="$arch" --build-arg BASE_IMAGE="$base" --build-arg TOOLCHAIN_IMAGE="$toolchain" \
 		--build-arg VERSION="$version" --build-arg REVISION="$revision" --build-arg CREATED="$created" \
 		-f "$root/Dockerfile" -t "$image" "$root" >"$cache/build-$arch.log" 2>&1 ||
 		{ tail -30 "$cache/build-$arch.log" >&2; die "build failed for $arch (log: $cache/build-$arch.log)"; }
+	if [ "$arch" != "$build_arch" ]; then
+		ctr=$(bah from --pull-never "$image")
+		bah config --arch "$arch" --os linux "$ctr"
+		bah commit --quiet --rm "$ctr" "$image" >/dev/null
+	fi
 	log "$arch built in $(($(date +%s) - t0))s"
 
 	# Configuration.
