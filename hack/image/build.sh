@@ -240,7 +240,7 @@ check_arch() {
 		-f "$root/Dockerfile" -t "$image" "$root" >"$cache/build-$arch.log" 2>&1 ||
 		{ tail -30 "$cache/build-$arch.log" >&2; die "build failed for $arch (log: $cache/build-$arch.log)"; }
 	if [ "$arch" != "$build_arch" ]; then
-		ctr=$(bah from --pull-never "$image")
+		ctr=$(bah from --pull-never --platform "linux/$build_arch" "$image")
 		bah config --arch "$arch" --os linux "$ctr"
 		bah commit --quiet --rm "$ctr" "$image" >/dev/null
 	fi
@@ -257,7 +257,7 @@ check_arch() {
 	got=$(bah inspect --type image --format '{{index .OCIv1.Config.Labels "org.opencontainers.image.revision"}}' "$image")
 	[ "$got" = "$revision" ] || die "$image: revision label '$got', want $revision"
 
-	ctr=$(bah from --pull-never "$image")
+	ctr=$(bah from --pull-never --platform "linux/$arch" "$image")
 	ctrs+=("$ctr")
 	mnt=$(bah mount "$ctr")
 
@@ -279,6 +279,8 @@ check_arch() {
 	if find "$mnt" -type f -perm -0100 | grep -v -E "/usr/bin/talos-csr-signer$|/usr/lib/$triplet/" | grep -q .; then
 		die "$image holds executables besides the binary and ld.so: $(find "$mnt" -type f -perm -0100 | head)"
 	fi
+	readelf -h "$mnt/usr/bin/talos-csr-signer" | grep -q -E "Machine: +$( [ "$arch" = amd64 ] && echo 'Advanced Micro Devices X86-64' || echo AArch64)\$" ||
+		die "$image: the binary is not an $arch executable"
 	[ "$(stat -c %a "$mnt/tmp")" = 1777 ] || die "$image: /tmp is not 1777"
 	grep -q '^nonroot:x:65532:65532:' "$mnt/etc/passwd" || die "$image: no passwd entry for 65532"
 
