@@ -102,7 +102,7 @@ if [ "$mode" = native ]; then
 fi
 
 [ "$(id -u)" -eq 0 ] || skip "needs root (buildah chroot isolation, chroot, mount namespaces)"
-apt_install buildah debootstrap qemu-user-static binfmt-support python3 curl openssl ||
+apt_install buildah debootstrap qemu-user-static binfmt-support python3 python3-venv curl openssl ||
 	skip "cannot install buildah/debootstrap/qemu-user-static"
 mkdir -p "$cache" "$out_dir"
 bah() { buildah --root "$cache/storage" --runroot "$cache/run" --storage-driver vfs "$@"; }
@@ -168,6 +168,16 @@ need_binfmt() {
 	grep -q '^flags: .*F' "/proc/sys/fs/binfmt_misc/$q" ||
 		die "binfmt_misc entry $q lacks the F flag (chroot would not find qemu)"
 }
+
+# The SPDX validator (spdx-tools from PyPI), in a venv cached by version.
+spdx_tools=0.8.5
+spdx_venv=$cache/spdx-tools-$spdx_tools
+if [ ! -x "$spdx_venv/bin/pyspdxtools" ]; then
+	log "pip install spdx-tools==$spdx_tools (first run only)"
+	rm -rf "$spdx_venv"
+	{ python3 -m venv "$spdx_venv" && "$spdx_venv/bin/pip" install -q "spdx-tools==$spdx_tools"; } >"$cache/spdx-install.log" 2>&1 ||
+		skip "cannot install spdx-tools from PyPI (see $cache/spdx-install.log)"
+fi
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -355,8 +365,13 @@ check_arch() {
 		for want in ("libc6", "libssl3", "libgrpc29", "libcurl4", "libprotobuf-c1", "libcjson1",
 		             "libmicrohttpd12", "ca-certificates", "talos-csr-signer"):
 		    assert want in names, "%s missing from the SBOM" % want
-		print("image: %s SBOM: %d Debian packages, %d files" % (arch, len(names) - 1, len(files)))
+		print("image: %s SBOM: %d Debian packages, %d files" % (arch, len(names) - 2, len(files)))
 	EOF
+
+	# and the SPDX project's own validator accepts it.
+	"$spdx_venv/bin/pyspdxtools" -i "$out_dir/talos-csr-signer-$arch.spdx.json" >"$cache/spdx-$arch.log" 2>&1 ||
+		{ tail -5 "$cache/spdx-$arch.log" >&2; die "$arch: pyspdxtools $spdx_tools rejects the SBOM"; }
+	log "$arch SBOM valid for pyspdxtools $spdx_tools"
 
 	bah umount "$ctr" >/dev/null
 

@@ -154,6 +154,12 @@ done
 
 # 5. SPDX 2.3 SBOM. Names, versions and paths here are Debian's and ours (no
 #    characters needing JSON escapes); checked by the caller with a JSON parser.
+# vcode FILE...: SPDX package verification code of image files (SHA-1 of
+# their sorted SHA-1s, concatenated).
+vcode() {
+	local f
+	for f in "$@"; do sha1sum "$out$f" | cut -d' ' -f1; done | sort | tr -d '\n' | sha1sum | cut -d' ' -f1
+}
 spdxid() { printf 'SPDXRef-%s' "$(printf '%s' "$1" | tr -c 'A-Za-z0-9.\n-' '-')"; }
 sbom=$out/usr/share/doc/talos-csr-signer/sbom.spdx.json
 distro=debian-$(cut -d. -f1 /etc/debian_version)
@@ -164,15 +170,22 @@ distro=debian-$(cut -d. -f1 /etc/debian_version)
 		"$version" "$arch" "$revision"
 	printf '  "creationInfo": {"created": "%s", "creators": ["Tool: talos-csr-signer hack/image/rootfs.sh"]},\n' "$created"
 	printf '  "documentDescribes": ["SPDXRef-image"],\n  "packages": [\n'
-	printf '    {"SPDXID": "SPDXRef-image", "name": "talos-csr-signer", "versionInfo": "%s",' "$version"
+	printf '    {"SPDXID": "SPDXRef-image", "name": "talos-csr-signer-image", "versionInfo": "%s",' "$version"
 	printf ' "primaryPackagePurpose": "CONTAINER", "downloadLocation": "NOASSERTION", "filesAnalyzed": false,'
-	printf ' "licenseDeclared": "Apache-2.0 AND MPL-2.0", "copyrightText": "NOASSERTION",'
-	printf ' "comment": "revision %s, architecture %s"}' "$revision" "$arch"
+	printf ' "licenseDeclared": "NOASSERTION", "copyrightText": "NOASSERTION",'
+	printf ' "comment": "revision %s, architecture %s"},\n' "$revision" "$arch"
+	printf '    {"SPDXID": "SPDXRef-talos-csr-signer", "name": "talos-csr-signer", "versionInfo": "%s",' "$version"
+	printf ' "primaryPackagePurpose": "APPLICATION", "downloadLocation": "NOASSERTION", "filesAnalyzed": true,'
+	printf ' "packageVerificationCode": {"packageVerificationCodeValue": "%s"},' "$(vcode /usr/bin/talos-csr-signer)"
+	printf ' "licenseConcluded": "NOASSERTION", "licenseDeclared": "Apache-2.0 AND MPL-2.0", "copyrightText": "NOASSERTION"}'
 	for p in $(printf '%s\n' "${!pkgs[@]}" | sort); do
 		read -r name ver parch srcname srcver < <(dpkg-query -W \
 			-f='${Package} ${Version} ${Architecture} ${source:Package} ${source:Version}\n' "$p")
 		printf ',\n    {"SPDXID": "%s", "name": "%s", "versionInfo": "%s",' "$(spdxid "deb-$name-$parch")" "$name" "$ver"
-		printf ' "supplier": "Organization: Debian", "downloadLocation": "NOASSERTION", "filesAnalyzed": false,'
+		printf ' "supplier": "Organization: Debian", "downloadLocation": "NOASSERTION", "filesAnalyzed": true,'
+		printf ' "packageVerificationCode": {"packageVerificationCodeValue": "%s"},' \
+			"$(vcode $(for f in "${!pkg_of[@]}"; do [ "${pkg_of[$f]}" = "$p" ] && echo "$f"; done))"
+		printf ' "comment": "files analyzed: those of the package that are in the image",'
 		printf ' "licenseConcluded": "NOASSERTION", "licenseDeclared": "NOASSERTION", "copyrightText": "NOASSERTION",'
 		printf ' "sourceInfo": "Debian source package %s %s",' "$srcname" "$srcver"
 		printf ' "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",'
@@ -191,7 +204,8 @@ distro=debian-$(cut -d. -f1 /etc/debian_version)
 	done
 	printf '\n  ],\n  "relationships": [\n'
 	printf '    {"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-image"},\n'
-	printf '    {"spdxElementId": "SPDXRef-image", "relationshipType": "CONTAINS", "relatedSpdxElement": "%s"}' \
+	printf '    {"spdxElementId": "SPDXRef-image", "relationshipType": "CONTAINS", "relatedSpdxElement": "SPDXRef-talos-csr-signer"},\n'
+	printf '    {"spdxElementId": "SPDXRef-talos-csr-signer", "relationshipType": "CONTAINS", "relatedSpdxElement": "%s"}' \
 		"$(spdxid file/usr/bin/talos-csr-signer)"
 	for p in $(printf '%s\n' "${!pkgs[@]}" | sort); do
 		read -r name parch < <(dpkg-query -W -f='${Package} ${Architecture}\n' "$p")
