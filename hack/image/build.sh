@@ -303,6 +303,15 @@ check_arch() {
 		die "$arch: $interp --list failed: $listing"
 	! grep -q 'not found' <<<"$listing" || die "$arch: missing libraries: $(grep 'not found' <<<"$listing")"
 	grep -q "libgrpc.so" <<<"$listing" || die "$arch: ld.so --list output unexpected: $listing"
+	# Libraries loaded with dlopen: every SONAME the binary names is in the
+	# image, and the image's loader resolves its dependencies too.
+	local so
+	for so in $(strings -a "$mnt/usr/bin/talos-csr-signer" | grep -oE 'lib[A-Za-z0-9_+-]+\.so\.[0-9]+' | sort -u); do
+		[ -e "$mnt/usr/lib/$triplet/$so" ] || die "$arch: the binary names $so (dlopen?), which the image lacks"
+		listing=$(in_image "$mnt" "$pki" "$interp" --list "/usr/lib/$triplet/$so") ||
+			die "$arch: $interp --list $so failed: $listing"
+		! grep -q 'not found' <<<"$listing" || die "$arch: $so misses: $(grep 'not found' <<<"$listing")"
+	done
 
 	# --version as 65532, read-only root.
 	got=$(in_image "$mnt" "$pki" /usr/bin/talos-csr-signer --version) || die "$arch: --version failed: $got"

@@ -5,9 +5,11 @@
 #
 #   OUT/usr/bin/talos-csr-signer               stripped binary
 #   OUT/usr/lib/<triplet>/*.so*                 every shared library it loads:
-#                                               the DT_NEEDED closure resolved
-#                                               in the multiarch directories
-#                                               (checked against ldd when native)
+#                                               the DT_NEEDED closure, plus the
+#                                               SONAMEs named in the binary
+#                                               (dlopen), resolved in the
+#                                               multiarch directories (checked
+#                                               against ldd when native)
 #   OUT/usr/lib64 or OUT/usr/lib: ld.so link    the program interpreter
 #   OUT/lib, OUT/lib64 -> usr/...               merged-/usr links, as in Debian
 #   OUT/etc/ssl/certs/ca-certificates.crt       CA bundle (+ OpenSSL's default paths)
@@ -72,13 +74,17 @@ resolve() {
 	done
 	return 1
 }
+# Libraries loaded with dlopen (the daemon may load libcurl or libmicrohttpd
+# only when a feature needs them) are not in DT_NEEDED, but their SONAMEs are
+# strings in the binary: every one found is copied too, with its own closure.
+sonames() { strings -a "$1" | grep -oE 'lib[A-Za-z0-9_+-]+\.so\.[0-9]+' | sort -u; }
 declare -A lib=() # soname -> path found
-queue=($(needed "$bin"))
+queue=($(needed "$bin") $(sonames "$bin"))
 while [ ${#queue[@]} -gt 0 ]; do
 	name=${queue[0]}
 	queue=("${queue[@]:1}")
 	[ -z "${lib[$name]:-}" ] || continue
-	path=$(resolve "$name") || die "$name (needed by the binary's closure) not found for $arch"
+	path=$(resolve "$name") || die "$name (needed or named by the binary) not found for $arch: add its -dev package to BUILD_LIBS"
 	lib[$name]=$path
 	queue+=($(needed "$path"))
 done
