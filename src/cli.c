@@ -72,19 +72,7 @@ static const char *const family_names[FAM__MAX] = { "ed25519", "ecdsa", "rsa" };
 int
 cli_token_looks_valid(const char *tok, size_t len)
 {
-	size_t i;
-
-	while (len > 0 && isspace((unsigned char)tok[len - 1]))
-		len--;
-	if (len != 23 || tok[6] != '.')
-		return 0;
-	for (i = 0; i < len; i++) {
-		if (i == 6)
-			continue;
-		if (!(islower((unsigned char)tok[i]) || isdigit((unsigned char)tok[i])))
-			return 0;
-	}
-	return 1;
+	return creds_token_is_talos(tok, len);
 }
 
 int
@@ -129,18 +117,8 @@ static int
 parse_window(const char *s, long long *secs)
 {
 	int64_t ms;
-	char   *end;
-	long    d;
 
-	if (*s != '\0' && s[strlen(s) - 1] == 'd') {
-		errno = 0;
-		d = strtol(s, &end, 10);
-		if (errno != 0 || end == s || *end != 'd' || end[1] != '\0' || d < 0 || d > 36500)
-			return -1;
-		*secs = (long long)d * 86400;
-		return 0;
-	}
-	if (util_parse_duration_ms(s, &ms) == -1)
+	if (util_parse_duration_ms(s, &ms) == -1 || ms > 36500LL * 86400 * 1000)
 		return -1;
 	*secs = ms / 1000;
 	return 0;
@@ -1440,8 +1418,8 @@ cli_check(int argc, char **argv)
 		if (flag_value(argc, argv, &i, "--warn-within", &v)) {
 			if (v == NULL || parse_window(v, &ck.warn_s) == -1) {
 				fprintf(stderr,
-				    "talos-csr-signer check: --warn-within: want a "
-				    "duration such as 7d or 48h\n");
+				    "talos-csr-signer check: --warn-within: want "
+				    "%s\n", UTIL_DURATION_FORMAT);
 				free(rest);
 				return CK_USAGE;
 			}

@@ -26,6 +26,7 @@ static const struct secret_key ca_keys[] = {
 	{ "tls.key", CF_CA_KEY, 0 },
 	{ "token", CF_TOKEN, 0 },
 	{ "accepted-cas.crt", CF_ACCEPTED_CAS, 1 },
+	{ "accepted-tokens", CF_ACCEPTED_TOKENS, 1 },
 };
 
 static const struct secret_key tls_keys[] = {

@@ -45,7 +45,7 @@ Test(credsrc, keeps_last_good_and_skips_unchanged)
 	    CREDSRC_PUBLISHED, "%s", err);
 	cr_assert_eq(credstore_generation(st), 2);
 	c = credstore_acquire(st);
-	cr_assert(util_token_ok("zzzzzz.0123456789abcdef", 23, c->token_digest));
+	cr_assert(creds_token_ok(c, "zzzzzz.0123456789abcdef", 23));
 	creds_release(c);
 	creds_input_free(&in);
 	credsrc_free(cs);

@@ -100,7 +100,7 @@ Test(secret, ca_secret_decodes_every_key_and_builds)
 	cr_assert(part_is(&in, CF_TLS_CERT, pki.tls_pem));
 	c = creds_build(&in, (long long)time(NULL), err, sizeof(err));
 	cr_assert_not_null(c, "%s", err);
-	cr_assert(util_token_ok(TU_TOKEN, strlen(TU_TOKEN), c->token_digest));
+	cr_assert(creds_token_ok(c, TU_TOKEN, strlen(TU_TOKEN)));
 	creds_release(c);
 	creds_input_free(&in);
 	secret_json_free(o);
