@@ -56,6 +56,12 @@ credsrc_free(struct credsrc *cs)
 }
 
 void
+credsrc_set_waiting(struct credsrc *cs, const char *reason)
+{
+	credstore_set_waiting(cs->store, reason);
+}
+
+void
 credsrc_invalidate(struct credsrc *cs)
 {
 	pthread_mutex_lock(&cs->mtx);

@@ -47,6 +47,9 @@ enum credsrc_result {
 enum credsrc_result credsrc_submit(struct credsrc *, unsigned expect, unsigned mask,
     const struct creds_input *in, const char *related, char *err, size_t errlen);
 
+/* Says what the source waits for while nothing is served (credstore_set_waiting()). */
+void credsrc_set_waiting(struct credsrc *, const char *reason);
+
 /* Forgets the "unchanged" memory so the next submit rebuilds (SIGHUP). */
 void credsrc_invalidate(struct credsrc *);
 

@@ -87,7 +87,9 @@ httpd_readiness(struct credstore *store, long long now, struct httpd_readiness *
 
 	r->ready = 0;
 	if ((c = credstore_acquire(store)) == NULL) {
-		snprintf(r->reason, sizeof(r->reason), "no valid credentials loaded");
+		credstore_waiting(store, r->reason, sizeof(r->reason));
+		if (r->reason[0] == '\0')
+			snprintf(r->reason, sizeof(r->reason), "no valid credentials loaded");
 		return;
 	}
 	if (!metrics_serving())
