@@ -13,7 +13,7 @@ RUN_HTTP   ?= 127.0.0.1:8081
 FUZZ_TIME  ?= 60
 
 .PHONY: help deps deps-build build build-daemon test test-unit test-asan test-tsan test-interop test-ops \
-	test-e2e test-faults test-soak test-chart test-image run lint fuzz fuzz-smoke bench clean version
+	test-e2e test-runbook test-faults test-soak test-chart test-image run lint fuzz fuzz-smoke bench clean version
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,7 @@ test: deps build ## Run every suite (unit, sanitizers, interop, ops, e2e, chart)
 	$(MAKE) test-interop
 	$(MAKE) test-ops
 	$(MAKE) test-e2e
+	$(MAKE) test-runbook
 	$(MAKE) test-faults
 	$(MAKE) test-soak
 	$(MAKE) test-chart
@@ -82,6 +83,9 @@ test-ops: build ## Health/metrics endpoint, policy, rate limit, request and chec
 
 test-e2e: build ## Against a real kube-apiserver and etcd (built once, cached)
 	TCS_BIN=$(BIN) tests/e2e/run.sh
+
+test-runbook: build ## The rotation runbooks of docs/operations.md, run as written against the real apiserver under load
+	TCS_BIN=$(BIN) tests/runbook/run.sh
 
 test-faults: build ## Faults under load against the real apiserver (kill, stop, 410, corrupt Secret)
 	TCS_BIN=$(BIN) tests/faults/run.sh
