@@ -261,8 +261,10 @@ load_tokens(struct creds *c, const struct creds_input *in, creds_note_fn note, v
 			    "([a-z0-9]{6}.[a-z0-9]{16}); accepted anyway",
 			    cp->origin[0] ? cp->origin : "accepted tokens", c->ntokens);
 		}
-		if (util_token_digest(s, (size_t)(e - s), c->token_digests[c->ntokens]) == -1)
+		if (util_token_digest(s, (size_t)(e - s), c->token_digests[c->ntokens]) == -1) {
+			fail(err, errlen, cp, CF_ACCEPTED_TOKENS, "cannot digest a token");
 			return -1;
+		}
 		c->ntokens++;
 	}
 	return 0;
@@ -281,6 +283,11 @@ soft_checks(struct creds *c, STACK_OF(X509) *chain, creds_note_fn note, void *ar
 		notef(note, arg,
 		    "serving certificate has no IP SAN: Talos workers dial IP "
 		    "addresses and will refuse it");
+	if ((X509_get_extension_flags(c->tls_leaf) & EXFLAG_XKUSAGE) &&
+	    !(X509_get_extended_key_usage(c->tls_leaf) & XKU_SSL_SERVER))
+		notef(note, arg,
+		    "serving certificate lacks the serverAuth extended key usage: Talos workers "
+		    "will refuse it");
 	if ((st = X509_STORE_new()) == NULL || (ctx = X509_STORE_CTX_new()) == NULL ||
 	    (untrusted = sk_X509_new_null()) == NULL)
 		goto out;
