@@ -1269,8 +1269,7 @@ check_ca(struct ck *ck, const struct config *cfg, X509 **ca_out, STACK_OF(X509) 
 
 /* The serving group: certificate chain and key, the endpoints among its IP SANs. */
 static void
-check_tls(
-    struct ck *ck, const struct config *cfg, const char *const *endpoints, size_t nendpoints)
+check_tls(struct ck *ck, const struct config *cfg, const char *const *endpoints, size_t nendpoints)
 {
 	struct sbuf     b;
 	STACK_OF(X509) *chain = NULL;
@@ -1370,8 +1369,8 @@ check_kube(struct ck *ck, const struct config *cfg, struct credsrc *src, unsigne
 	struct kube_call       *call = NULL;
 	struct creds_input      in;
 	const struct sbuf      *body;
-	char ns[KUBE_NS_MAX], name[KUBE_NAME_MAX], label[KUBE_NS_MAX + KUBE_NAME_MAX + 8];
-	char path[512], sel[300], err[512], msg[400];
+	char     ns[KUBE_NS_MAX], name[KUBE_NAME_MAX], label[KUBE_NS_MAX + KUBE_NAME_MAX + 8];
+	char     path[512], sel[300], err[512], msg[400];
 	unsigned groups = 0;
 	long     st;
 	int      i;
@@ -1408,8 +1407,8 @@ check_kube(struct ck *ck, const struct config *cfg, struct credsrc *src, unsigne
 			continue;
 		}
 		creds_input_init(&in);
-		if (secret_decode_list(body->data, body->len, i == 0 ? SECRET_CA : SECRET_TLS, label,
-			&in, err, sizeof(err)) == -1)
+		if (secret_decode_list(body->data, body->len, i == 0 ? SECRET_CA : SECRET_TLS,
+			label, &in, err, sizeof(err)) == -1)
 			ck_say(ck, CK_SEV_ERROR, "%s: %s", setting[i], err);
 		else {
 			ck_say(ck, CK_SEV_OK, "%s: Secret %s read from %s", setting[i], label,
@@ -1476,7 +1475,8 @@ cli_check(int argc, char **argv)
 			if (v == NULL || parse_window(v, &ck.warn_s) == -1) {
 				fprintf(stderr,
 				    "talos-csr-signer check: --warn-within: want "
-				    "%s\n", UTIL_DURATION_FORMAT);
+				    "%s\n",
+				    UTIL_DURATION_FORMAT);
 				free(rest);
 				return CK_USAGE;
 			}

@@ -244,8 +244,8 @@ apply(struct config *cfg, const struct setting *s, const char *v, const char *sr
 	}
 bad:
 	snprintf(err, errlen, "%s: invalid value \"%s\" (from %s)%s%s", s->env,
-	    s->off == OFF(token) ? "<redacted>" : v, src,
-	    s->type == ST_DURATION ? ": want " : "", s->type == ST_DURATION ? UTIL_DURATION_FORMAT : "");
+	    s->off == OFF(token) ? "<redacted>" : v, src, s->type == ST_DURATION ? ": want " : "",
+	    s->type == ST_DURATION ? UTIL_DURATION_FORMAT : "");
 	return -1;
 }
 

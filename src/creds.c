@@ -216,8 +216,8 @@ creds_token_ok(const struct creds *c, const char *got, size_t len)
  * 0, or -1 with err naming the input at fault.
  */
 static int
-load_tokens(struct creds *c, const struct creds_input *in, creds_note_fn note, void *arg,
-    char *err, size_t errlen)
+load_tokens(struct creds *c, const struct creds_input *in, creds_note_fn note, void *arg, char *err,
+    size_t errlen)
 {
 	const struct creds_part *cp = &in->part[CF_TOKEN];
 	const char              *p, *end, *eol, *s, *e;

@@ -105,8 +105,8 @@ keep_note(void *arg, const char *msg)
  * expired serving certificate noticed when the CA Secret arrives).
  */
 static const char *
-at_fault(const struct creds_input *in, const char *err, const char *delivered, char *buf,
-    size_t len)
+at_fault(
+    const struct creds_input *in, const char *err, const char *delivered, char *buf, size_t len)
 {
 	const char *o, *k;
 	int         f;

@@ -22,7 +22,7 @@ struct credsrc;
 
 #define CF_MASK(f) (1u << (f))
 #define CF_GROUP_CA                                                                                \
-	(CF_MASK(CF_CA_CERT) | CF_MASK(CF_CA_KEY) | CF_MASK(CF_TOKEN) | CF_MASK(CF_ACCEPTED_CAS) |  \
+	(CF_MASK(CF_CA_CERT) | CF_MASK(CF_CA_KEY) | CF_MASK(CF_TOKEN) | CF_MASK(CF_ACCEPTED_CAS) | \
 	    CF_MASK(CF_ACCEPTED_TOKENS))
 #define CF_GROUP_TLS (CF_MASK(CF_TLS_CERT) | CF_MASK(CF_TLS_KEY))
 

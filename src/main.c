@@ -143,7 +143,8 @@ main(int argc, char **argv)
 		/* No configuration: LOG_FORMAT as the environment says, else the default. */
 		enum log_format lf = LOG_JSON;
 
-		if (getenv("LOG_FORMAT") == NULL || log_format_parse(getenv("LOG_FORMAT"), &lf) == -1)
+		if (getenv("LOG_FORMAT") == NULL ||
+		    log_format_parse(getenv("LOG_FORMAT"), &lf) == -1)
 			lf = LOG_JSON;
 		log_init(lf, LOG_INFO);
 		startup_error("configuration error", err);

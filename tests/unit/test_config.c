@@ -100,8 +100,9 @@ Test(config, errors_name_the_setting, .init = clean_env)
 	} cases[] = {
 		{ "PORT", "70000", "PORT: invalid value" },
 		{ "PORT", "abc", "PORT: invalid value" },
-		{ "CERT_TTL", "1x", "CERT_TTL: invalid value \"1x\" (from environment): want a "
-				    "duration such as 1d, 24h" },
+		{ "CERT_TTL", "1x",
+		    "CERT_TTL: invalid value \"1x\" (from environment): want a "
+		    "duration such as 1d, 24h" },
 		{ "CERT_BACKDATE", "soon", "want a duration such as 1d" },
 		{ "CERT_TTL", "30s", "CERT_TTL: must be at least 1m" },
 		{ "LOG_LEVEL", "loud", "LOG_LEVEL: invalid value" },

@@ -258,7 +258,7 @@ Test(creds, odd_token_accepted_with_a_warning)
 	cr_assert_eq(c->odd_tokens, 2);
 	cr_assert_eq(seen.n, 2);
 	cr_assert(strstr(seen.text[0], "TOKEN_PATH (t)") != NULL &&
-		  strstr(seen.text[0], "does not look like a Talos token") != NULL,
+		strstr(seen.text[0], "does not look like a Talos token") != NULL,
 	    "%s", seen.text[0]);
 	cr_assert(strstr(seen.text[1], "ACCEPTED_TOKENS_PATH (a)") != NULL, "%s", seen.text[1]);
 	cr_assert(strstr(seen.text[0], tok) == NULL, "the token itself is never in a message");
@@ -294,7 +294,8 @@ Test(creds, accepted_ca_must_be_a_ca)
 	tu_pki_make(&pki, TU_ED25519);
 	tu_pki_input(&pki, &in);
 	/* The serving certificate is no CA: workers would put it in their root pool. */
-	creds_input_set(&in, CF_ACCEPTED_CAS, pki.tls_pem, strlen(pki.tls_pem), "ACCEPTED_CAS_PATH (x)");
+	creds_input_set(
+	    &in, CF_ACCEPTED_CAS, pki.tls_pem, strlen(pki.tls_pem), "ACCEPTED_CAS_PATH (x)");
 	cr_assert_null(build(&in, err, sizeof(err)));
 	cr_assert(strstr(err, "ACCEPTED_CAS_PATH (x)") != NULL && strstr(err, "not a CA") != NULL,
 	    "%s", err);

@@ -103,8 +103,10 @@ sink(const struct audit_rec *r, void *arg)
 
 	if (s->n < 8) {
 		s->kind[s->n] = r->kind;
-		snprintf(s->related[s->n], sizeof(s->related[0]), "%s", r->related ? r->related : "");
-		snprintf(s->message[s->n], sizeof(s->message[0]), "%s", r->message ? r->message : "");
+		snprintf(
+		    s->related[s->n], sizeof(s->related[0]), "%s", r->related ? r->related : "");
+		snprintf(
+		    s->message[s->n], sizeof(s->message[0]), "%s", r->message ? r->message : "");
 		s->n++;
 	}
 }
@@ -126,15 +128,18 @@ Test(credsrc, refusal_names_the_source_at_fault)
 	tu_pki_input(&pki, &in);
 	creds_input_set(&in, CF_TLS_CERT, oldpem, strlen(oldpem), "Secret ns/serving key tls.crt");
 	audit_set_sink(sink, &seen);
-	cr_assert_eq(credsrc_submit(cs, ALL, CF_GROUP_TLS, &in, "Secret ns/serving", err, sizeof(err)),
+	cr_assert_eq(
+	    credsrc_submit(cs, ALL, CF_GROUP_TLS, &in, "Secret ns/serving", err, sizeof(err)),
 	    CREDSRC_PENDING);
 	cr_assert_eq(credsrc_submit(cs, ALL, CF_GROUP_CA, &in, "Secret ns/ca", err, sizeof(err)),
 	    CREDSRC_INVALID);
 	audit_set_sink(NULL, NULL);
 	cr_assert_eq(seen.n, 1);
 	cr_assert_eq(seen.kind[0], AK_CREDS_INVALID);
-	cr_assert_str_eq(seen.related[0], "Secret ns/serving", "not the CA Secret that just arrived");
-	cr_assert(strstr(seen.message[0], "Secret ns/serving key tls.crt: serving certificate: expired"),
+	cr_assert_str_eq(
+	    seen.related[0], "Secret ns/serving", "not the CA Secret that just arrived");
+	cr_assert(
+	    strstr(seen.message[0], "Secret ns/serving key tls.crt: serving certificate: expired"),
 	    "%s", seen.message[0]);
 	X509_free(old);
 	free(oldpem);
@@ -160,13 +165,14 @@ Test(credsrc, odd_token_warned_once_published)
 	audit_set_sink(sink, &seen);
 	cr_assert_eq(credsrc_submit(cs, ALL, ALL, &in, "Secret ns/ca", err, sizeof(err)),
 	    CREDSRC_PUBLISHED, "%s", err);
-	cr_assert_eq(credsrc_submit(cs, ALL, ALL, &in, "Secret ns/ca", err, sizeof(err)),
-	    CREDSRC_UNCHANGED);
+	cr_assert_eq(
+	    credsrc_submit(cs, ALL, ALL, &in, "Secret ns/ca", err, sizeof(err)), CREDSRC_UNCHANGED);
 	audit_set_sink(NULL, NULL);
 	cr_assert_eq(seen.n, 1, "warned once, not on every unchanged resubmit");
 	cr_assert_eq(seen.kind[0], AK_CREDS_WARNING);
 	cr_assert_str_eq(seen.related[0], "Secret ns/ca");
-	cr_assert(strstr(seen.message[0], "does not look like a Talos token"), "%s", seen.message[0]);
+	cr_assert(
+	    strstr(seen.message[0], "does not look like a Talos token"), "%s", seen.message[0]);
 	cr_assert(strstr(seen.message[0], "tooshort") == NULL, "never the token itself");
 	creds_input_free(&in);
 	credsrc_free(cs);

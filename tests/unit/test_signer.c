@@ -86,8 +86,8 @@ ParameterizedTest(struct pair *pp, signer, every_family, .timeout = 60)
 	const char *const    dns[] = { "worker-1", "worker-1.example.org", NULL };
 	const char *const    ips[] = { "10.0.0.5", "fd00::5", NULL };
 	const EVP_MD        *md = EVP_PKEY_get_base_id(wk) == EVP_PKEY_ED25519 ? NULL
-				  : pp->csr_md != 0 ? EVP_get_digestbynid(pp->csr_md)
-						      : EVP_sha256();
+		   : pp->csr_md != 0 ? EVP_get_digestbynid(pp->csr_md)
+				     : EVP_sha256();
 	char                *csr = tu_csr_pem_md(wk, md, "worker-1", NULL, dns, ips, 0);
 	struct signer_params p = tu_signer_params();
 	struct signer_result r;
