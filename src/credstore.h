@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CREDSTORE_WAITING_MAX 512
+#define CREDSTORE_WAITING_MAX 640
 
 struct creds;
 struct credstore;

@@ -166,7 +166,7 @@ handle(void *arg, struct MHD_Connection *conn, const char *url, const char *meth
 	struct httpd_readiness r;
 	struct sbuf            b;
 	enum MHD_Result        rc;
-	char                   line[200];
+	char                   line[700];
 
 	(void)version;
 	(void)upload;

@@ -641,6 +641,12 @@ section_check() {
 	expect_exit "check: configuration error" 2 env "${good[@]}" CERT_TTL=10s "$BIN" check
 	check "check: ... names the setting" has "$LAST_OUT" 'CERT_TTL'
 	expect_exit "check: usage error" 3 env "${good[@]}" "$BIN" check --warn-within soon
+	expect_exit "check: CERT_TTL=1d is a duration" 0 env "${good[@]}" CERT_TTL=1d "$BIN" check
+	expect_exit "daemon: a duration it cannot read is refused at start" 1 env "${good[@]}" CERT_TTL=1x "$BIN"
+	check "daemon: ... one JSON record naming the setting and the accepted format" has "$LAST_OUT" \
+		'^\{"time":"[^"]*","level":"error","msg":"configuration error","error":"CERT_TTL: invalid value \\"1x\\" \(from environment\): want a duration such as 1d, 24h'
+	expect_exit "daemon: ... and one text record with LOG_FORMAT=text" 1 env "${good[@]}" CERT_TTL=1x LOG_FORMAT=text "$BIN"
+	check "daemon: ... in the text format" has "$LAST_OUT" '^time=.* level=error msg="configuration error" error="CERT_TTL: invalid value'
 
 	# Dated PKIs: expired and nearly expired CA and serving certificates.
 	bad=$C/expired-ca
