@@ -13,6 +13,7 @@
 #include "creds.h"
 #include "credsrc.h"
 #include "credstore.h"
+#include "metrics.h"
 #include "testutil.h"
 
 #define ALL (CF_GROUP_CA | CF_GROUP_TLS)
@@ -174,6 +175,17 @@ Test(credsrc, odd_token_warned_once_published)
 	cr_assert(
 	    strstr(seen.message[0], "does not look like a Talos token"), "%s", seen.message[0]);
 	cr_assert(strstr(seen.message[0], "tooshort") == NULL, "never the token itself");
+	{
+		struct sbuf m;
+
+		sbuf_init(&m, 1 << 20);
+		cr_assert_eq(metrics_render(&m), 0);
+		cr_assert_eq(sbuf_add(&m, "", 1), 0); /* NUL-terminate */
+		cr_assert(strstr((const char *)m.data,
+			      "\ntalos_csr_signer_token_format_warnings_total 1\n") != NULL,
+		    "counted once");
+		sbuf_free(&m);
+	}
 	creds_input_free(&in);
 	credsrc_free(cs);
 	credstore_free(st);
