@@ -140,11 +140,17 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (config_load(&cfg, argc, argv, 1, err, sizeof(err)) == -1) {
-		/* No configuration: LOG_FORMAT as the environment says, else the default. */
+		/* No configuration: the log format as --log-format or LOG_FORMAT says, else JSON. */
 		enum log_format lf = LOG_JSON;
+		const char     *want = getenv("LOG_FORMAT");
+		int             i;
 
-		if (getenv("LOG_FORMAT") == NULL ||
-		    log_format_parse(getenv("LOG_FORMAT"), &lf) == -1)
+		for (i = 1; i < argc; i++)
+			if (strncmp(argv[i], "--log-format=", 13) == 0)
+				want = argv[i] + 13;
+			else if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc)
+				want = argv[++i];
+		if (want == NULL || log_format_parse(want, &lf) == -1)
 			lf = LOG_JSON;
 		log_init(lf, LOG_INFO);
 		startup_error("configuration error", err);
