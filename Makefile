@@ -129,7 +129,7 @@ bench: build ## Benchmarks against the crypto floor (figures under results/)
 	bench/run.sh $(BIN)
 
 version: ## Show the version and the libraries in use
-	@$(BIN) --version 2>/dev/null || (cmake -S . -B $(BUILD) >/dev/null && cmake --build $(BUILD) -j $(JOBS) >/dev/null && $(BIN) --version)
+	@$(BIN) --version 2>/dev/null || ($(MAKE) --no-print-directory build-daemon >/dev/null && $(BIN) --version)
 
 clean: ## Remove build trees and the development PKI
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ) $(DEV) results
