@@ -14,7 +14,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HACK=$ROOT/hack/k8s
-DOC=$ROOT/docs/operations.md
+DOC=${TCS_RUNBOOK_DOC:-$ROOT/docs/operations.md} # another copy: to prove a bad runbook fails
 CACHE=${TCS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer}
 BIN=${TCS_BIN:-build/talos-csr-signer}
 [[ $BIN == /* ]] || BIN=$ROOT/$BIN
