@@ -49,6 +49,9 @@ options:
   -A, --accepted-tokens FILE
                             tokens also accepted, one per line (a token
                             migration), stored as accepted-tokens
+  -N, --accept-new-token    with --token-file: the current token keeps serving
+                            and the bundle's new one is accepted too (roll it
+                            out to the workers, then make it the token)
   -o, --output FILE         write the Secret there (mode 0600) instead of stdout
   -w, --worker-patch FILE   write the worker machine-config patch there (mode
                             0600) instead of printing it on stderr
@@ -67,6 +70,7 @@ endpoint=
 accepted=
 token_file=
 accepted_tokens=
+accept_new=0
 output=
 patch=
 while [ $# -gt 0 ]; do
@@ -77,6 +81,7 @@ while [ $# -gt 0 ]; do
 	-a | --accepted-cas) accepted=${2:?$1 needs a value}; shift 2 ;;
 	-t | --token-file) token_file=${2:?$1 needs a value}; shift 2 ;;
 	-A | --accepted-tokens) accepted_tokens=${2:?$1 needs a value}; shift 2 ;;
+	-N | --accept-new-token) accept_new=1; shift ;;
 	-o | --output) output=${2:?$1 needs a value}; shift 2 ;;
 	-w | --worker-patch) patch=${2:?$1 needs a value}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
@@ -154,6 +159,8 @@ chmod 700 "$tmp"
 ca_b64=$(field certs.os.crt)
 key_b64=$(field certs.os.key)
 token=$(field trustdinfo.token)
+bundle_token=$token
+[ "$accept_new" = 0 ] || [ -n "$token_file" ] || die "--accept-new-token needs --token-file (the token the workers have now)"
 if [ -n "$token_file" ]; then
 	[ -r "$token_file" ] || die "cannot read $token_file"
 	token=$(tr -d ' \t\r\n' <"$token_file")
@@ -224,8 +231,11 @@ YAML
 	if [ -n "$accepted" ]; then
 		echo "  accepted-cas.crt: $(b64 <"$accepted")"
 	fi
-	if [ -n "$accepted_tokens" ]; then
-		echo "  accepted-tokens: $(b64 <"$accepted_tokens")"
+	if [ -n "$accepted_tokens" ] || [ "$accept_new" = 1 ]; then
+		echo "  accepted-tokens: $({
+			[ -z "$accepted_tokens" ] || cat "$accepted_tokens"
+			[ "$accept_new" = 0 ] || printf '%s\n' "$bundle_token"
+		} | b64)"
 	fi
 }
 

@@ -164,6 +164,15 @@ expect_fail() { # expect_fail DESCRIPTION REGEX FILE [ARGS...]
 }
 grep -v '^    token:' "$d/secrets.yaml" >"$work/notoken.yaml"
 expect_fail "missing trustdinfo.token" 'field trustdinfo.token not found' "$work/notoken.yaml"
+if "$tool" -t "$work/current-token" -N "$d/secrets.yaml" >"$work/accnew.yaml" 2>/dev/null; then
+	check "--accept-new-token: the current token keeps serving" \
+		test "$(secret_field "$work/accnew.yaml" token)" = cur123.0123456789abcdef
+	check "--accept-new-token: the bundle's token is accepted" \
+		test "$(secret_field "$work/accnew.yaml" accepted-tokens)" = "$token"
+else
+	ko "--accept-new-token: tool exits 0"
+fi
+expect_fail "--accept-new-token without --token-file" 'needs --token-file' "$d/secrets.yaml" -N
 : >"$work/empty-tokens"
 expect_fail "empty --accepted-tokens file" 'holds no token' "$d/secrets.yaml" -A "$work/empty-tokens"
 make_ca "$work/other" ed25519
