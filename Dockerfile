@@ -17,7 +17,8 @@
 # Package lists: BUILD_TOOLS run on the build machine, BUILD_LIBS are the
 # libraries linked into the binary (installed as :TARGETARCH when cross-building).
 # The runtime libraries are not listed anywhere: hack/image/rootfs.sh copies
-# whatever the binary loads (its DT_NEEDED closure, checked against ldd).
+# whatever the binary loads (its DT_NEEDED closure, checked against ldd, and
+# the libraries it names for dlopen).
 
 ARG BASE_IMAGE=docker.io/library/debian:12-slim
 # hack/image/build.sh builds the toolchain stage once per architecture and
@@ -69,7 +70,6 @@ LABEL org.opencontainers.image.title="talos-csr-signer" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.base.name="scratch" \
-      org.opencontainers.image.documentation="docs/helm.md" \
       dev.talos-csr-signer.sbom="/usr/share/doc/talos-csr-signer/sbom.spdx.json"
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 # 50001: gRPC (trustd protocol); 8081: /healthz /readyz /metrics
