@@ -12,7 +12,7 @@ RUN_PORT   ?= 50001
 FUZZ_TIME  ?= 60
 
 .PHONY: help deps deps-build build test test-unit test-asan test-tsan test-interop test-ops \
-	test-e2e test-faults test-soak test-chart test-image run lint fuzz fuzz-smoke bench clean version
+	test-e2e test-faults test-soak test-chart test-image test-cluster run lint fuzz fuzz-smoke bench clean version
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +38,7 @@ test: deps build ## Run every suite (unit, sanitizers, interop, ops, e2e, chart)
 	$(MAKE) test-soak
 	$(MAKE) test-chart
 	$(MAKE) test-image
+	$(MAKE) test-cluster
 	@echo "make test: all suites passed"
 
 test-unit: build ## Criterion unit tests
@@ -100,6 +101,9 @@ run: build ## Serve on 127.0.0.1:$(RUN_PORT) with a throwaway development PKI
 
 test-image: ## Build the Dockerfile with buildah (no Docker engine), run --version and one Certificate call in it
 	hack/image/build.sh
+
+test-cluster: ## The chart in a real single-node Kubernetes with the real cert-manager (root; see tests/cluster/README.md)
+	tests/cluster/run.sh
 
 lint: deps ## clang-format check, clang-tidy and cppcheck with the committed configurations
 	hack/lint.sh $(BUILD)

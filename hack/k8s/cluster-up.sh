@@ -129,8 +129,8 @@ cat >"$CTRD/config.toml" <<EOF
 version = 2
 root = "$CTRD/root"
 state = "$CTRD/state"
-# The opt plugin would create /opt/containerd; the v1 runtime has its own state outside "state".
-disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.runtime.v1.linux",
+# The opt plugin would create /opt/containerd. (The v1 runtime must stay: 1.6's tasks service needs it.)
+disabled_plugins = ["io.containerd.internal.v1.opt",
   "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
   "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
   "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
