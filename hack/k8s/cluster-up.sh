@@ -218,7 +218,6 @@ authentication:
   x509: {clientCAFile: $PKI/ca.crt}
 authorization:
   mode: AlwaysAllow
-tlsCertFile: ""
 failSwapOn: false
 resolvConf: ""
 clusterDomain: cluster.local
