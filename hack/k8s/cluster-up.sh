@@ -79,8 +79,8 @@ printf '%s\n' "$DIR" >"$DIR/cluster-dir" # cluster-down.sh matches processes on 
 unshare --net -- sleep infinity </dev/null >/dev/null 2>&1 &
 NETNS_PID=$!
 printf '%s\n' "$NETNS_PID" >"$DIR/netns.pid"
-k8s_wait_until 10 "$NETNS_PID" test "$(readlink /proc/$NETNS_PID/ns/net 2>/dev/null)" != "$(readlink /proc/self/ns/net)" ||
-	k8s_die "the namespace holder did not start"
+netns_ready() { [[ $(readlink "/proc/$NETNS_PID/ns/net" 2>/dev/null) != "$(readlink /proc/self/ns/net)" ]]; }
+k8s_wait_until 10 "$NETNS_PID" netns_ready || k8s_die "the namespace holder did not start"
 export CLUSTER_NETNS_PID=$NETNS_PID
 in_ns() { nsenter --net="/proc/$NETNS_PID/ns/net" "$@"; }
 in_ns ip link set lo up
@@ -89,7 +89,7 @@ in_ns ip addr add "$NODE_IP/24" dev "$BRIDGE"
 in_ns ip link set "$BRIDGE" up
 in_ns sysctl -qw net.ipv4.ip_forward=1
 # Service traffic between Pods on the same bridge must pass iptables (kube-proxy's DNAT).
-[[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] && in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1 || true
+if [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]]; then in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1; fi
 k8s_log "network namespace held by pid $NETNS_PID, node address $NODE_IP on $BRIDGE"
 
 # ---- etcd + kube-apiserver, inside the namespace
@@ -195,7 +195,7 @@ done
 
 # ---- kubelet
 for c in /sys/fs/cgroup/*/; do
-	[[ -e $c/cgroup.procs ]] && mkdir -p "$c$CLUSTER_ID"
+	if [[ -e $c/cgroup.procs ]]; then mkdir -p "$c$CLUSTER_ID"; fi
 done
 cat >"$DIR/kubelet-config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1

@@ -109,11 +109,12 @@ args=(
 	--service-account-key-file="$PKI/sa.pub"
 	--service-account-signing-key-file="$PKI/sa.key"
 	--service-cluster-ip-range=10.0.0.0/24
-	--disable-admission-plugins="${APISERVER_DISABLE_ADMISSION-ServiceAccount}"
 	--allow-privileged=true
 	--profiling=false
 	--v=1
 )
+disable_admission=${APISERVER_DISABLE_ADMISSION-ServiceAccount}
+[[ -z $disable_admission ]] || args+=(--disable-admission-plugins="$disable_admission")
 if [[ -n ${APISERVER_EXTRA_ARGS:-} ]]; then
 	read -r -a extra <<<"$APISERVER_EXTRA_ARGS"
 	args+=("${extra[@]}")

@@ -491,10 +491,10 @@ step9() {
 	STEP=9
 	say "9. Events read with kubectl: regarding the Pod, reporting controller set, series aggregated"
 	local i ev
-	printf 'x%.0s' {1..22} >"$WORK/bad-token"
+	printf 'abcdef.0123456789abcdef' >"$WORK/bad-token"
 	for i in 1 2 3 4 5 6; do
 		tool worker --endpoint "$EP" "${CAS[@]}" --token-file "$WORK/bad-token" \
-			--csr-family ca --expect-code Unauthenticated >/dev/null 2>&1
+			--csr-family ca --expect-code UNAUTHENTICATED >/dev/null 2>&1
 	done
 	sleep 4
 	k -n "$NS" get events.events.k8s.io -o json >"$WORK/events.json"
