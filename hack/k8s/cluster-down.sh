@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Tear down the cluster started by hack/k8s/cluster-up.sh DIR and leave the machine as it was.
 # Safe to run twice, and after a start-up that failed half-way. Order:
-#   1. every process in the cluster's cgroups (the containers) gets SIGKILL;
-#   2. kubelet, kube-proxy, the containerd shims of this DIR, containerd, scheduler, controller-manager
+#   1. the kubelet stops, then every process in the cluster's cgroups (the containers) gets SIGKILL;
+#   2. kube-proxy, the containerd shims of this DIR, containerd, scheduler, controller-manager
 #      (SIGTERM, then SIGKILL), then kube-apiserver and etcd (hack/k8s/down.sh);
 #   3. the namespace holder: with it the network namespace goes, and with that the bridge, the veths,
 #      the iptables chains and the namespace's sysctls;
@@ -47,7 +47,8 @@ stop_pidfile() {
 	k8s_stop "$pid" "$exe" "$name"
 }
 
-# 1. the containers
+# 1. the kubelet (so that it restarts nothing), then the containers
+stop_pidfile kubelet
 for _ in 1 2 3 4 5; do
 	pids=$(cgroup_pids)
 	[[ -z $pids ]] && break
@@ -57,7 +58,6 @@ for _ in 1 2 3 4 5; do
 done
 
 # 2. the node's daemons, then the control plane
-stop_pidfile kubelet
 stop_pidfile kube-proxy
 if [[ -d $DIR/containerd ]]; then
 	for pid in $(pids_with_arg "$DIR/containerd/containerd.sock"); do

@@ -86,33 +86,37 @@ cert_manager_image() {
 
 # tcs_image: the only place that knows where the project image comes from (adapts to hack/image).
 tcs_image() {
-	local image=${TCS_IMAGE:-localhost/talos-csr-signer:dev} rev label archive rebuilt ctr
+	local image=${TCS_IMAGE:-localhost/talos-csr-signer:dev} rev label archive rebuilt ctr store=bah_image
 	rev=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 	archive=$OUT/talos-csr-signer.tar
 	rebuilt=${image%:*}:rebuilt
 	if [[ -n ${TCS_IMAGE_ARCHIVE:-} ]]; then
+		# A ready archive: loaded into this script's own storage (hack/image's is left alone).
 		[[ -s $TCS_IMAGE_ARCHIVE ]] || k8s_die "TCS_IMAGE_ARCHIVE=$TCS_IMAGE_ARCHIVE does not exist"
-		rm -f "$archive"
-		# Load it into hack/image's storage so the rebuilt tag can be derived from it.
+		store=bah
+		bah rmi -f "$image" "$rebuilt" >/dev/null 2>&1 || true
 		case $(tar -tf "$TCS_IMAGE_ARCHIVE" | head -50) in
-		*index.json*) bah_image pull --quiet "oci-archive:$TCS_IMAGE_ARCHIVE" >/dev/null ;;
-		*) bah_image pull --quiet "docker-archive:$TCS_IMAGE_ARCHIVE" >/dev/null ;;
+		*index.json*) bah pull --quiet "oci-archive:$TCS_IMAGE_ARCHIVE" >/dev/null ;;
+		*) bah pull --quiet "docker-archive:$TCS_IMAGE_ARCHIVE" >/dev/null ;;
 		esac
-	fi
-	label=$(bah_image inspect --type image --format '{{index .OCIv1.Config.Labels "org.opencontainers.image.revision"}}' \
-		"$image" 2>/dev/null || true)
-	if [[ -z ${TCS_IMAGE_ARCHIVE:-} && $label != "$rev" ]]; then
-		k8s_log "building $image with hack/image/build.sh (image revision '${label:-none}', checkout $rev)"
-		IMAGE=$image "$ROOT/hack/image/build.sh" >&2 || k8s_die "hack/image/build.sh failed"
+		bah inspect --type image "$image" >/dev/null 2>&1 ||
+			k8s_die "$TCS_IMAGE_ARCHIVE does not hold $image (set TCS_IMAGE to its name)"
+	else
+		label=$(bah_image inspect --type image \
+			--format '{{index .OCIv1.Config.Labels "org.opencontainers.image.revision"}}' "$image" 2>/dev/null || true)
+		if [[ $label != "$rev" ]]; then
+			k8s_log "building $image with hack/image/build.sh (image revision '${label:-none}', checkout $rev)"
+			IMAGE=$image "$ROOT/hack/image/build.sh" >&2 || k8s_die "hack/image/build.sh failed"
+		fi
 	fi
 	rm -f "$archive" "$archive.rebuilt"
-	bah_image push --quiet "$image" "docker-archive:$archive:$image" >/dev/null
+	"$store" push --quiet "$image" "docker-archive:$archive:$image" >/dev/null
 	# The "rebuilt" image: same content plus one label, so a new image ID under a new tag.
-	ctr=$(bah_image from "$image")
-	bah_image config --label "talos-csr-signer.test/rebuilt=$(date -u +%FT%TZ)" "$ctr"
-	bah_image commit --quiet "$ctr" "$rebuilt" >/dev/null
-	bah_image rm "$ctr" >/dev/null
-	bah_image push --quiet "$rebuilt" "docker-archive:$archive.rebuilt:$rebuilt" >/dev/null
+	ctr=$("$store" from "$image")
+	"$store" config --label "talos-csr-signer.test/rebuilt=$(date -u +%FT%TZ)" "$ctr"
+	"$store" commit --quiet "$ctr" "$rebuilt" >/dev/null
+	"$store" rm "$ctr" >/dev/null
+	"$store" push --quiet "$rebuilt" "docker-archive:$archive.rebuilt:$rebuilt" >/dev/null
 	printf 'export TCS_IMAGE=%q TCS_ARCHIVE=%q TCS_IMAGE_REBUILT=%q TCS_ARCHIVE_REBUILT=%q\n' \
 		"$image" "$archive" "$rebuilt" "$archive.rebuilt"
 }
