@@ -197,6 +197,11 @@ done
 for c in /sys/fs/cgroup/*/; do
 	if [[ -e $c/cgroup.procs ]]; then mkdir -p "$c$CLUSTER_ID"; fi
 done
+# A new cgroup-v1 cpuset has no CPUs and no memory nodes: nothing could join it.
+if [[ -e /sys/fs/cgroup/cpuset/cpuset.cpus ]]; then
+	cat /sys/fs/cgroup/cpuset/cpuset.cpus >"/sys/fs/cgroup/cpuset/$CLUSTER_ID/cpuset.cpus"
+	cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset/$CLUSTER_ID/cpuset.mems"
+fi
 cat >"$DIR/kubelet-config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
