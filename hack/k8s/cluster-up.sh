@@ -57,7 +57,7 @@ on_exit() {
 	local rc=$?
 	if ((rc != 0 && started)); then
 		k8s_log "start-up failed (exit $rc); tearing down. Logs in $DIR"
-		for f in kubelet containerd apiserver; do
+		for f in kubelet containerd kube-proxy cp/apiserver; do
 			[[ -f $DIR/$f.log ]] && { printf -- '--- last lines of %s.log\n' "$f"; tail -n 15 "$DIR/$f.log"; } >&2
 		done
 		"$HERE/cluster-down.sh" "$DIR" >&2 || true
