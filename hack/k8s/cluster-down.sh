@@ -30,13 +30,7 @@ cgroup_pids() {
 }
 # pids_with_arg STRING: processes whose command line contains STRING (this DIR's socket path)
 pids_with_arg() {
-	local f pid
-	for f in /proc/[0-9]*/cmdline; do
-		pid=${f#/proc/}
-		pid=${pid%/cmdline}
-		[[ $pid == "$$" ]] && continue
-		tr '\0' ' ' <"$f" 2>/dev/null | grep -qF -- "$1" && printf '%s\n' "$pid"
-	done
+	grep -laF -- "$1" /proc/[0-9]*/cmdline 2>/dev/null | sed -n 's#^/proc/\([0-9]*\)/cmdline$#\1#p' | grep -vx "$$"
 }
 # stop_pidfile NAME: stop the process recorded in DIR/NAME.pid if it still runs what it ran
 stop_pidfile() {

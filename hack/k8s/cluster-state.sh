@@ -37,7 +37,7 @@ for c in /sys/fs/cgroup/*/; do
 done | grep -E '/(tcs-[0-9a-f]+|kubepods[^/]*)$' | sort
 section processes
 if [[ -n $DIR ]]; then
-	for f in /proc/[0-9]*/cmdline; do
-		{ tr '\0' ' ' <"$f"; } 2>/dev/null | grep -F -- "$DIR" | grep -E 'etcd|kube|containerd|runc|sleep infinity' || true
+	for f in $(grep -laF -- "$DIR" /proc/[0-9]*/cmdline 2>/dev/null); do
+		{ tr '\0' ' ' <"$f"; } 2>/dev/null | grep -E 'etcd|kube|containerd|runc|tcs-netns' || true
 	done | sort
 fi

@@ -76,7 +76,8 @@ done >"$DIR/preexisting"
 CLUSTER_ID=tcs-$(printf '%s' "$DIR" | sha256sum | cut -c1-10)
 printf '%s\n' "$CLUSTER_ID" >"$DIR/cluster-id"
 printf '%s\n' "$DIR" >"$DIR/cluster-dir" # cluster-down.sh matches processes on this string
-unshare --net -- sleep infinity </dev/null >/dev/null 2>&1 &
+# argv[0] names DIR, so cluster-state.sh sees a holder left behind.
+unshare --net -- bash -c 'exec -a "tcs-netns $0" sleep infinity' "$DIR" </dev/null >/dev/null 2>&1 &
 NETNS_PID=$!
 printf '%s\n' "$NETNS_PID" >"$DIR/netns.pid"
 netns_ready() { [[ $(readlink "/proc/$NETNS_PID/ns/net" 2>/dev/null) != "$(readlink /proc/self/ns/net)" ]]; }
