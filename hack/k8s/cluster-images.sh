@@ -86,7 +86,7 @@ cert_manager_image() {
 
 # tcs_image: the only place that knows where the project image comes from (adapts to hack/image).
 tcs_image() {
-	local image=${TCS_IMAGE:-localhost/talos-csr-signer:dev} rev label archive rebuilt ctr store=bah_image
+	local image=${TCS_IMAGE:-localhost/talos-csr-signer:dev} rev label archive rebuilt ctr id store=bah_image
 	rev=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 	archive=$OUT/talos-csr-signer.tar
 	rebuilt=${image%:*}:rebuilt
@@ -109,7 +109,13 @@ tcs_image() {
 			IMAGE=$image "$ROOT/hack/image/build.sh" >&2 || k8s_die "hack/image/build.sh failed"
 		fi
 	fi
-	rm -f "$archive" "$archive.rebuilt"
+	id=$("$store" inspect --type image --format '{{.FromImageID}}' "$image")
+	if [[ -s $archive && -s $archive.rebuilt && $(cat "$archive.id" 2>/dev/null) == "$id" ]]; then
+		printf 'export TCS_IMAGE=%q TCS_ARCHIVE=%q TCS_IMAGE_REBUILT=%q TCS_ARCHIVE_REBUILT=%q\n' \
+			"$image" "$archive" "$rebuilt" "$archive.rebuilt"
+		return 0
+	fi
+	rm -f "$archive" "$archive.rebuilt" "$archive.id"
 	"$store" push --quiet "$image" "docker-archive:$archive:$image" >/dev/null
 	# The "rebuilt" image: same content plus one label, so a new image ID under a new tag.
 	ctr=$("$store" from "$image")
@@ -117,6 +123,7 @@ tcs_image() {
 	"$store" commit --quiet "$ctr" "$rebuilt" >/dev/null
 	"$store" rm "$ctr" >/dev/null
 	"$store" push --quiet "$rebuilt" "docker-archive:$archive.rebuilt:$rebuilt" >/dev/null
+	printf '%s\n' "$id" >"$archive.id"
 	printf 'export TCS_IMAGE=%q TCS_ARCHIVE=%q TCS_IMAGE_REBUILT=%q TCS_ARCHIVE_REBUILT=%q\n' \
 		"$image" "$archive" "$rebuilt" "$archive.rebuilt"
 }
