@@ -95,7 +95,7 @@ k8s_log "network namespace held by pid $NETNS_PID, node address $NODE_IP on $BRI
 
 # ---- etcd + kube-apiserver, inside the namespace
 APISERVER_EXTRA_SANS="IP:$KUBERNETES_SVC_IP,IP:$NODE_IP" APISERVER_DISABLE_ADMISSION= \
-	APISERVER_EXTRA_ARGS="--bind-address=0.0.0.0 --advertise-address=$NODE_IP --endpoint-reconciler-type=lease --service-cluster-ip-range=$SERVICE_CIDR --kubelet-client-certificate=$DIR/cp/pki/admin.crt --kubelet-client-key=$DIR/cp/pki/admin.key ${CLUSTER_APISERVER_EXTRA_ARGS:-}" \
+	APISERVER_EXTRA_ARGS="--bind-address=0.0.0.0 --advertise-address=$NODE_IP --endpoint-reconciler-type=lease --service-cluster-ip-range=$SERVICE_CIDR --kubelet-preferred-address-types=InternalIP --kubelet-client-certificate=$DIR/cp/pki/admin.crt --kubelet-client-key=$DIR/cp/pki/admin.key ${CLUSTER_APISERVER_EXTRA_ARGS:-}" \
 	in_ns "$HERE/up.sh" "$DIR/cp" >"$DIR/up.log" 2>&1 || { cat "$DIR/up.log" >&2; k8s_die "up.sh failed"; }
 # shellcheck disable=SC1091
 . "$DIR/cp/env"
