@@ -88,6 +88,8 @@ in_ns ip link set lo up
 in_ns ip link add "$BRIDGE" type bridge
 in_ns ip addr add "$NODE_IP/24" dev "$BRIDGE"
 in_ns ip link set "$BRIDGE" up
+# The node itself reaches ClusterIPs too (kube-proxy DNATs them in OUTPUT): they need a route first.
+in_ns ip route add "$SERVICE_CIDR" dev "$BRIDGE"
 in_ns sysctl -qw net.ipv4.ip_forward=1
 # Service traffic between Pods on the same bridge must pass iptables (kube-proxy's DNAT).
 if [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]]; then in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1; fi
