@@ -30,7 +30,7 @@ STEPS=${CLUSTER_STEPS:-1 2 3 4 5 6 7 8 9 10 11}
 NS=talos-csr-signer
 REL=tcs
 FULL=$REL-talos-csr-signer
-CHART=$ROOT/charts/talos-csr-signer
+CHART=${CLUSTER_CHART:-$ROOT/charts/talos-csr-signer}
 CL=$WORK/cluster
 STEP=setup
 
@@ -543,7 +543,7 @@ step10() {
 	h uninstall ds -n tcs-ds --wait >/dev/null 2>&1
 	# manifests/standalone (the kubeadm manifests), image replaced by the local one.
 	# Their image, the node address as the only IP SAN; the Namespace exists already (and must survive).
-	cat "$ROOT"/manifests/standalone/*.yaml >"$WORK/standalone.yaml"
+	for f in "$ROOT"/manifests/standalone/*.yaml; do cat "$f"; printf '\n---\n'; done >"$WORK/standalone.yaml"
 	python3 - "$WORK/standalone.yaml" "$NODE_IP" "$TCS_IMAGE" <<-'PY'
 		import sys, yaml
 		docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] != "Namespace"]
