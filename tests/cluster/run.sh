@@ -638,8 +638,8 @@ step11() {
 	fi
 	check "no cluster-scoped leftovers (ClusterRoles/Bindings of the release)" \
 		test -z "$(k get clusterroles,clusterrolebindings -l "app.kubernetes.io/instance=$REL" -o name 2>/dev/null)"
-	check "no Pod of the release is left in containerd" \
-		bash -c "! ctr --address '$CONTAINERD_SOCK' -n k8s.io containers ls -q 'labels.\"io.kubernetes.pod.namespace\"==$NS' | grep -q ."
+	check "no container of $NS is left in containerd (the kubelet removes them within 90 s)" \
+		wait_for 90 bash -c "! ctr --address '$CONTAINERD_SOCK' -n k8s.io containers ls -q 'labels.\"io.kubernetes.pod.namespace\"==$NS' | grep -q ."
 }
 
 eval "$("$ROOT/hack/k8s/cluster-images.sh" pause)"
