@@ -84,31 +84,48 @@ cert_manager_image() {
 	printf 'export CM_IMAGE=%q CM_ARCHIVE=%q\n' "localhost/cert-manager-controller:$key" "$archive"
 }
 
+# archive_revision ARCHIVE: the org.opencontainers.image.revision label of the image in an OCI archive.
+archive_revision() {
+	python3 - "$1" <<-'PY'
+		import json, sys, tarfile
+		t = tarfile.open(sys.argv[1])
+		blob = lambda d: json.load(t.extractfile("blobs/" + d.replace(":", "/")))
+		m = blob(json.load(t.extractfile("index.json"))["manifests"][0]["digest"])
+		print(blob(m["config"]["digest"]).get("config", {}).get("Labels", {}).get("org.opencontainers.image.revision", ""))
+	PY
+}
+
 # tcs_image: the only place that knows where the project image comes from (adapts to hack/image).
 tcs_image() {
-	local image=${TCS_IMAGE:-localhost/talos-csr-signer:dev} rev label archive rebuilt ctr id store=bah_image
-	rev=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+	local image rev label archive rebuilt ctr id store=bah
+	rev=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
 	archive=$OUT/talos-csr-signer.tar
-	rebuilt=${image%:*}:rebuilt
-	if [[ -n ${TCS_IMAGE_ARCHIVE:-} ]]; then
-		# A ready archive: loaded into this script's own storage (hack/image's is left alone).
-		[[ -s $TCS_IMAGE_ARCHIVE ]] || k8s_die "TCS_IMAGE_ARCHIVE=$TCS_IMAGE_ARCHIVE does not exist"
-		store=bah
-		bah rmi -f "$image" "$rebuilt" >/dev/null 2>&1 || true
-		case $(tar -tf "$TCS_IMAGE_ARCHIVE" | head -50) in
-		*index.json*) bah pull --quiet "oci-archive:$TCS_IMAGE_ARCHIVE" >/dev/null ;;
-		*) bah pull --quiet "docker-archive:$TCS_IMAGE_ARCHIVE" >/dev/null ;;
-		esac
-		bah inspect --type image "$image" >/dev/null 2>&1 ||
-			k8s_die "$TCS_IMAGE_ARCHIVE does not hold $image (set TCS_IMAGE to its name)"
-	else
-		label=$(bah_image inspect --type image \
-			--format '{{index .OCIv1.Config.Labels "org.opencontainers.image.revision"}}' "$image" 2>/dev/null || true)
-		if [[ $label != "$rev" ]]; then
-			k8s_log "building $image with hack/image/build.sh (image revision '${label:-none}', checkout $rev)"
-			IMAGE=$image "$ROOT/hack/image/build.sh" >&2 || k8s_die "hack/image/build.sh failed"
+	if [[ -z ${TCS_IMAGE_ARCHIVE:-} ]]; then
+		# hack/image/build.sh (make test-image) writes one OCI archive per architecture; this
+		# node is amd64. Rebuilt only when the archive is missing or from another revision.
+		TCS_IMAGE_ARCHIVE=$ROOT/build/image/talos-csr-signer-amd64.oci.tar
+		label=""
+		if [[ -s $TCS_IMAGE_ARCHIVE && -s $ROOT/build/image/images.txt ]]; then
+			TCS_IMAGE=${TCS_IMAGE:-$(grep -- '-amd64$' "$ROOT/build/image/images.txt" | head -1)}
+			label=$(archive_revision "$TCS_IMAGE_ARCHIVE" 2>/dev/null || true)
+		fi
+		if [[ -z $label || $rev != "$label"* ]]; then
+			k8s_log "building the image with hack/image/build.sh --arch amd64 (archive revision '${label:-none}', checkout $rev)"
+			"$ROOT/hack/image/build.sh" --arch amd64 >&2 || k8s_die "hack/image/build.sh failed"
+			TCS_IMAGE=$(grep -- '-amd64$' "$ROOT/build/image/images.txt" | head -1)
 		fi
 	fi
+	image=${TCS_IMAGE:-localhost/talos-csr-signer:dev}
+	rebuilt=${image%:*}:rebuilt
+	# The archive is loaded into this script's own storage (hack/image's is left alone).
+	[[ -s $TCS_IMAGE_ARCHIVE ]] || k8s_die "TCS_IMAGE_ARCHIVE=$TCS_IMAGE_ARCHIVE does not exist"
+	bah rmi -f "$image" "$rebuilt" >/dev/null 2>&1 || true
+	case $(tar -tf "$TCS_IMAGE_ARCHIVE" | head -50) in
+	*index.json*) bah pull --quiet "oci-archive:$TCS_IMAGE_ARCHIVE" >/dev/null ;;
+	*) bah pull --quiet "docker-archive:$TCS_IMAGE_ARCHIVE" >/dev/null ;;
+	esac
+	bah inspect --type image "$image" >/dev/null 2>&1 ||
+		k8s_die "$TCS_IMAGE_ARCHIVE does not hold $image (set TCS_IMAGE to its name)"
 	id=$("$store" inspect --type image --format '{{.FromImageID}}' "$image")
 	if [[ -s $archive && -s $archive.rebuilt && $(cat "$archive.id" 2>/dev/null) == "$id" ]]; then
 		printf 'export TCS_IMAGE=%q TCS_ARCHIVE=%q TCS_IMAGE_REBUILT=%q TCS_ARCHIVE_REBUILT=%q\n' \
