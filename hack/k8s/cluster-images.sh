@@ -27,10 +27,6 @@ bah() {
 	buildah --root "$CACHE/cluster/buildah/storage" --runroot "$CACHE/cluster/buildah/run" \
 		--storage-driver vfs "$@"
 }
-# The project image lives in hack/image's own storage.
-bah_image() {
-	buildah --root "$CACHE/image/storage" --runroot "$CACHE/image/run" --storage-driver vfs "$@"
-}
 exec 9>"$CACHE/cluster/.images.lock"
 flock 9
 
