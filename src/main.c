@@ -10,7 +10,8 @@
  * SIGTERM/SIGINT drain and stop everything in reverse order, exit 0.
  *
  * Threads started from here: the file watcher (filesrc) and, in Kubernetes
- * mode, the Secret watcher (watch) and the Events poster (events); the gRPC
+ * mode, the Secret watcher (watch) and the Events poster (events); the front
+ * door (frontdoor: accept, TLS, HTTP/2 guard, relay); the gRPC
  * completion-queue workers (grpcsrv) and gRPC's own internal threads; the
  * HTTP probe/metrics threads (httpd, libmicrohttpd's). Subcommands `request`
  * and `check` (cli.c) run before any of this and start none of them.
@@ -29,6 +30,7 @@
 
 #include <openssl/crypto.h>
 
+#include "audit.h"
 #include "cli.h"
 #include "config.h"
 #include "creds.h"
@@ -36,6 +38,7 @@
 #include "credstore.h"
 #include "events.h"
 #include "filesrc.h"
+#include "frontdoor.h"
 #include "grpcsrv.h"
 #include "httpd.h"
 #include "kube.h"
@@ -105,6 +108,7 @@ main(int argc, char **argv)
 	struct filesrc   *files = NULL;
 	struct ratelimit *rl = NULL;
 	struct grpcsrv   *srv = NULL;
+	struct frontdoor *door = NULL;
 	struct httpd     *http = NULL;
 	struct kube      *kube = NULL;
 	struct watch     *watcher = NULL;
@@ -187,6 +191,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "talos-csr-signer: %s\n", err);
 		goto out;
 	}
+	if ((door = frontdoor_start(&cfg, store, srv, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "talos-csr-signer: %s\n", err);
+		goto out;
+	}
 	if (httpd_start(cfg.http_addr, store, &http, err, sizeof(err)) == -1) {
 		fprintf(stderr, "talos-csr-signer: configuration error: %s\n", err);
 		goto out;
@@ -196,7 +204,7 @@ main(int argc, char **argv)
 		struct log_field f[] = {
 			LF_S("version", TCS_VERSION),
 			LF_S("commit", TCS_COMMIT),
-			LF_I("port", grpcsrv_port(srv)),
+			LF_I("port", frontdoor_port(door)),
 			LF_S("cert_ttl", (util_format_duration(cfg.cert_ttl_ms, v, sizeof(v)), v)),
 		};
 		log_record(LOG_INFO, "serving", f, sizeof(f) / sizeof(f[0]));
@@ -227,7 +235,11 @@ main(int argc, char **argv)
 	rc = 0;
 out:
 	httpd_stop(http);
+	/* Drain: no new connections, in-flight calls finish through the relay. */
+	frontdoor_stop_accepting(door);
 	grpcsrv_shutdown(srv, cfg.shutdown_grace_ms);
+	frontdoor_free(door);
+	audit_flush_summaries(1);
 	watch_free(watcher);
 	filesrc_free(files);
 	if (events != NULL)
