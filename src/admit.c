@@ -64,8 +64,8 @@ admit_free(struct admit *a)
 }
 
 int
-admit_key_of(const struct sockaddr *sa, socklen_t len, struct admit_key *k, char *text,
-    size_t textlen)
+admit_key_of(
+    const struct sockaddr *sa, socklen_t len, struct admit_key *k, char *text, size_t textlen)
 {
 	static const uint8_t       mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 	const struct sockaddr_in  *s4;

@@ -33,8 +33,8 @@ void          admit_free(struct admit *);
  * The source key and the peer address as text ("192.0.2.1", "2001:db8::1")
  * of a connection's address. 0, or -1 for a family that is not IP.
  */
-int admit_key_of(const struct sockaddr *, socklen_t, struct admit_key *, char *text,
-    size_t textlen);
+int admit_key_of(
+    const struct sockaddr *, socklen_t, struct admit_key *, char *text, size_t textlen);
 /* Admits one connection from `k` (ADMIT_OK) or says which cap refuses it. */
 enum admit_result admit_take(struct admit *, const struct admit_key *k);
 /* Releases a connection admitted from `k`. */

@@ -85,8 +85,8 @@ static const struct setting settings[] = {
 	    "front door: bytes of one request's HTTP/2 header block (HEADERS + CONTINUATION)" },
 	{ "H2_MAX_OPEN_STREAMS", "h2-max-open-streams", ST_INT, OFF(h2_max_open_streams), "100",
 	    "front door: streams one connection holds open at once (at most 128)" },
-	{ "H2_MAX_RST_PER_SECOND", "h2-max-rst-per-second", ST_INT, OFF(h2_max_rst_per_sec),
-	    "100", "front door: RST_STREAM frames one connection may send in a second" },
+	{ "H2_MAX_RST_PER_SECOND", "h2-max-rst-per-second", ST_INT, OFF(h2_max_rst_per_sec), "100",
+	    "front door: RST_STREAM frames one connection may send in a second" },
 	{ "H2_MAX_BYTES_BEFORE_REQUEST", "h2-max-bytes-before-request", ST_SIZE,
 	    OFF(h2_max_bytes_before_request), "131072",
 	    "front door: bytes a connection may send before its first complete request" },
@@ -320,7 +320,8 @@ validate(struct config *cfg, char *err, size_t errlen)
 	if (cfg->h2_max_bytes_before_request < cfg->max_request_bytes + 1024 ||
 	    cfg->h2_max_bytes_before_request > (1u << 30)) {
 		snprintf(err, errlen,
-		    "H2_MAX_BYTES_BEFORE_REQUEST: at least MAX_REQUEST_BYTES + 1024, at most 1 GiB");
+		    "H2_MAX_BYTES_BEFORE_REQUEST: at least MAX_REQUEST_BYTES + 1024, at most 1 "
+		    "GiB");
 		return -1;
 	}
 	if (cfg->grpc_threads > 256) {

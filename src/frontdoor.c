@@ -81,7 +81,7 @@ enum conn_state { CN_HANDSHAKE, CN_RELAY, CN__MAX };
 
 struct tag {
 	enum tag_kind kind;
-	struct conn  *c; /* TK_CLIENT, TK_INNER */
+	struct conn  *c;  /* TK_CLIENT, TK_INNER */
 	int           fd; /* TK_LISTEN */
 };
 
@@ -122,8 +122,8 @@ struct frontdoor {
 	int                   nlisteners, port;
 	int                   inner_lfd;
 	struct sockaddr_in    inner_addr;
-	int                   accepting;  /* listeners registered for EPOLLIN */
-	int64_t               resume_ms;  /* accept paused until then (0: not paused) */
+	int                   accepting; /* listeners registered for EPOLLIN */
+	int64_t               resume_ms; /* accept paused until then (0: not paused) */
 	int64_t               next_warn_ms;
 	struct conn          *conns, *dead;
 	int64_t               age_ms;
@@ -229,6 +229,9 @@ handoff(struct frontdoor *d, struct conn *c)
 	struct pollfd      pfd;
 	int                fd = -1, gfd = -1, tries;
 
+	memset(&mine, 0, sizeof(mine));
+	memset(&theirs, 0, sizeof(theirs));
+
 	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
 		goto fail;
 	set_nodelay(fd);
@@ -237,8 +240,8 @@ handoff(struct frontdoor *d, struct conn *c)
 		goto fail;
 	for (tries = 0; tries < 8; tries++) {
 		tl = sizeof(theirs);
-		gfd = accept4(d->inner_lfd, (struct sockaddr *)&theirs, &tl,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		gfd = accept4(
+		    d->inner_lfd, (struct sockaddr *)&theirs, &tl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (gfd == -1) {
 			if (errno != EAGAIN && errno != EINTR)
 				goto fail;
@@ -247,7 +250,8 @@ handoff(struct frontdoor *d, struct conn *c)
 			poll(&pfd, 1, 50);
 			continue;
 		}
-		if (theirs.sin_port == mine.sin_port && theirs.sin_addr.s_addr == mine.sin_addr.s_addr)
+		if (theirs.sin_port == mine.sin_port &&
+		    theirs.sin_addr.s_addr == mine.sin_addr.s_addr)
 			break;
 		close(gfd); /* a stranger on the private listener */
 		gfd = -1;
@@ -608,7 +612,8 @@ accept_burst(struct frontdoor *d, int lfd, int64_t now)
 				continue;
 			if (errno == EAGAIN)
 				return;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
 				fd_limit(d, lfd, now);
 				return;
 			}
@@ -767,6 +772,7 @@ bound_port(int fd)
 	struct sockaddr_storage ss;
 	socklen_t               sl = sizeof(ss);
 
+	memset(&ss, 0, sizeof(ss));
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == -1)
 		return -1;
 	if (ss.ss_family == AF_INET)
@@ -866,8 +872,8 @@ bind_all(struct frontdoor *d, char *err, size_t errlen)
 			return -1;
 		}
 		if (fd == -1) {
-			snprintf(err, errlen, "LISTEN_ADDRESS: cannot listen on %s port %d: %s", tok,
-			    port, strerror(errno));
+			snprintf(err, errlen, "LISTEN_ADDRESS: cannot listen on %s port %d: %s",
+			    tok, port, strerror(errno));
 			return -1;
 		}
 		if (port == 0)
@@ -904,8 +910,8 @@ inner_listener(struct frontdoor *d)
 }
 
 struct frontdoor *
-frontdoor_start(const struct config *cfg, struct credstore *store, struct grpcsrv *grpc,
-    char *err, size_t errlen)
+frontdoor_start(const struct config *cfg, struct credstore *store, struct grpcsrv *grpc, char *err,
+    size_t errlen)
 {
 	struct frontdoor  *d;
 	struct epoll_event ev;

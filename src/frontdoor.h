@@ -27,8 +27,8 @@ struct grpcsrv;
  * empty), logs "listening" per address and starts the thread. Returns NULL
  * with a one-line reason in err.
  */
-struct frontdoor *frontdoor_start(const struct config *, struct credstore *, struct grpcsrv *,
-    char *err, size_t errlen);
+struct frontdoor *frontdoor_start(
+    const struct config *, struct credstore *, struct grpcsrv *, char *err, size_t errlen);
 /* The bound port (useful with PORT=0). */
 int frontdoor_port(const struct frontdoor *);
 /*

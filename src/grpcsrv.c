@@ -93,23 +93,23 @@ struct call {
 };
 
 struct grpcsrv {
-	const struct config   *cfg;
-	struct credstore      *store;
-	struct ratelimit      *rl;
-	grpc_server           *server;
-	grpc_completion_queue *cq;
-	void                  *method;
-	pthread_t             *threads;
-	int                    nthreads;
-	grpc_server_credentials *insecure; /* for descriptors handed over */
-	pthread_mutex_t        handoff_mtx; /* shutting_down vs add_fd; peers */
-	char                 (*peers)[GRPCSRV_PEER_LEN]; /* real peer by descriptor */
-	size_t                 npeers;
-	atomic_int             shutting_down;
-	struct call            shutdown_tag;
-	pthread_mutex_t        mtx; /* shutdown_done */
-	pthread_cond_t         cond;
-	int                    shutdown_done;
+	const struct config     *cfg;
+	struct credstore        *store;
+	struct ratelimit        *rl;
+	grpc_server             *server;
+	grpc_completion_queue   *cq;
+	void                    *method;
+	pthread_t               *threads;
+	int                      nthreads;
+	grpc_server_credentials *insecure;    /* for descriptors handed over */
+	pthread_mutex_t          handoff_mtx; /* shutting_down vs add_fd; peers */
+	char (*peers)[GRPCSRV_PEER_LEN];      /* real peer by descriptor */
+	size_t          npeers;
+	atomic_int      shutting_down;
+	struct call     shutdown_tag;
+	pthread_mutex_t mtx; /* shutdown_done */
+	pthread_cond_t  cond;
+	int             shutdown_done;
 };
 
 /* One table maps every rejection to its wire status and message. */
@@ -236,9 +236,9 @@ fail:
 static int
 real_peer(struct grpcsrv *s, const char *peer, char *out, size_t outlen)
 {
-	char     *end;
-	long      fd;
-	int       rc = -1;
+	char *end;
+	long  fd;
+	int   rc = -1;
 
 	if (peer == NULL || strncmp(peer, "fd:", 3) != 0)
 		return grpcsrv_peer_ip(peer, out, outlen);

@@ -14,12 +14,12 @@
 
 #include <string.h>
 
-#define F_DATA          0x0
-#define F_HEADERS       0x1
-#define F_RST_STREAM    0x3
-#define F_CONTINUATION  0x9
-#define FL_END_STREAM   0x1
-#define FL_END_HEADERS  0x4
+#define F_DATA         0x0
+#define F_HEADERS      0x1
+#define F_RST_STREAM   0x3
+#define F_CONTINUATION 0x9
+#define FL_END_STREAM  0x1
+#define FL_END_HEADERS 0x4
 
 static const char preface[H2GUARD_PREFACE_LEN + 1] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

@@ -23,20 +23,20 @@
 #define H2GUARD_MAX_OPEN    128 /* upper bound of max_open_streams */
 
 struct h2guard_limits {
-	uint32_t max_header_block;   /* bytes of HEADERS+CONTINUATION per stream */
-	uint32_t max_open_streams;   /* streams opened, neither ended nor reset */
-	uint32_t max_rst_per_sec;    /* RST_STREAM frames per one-second window */
+	uint32_t max_header_block;         /* bytes of HEADERS+CONTINUATION per stream */
+	uint32_t max_open_streams;         /* streams opened, neither ended nor reset */
+	uint32_t max_rst_per_sec;          /* RST_STREAM frames per one-second window */
 	uint32_t max_bytes_before_request; /* before the first complete request */
 };
 
 enum h2guard_verdict {
 	H2G_OK,
-	H2G_BAD_PREFACE,    /* not an HTTP/2 client preface */
-	H2G_PROTOCOL,       /* CONTINUATION out of place, stream 0 HEADERS, ... */
-	H2G_HEADER_BLOCK,   /* header block over max_header_block */
-	H2G_STREAMS,        /* more than max_open_streams open at once */
-	H2G_RST_RATE,       /* more than max_rst_per_sec in one second */
-	H2G_PRE_REQUEST,    /* max_bytes_before_request without a request */
+	H2G_BAD_PREFACE,  /* not an HTTP/2 client preface */
+	H2G_PROTOCOL,     /* CONTINUATION out of place, stream 0 HEADERS, ... */
+	H2G_HEADER_BLOCK, /* header block over max_header_block */
+	H2G_STREAMS,      /* more than max_open_streams open at once */
+	H2G_RST_RATE,     /* more than max_rst_per_sec in one second */
+	H2G_PRE_REQUEST,  /* max_bytes_before_request without a request */
 	H2G__MAX
 };
 

@@ -160,7 +160,8 @@ render_frontdoor(struct sbuf *o)
 		const char *family, *key, *help;
 	} families[] = {
 		{ "connections", "result", "Client connections by admission result." },
-		{ "accept_errors", "error", "accept() errors (fd_limit: EMFILE/ENFILE, survived)." },
+		{ "accept_errors", "error",
+		    "accept() errors (fd_limit: EMFILE/ENFILE, survived)." },
 		{ "closed", "reason", "Client connections closed by the front door, by reason." },
 		{ "handshakes", NULL, "TLS handshakes completed with ALPN h2." },
 		{ "requests_reset_before_csr", NULL,
@@ -179,25 +180,29 @@ render_frontdoor(struct sbuf *o)
 	int    i, rc = 0;
 
 	for (f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
-		rc |= addf(o, "# HELP talos_csr_signer_frontdoor_%s_total %s\n"
-			      "# TYPE talos_csr_signer_frontdoor_%s_total counter\n",
+		rc |= addf(o,
+		    "# HELP talos_csr_signer_frontdoor_%s_total %s\n"
+		    "# TYPE talos_csr_signer_frontdoor_%s_total counter\n",
 		    families[f].family, families[f].help, families[f].family);
 		for (i = 0; i < MFD__MAX; i++) {
 			if (strcmp(names[i].family, families[f].family) != 0)
 				continue;
 			if (names[i].label == NULL)
 				rc |= addf(o, "talos_csr_signer_frontdoor_%s_total %llu\n",
-				    names[i].family, (unsigned long long)atomic_load(&fd_counts[i]));
-			else
-				rc |= addf(o, "talos_csr_signer_frontdoor_%s_total{%s=\"%s\"} %llu\n",
-				    names[i].family, families[f].key, names[i].label,
+				    names[i].family,
 				    (unsigned long long)atomic_load(&fd_counts[i]));
+			else
+				rc |=
+				    addf(o, "talos_csr_signer_frontdoor_%s_total{%s=\"%s\"} %llu\n",
+					names[i].family, families[f].key, names[i].label,
+					(unsigned long long)atomic_load(&fd_counts[i]));
 		}
 	}
 	for (i = 0; i < MFG__MAX; i++)
-		rc |= addf(o, "# HELP talos_csr_signer_frontdoor_%s %s\n"
-			      "# TYPE talos_csr_signer_frontdoor_%s gauge\n"
-			      "talos_csr_signer_frontdoor_%s %lld\n",
+		rc |= addf(o,
+		    "# HELP talos_csr_signer_frontdoor_%s %s\n"
+		    "# TYPE talos_csr_signer_frontdoor_%s gauge\n"
+		    "talos_csr_signer_frontdoor_%s %lld\n",
 		    gauges[i].name, gauges[i].help, gauges[i].name, gauges[i].name,
 		    (long long)atomic_load(&fd_gauges[i]));
 	return rc;

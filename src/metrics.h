@@ -32,10 +32,10 @@ enum metric_fd {
 	MFD_ACCEPT_ERROR,     /* any other accept() error */
 	MFD_HANDSHAKE_FAILED, /* TLS handshake failed */
 	MFD_HANDSHAKE_TIMEOUT,
-	MFD_NO_H2,            /* handshake without ALPN h2 */
+	MFD_NO_H2, /* handshake without ALPN h2 */
 	MFD_FIRST_REQUEST_TIMEOUT,
-	MFD_LIFETIME,         /* closed at MAX_CONNECTION_AGE + grace */
-	MFD_HANDOFF_FAILED,   /* the inner connection to gRPC could not be made */
+	MFD_LIFETIME,       /* closed at MAX_CONNECTION_AGE + grace */
+	MFD_HANDOFF_FAILED, /* the inner connection to gRPC could not be made */
 	MFD_GUARD_BAD_PREFACE,
 	MFD_GUARD_PROTOCOL,
 	MFD_GUARD_HEADER_BLOCK,

@@ -42,10 +42,10 @@
 #define TLSTERM_GROUPS "X25519:P-256:P-384"
 
 struct tlsterm {
-	struct credstore *store;
-	pthread_mutex_t   mtx; /* cur, digest */
-	SSL_CTX          *cur;
-	unsigned char     digest[SHA256_DIGEST_LENGTH];
+	struct credstore    *store;
+	pthread_mutex_t      mtx; /* cur, digest */
+	SSL_CTX             *cur;
+	unsigned char        digest[SHA256_DIGEST_LENGTH];
 	atomic_uint_fast64_t gen; /* store generation last looked at */
 };
 
@@ -107,12 +107,13 @@ tlsterm_build(const struct creds *c, char *err, size_t errlen)
 	 * Workers (grpc-go) keep no session cache: tickets would cost an
 	 * encryption and two records per handshake for nothing.
 	 */
-	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
-	    SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_options(
+	    ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
+	SSL_CTX_set_mode(ctx,
+	    SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+		SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	if (SSL_CTX_use_certificate(ctx, sk_X509_value(certs, 0)) != 1 ||
