@@ -134,6 +134,7 @@ struct frontdoor {
 	pthread_mutex_t       mtx; /* acks */
 	pthread_cond_t        cond;
 	int                   ack_stop_accepting;
+	int                   draining; /* listeners closed: no more handoffs */
 };
 
 /* --- small helpers -------------------------------------------------------- */
@@ -472,7 +473,8 @@ handshake(struct frontdoor *d, struct conn *c)
 		return;
 	}
 	metrics_fd_inc(MFD_HANDSHAKES);
-	if (handoff(d, c) == -1) {
+	/* Draining: gRPC is shutting down (or gone) and takes nothing new. */
+	if (d->draining || handoff(d, c) == -1) {
 		conn_close(d, c, MFD_HANDOFF_FAILED);
 		return;
 	}
@@ -659,6 +661,7 @@ close_listeners(struct frontdoor *d)
 		close(d->listeners[i].fd);
 	d->nlisteners = 0;
 	d->resume_ms = 0;
+	d->draining = 1;
 }
 
 static void *
@@ -702,7 +705,7 @@ run(void *arg)
 			}
 		}
 		free_dead(d);
-		if (atomic_load(&d->cmd_stop_accepting) && d->nlisteners > 0) {
+		if (atomic_load(&d->cmd_stop_accepting) && !d->draining) {
 			close_listeners(d);
 			pthread_mutex_lock(&d->mtx);
 			d->ack_stop_accepting = 1;

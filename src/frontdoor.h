@@ -33,7 +33,8 @@ struct frontdoor *frontdoor_start(
 int frontdoor_port(const struct frontdoor *);
 /*
  * Closes the listeners (drain): open connections keep being relayed, new
- * handshakes are no longer handed to gRPC. Returns once done.
+ * handshakes are no longer handed to gRPC. Returns once done; from then on
+ * the front door never calls grpcsrv_add_fd(), so gRPC may be shut down.
  */
 void frontdoor_stop_accepting(struct frontdoor *);
 /* Stops the thread, closes every connection and frees everything. NULL is fine. */
