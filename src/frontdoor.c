@@ -98,6 +98,7 @@ struct conn {
 	SSL             *ssl;
 	enum conn_state  state;
 	int              dead, inner_eof;
+	int              inner_hup;       /* gRPC's end is gone: ifd left the epoll set */
 	int              ssl_wants_write; /* the last SSL call asked for EPOLLOUT */
 	int              ssl_wants_read;  /* an SSL_write asked for EPOLLIN */
 	unsigned         cev, iev;        /* epoll interest registered */
@@ -306,8 +307,10 @@ rearm(struct frontdoor *d, struct conn *c)
 		cw |= EPOLLIN;
 	if (c->ssl_wants_write)
 		cw |= EPOLLOUT;
+	if (c->inner_hup && !c->inner_eof && c->s2c.buf == NULL)
+		cw |= EPOLLOUT; /* gRPC's rest is read as the client can take it */
 	ep_set(d, c->cfd, &c->t_client, &c->cev, cw);
-	if (c->inner_eof)
+	if (c->inner_eof || c->inner_hup)
 		return; /* removed from the set */
 	if (c->s2c.buf == NULL)
 		iw |= EPOLLIN;
@@ -428,7 +431,8 @@ pump(struct frontdoor *d, struct conn *c)
 				moved = 1;
 			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 				c->inner_eof = 1; /* gRPC closed the connection */
-				epoll_ctl(d->ep, EPOLL_CTL_DEL, c->ifd, NULL);
+				if (!c->inner_hup)
+					epoll_ctl(d->ep, EPOLL_CTL_DEL, c->ifd, NULL);
 			}
 		}
 		if (c->inner_eof && c->s2c.buf == NULL)
@@ -692,9 +696,23 @@ run(void *arg)
 			case TK_INNER:
 				if (t->c->dead)
 					break;
-				if (t->kind == TK_CLIENT && (evs[i].events & EPOLLERR)) {
-					conn_close(d, t->c, MFD__MAX);
+				if (t->kind == TK_CLIENT &&
+				    (evs[i].events & (EPOLLERR | EPOLLHUP))) {
+					conn_close(
+					    d, t->c, MFD__MAX); /* nothing can reach it any more */
 					break;
+				}
+				if (t->kind == TK_INNER &&
+				    (evs[i].events & (EPOLLERR | EPOLLHUP)) && !t->c->inner_hup &&
+				    !t->c->inner_eof) {
+					/*
+					 * gRPC's end is closed: level-triggered HUP would
+					 * fire until we read to the end, which waits while
+					 * the client is slow. Leave the set; pump() reads
+					 * the rest (data, then EOF) once the client drains.
+					 */
+					epoll_ctl(d->ep, EPOLL_CTL_DEL, t->c->ifd, NULL);
+					t->c->inner_hup = 1;
 				}
 				if (t->c->state == CN_HANDSHAKE)
 					handshake(d, t->c);
