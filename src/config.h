@@ -38,6 +38,12 @@ struct config {
 	int             grpc_threads;
 	size_t          max_request_bytes;
 
+	/* Front door (frontdoor.c, h2guard.c): admission and HTTP/2 limits. */
+	int     max_connections, max_connections_per_source;
+	int64_t handshake_timeout_ms, first_request_timeout_ms;
+	size_t  h2_max_header_block, h2_max_bytes_before_request;
+	int     h2_max_open_streams, h2_max_rst_per_sec;
+
 	/* Kubernetes mode. */
 	char *ca_secret, *tls_secret;
 	char *kube_api_url, *kube_token_path, *kube_ca_path;

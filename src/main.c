@@ -12,7 +12,8 @@
  * SIGTERM/SIGINT drain and stop everything in reverse order, exit 0.
  *
  * Threads started from here: the file watcher (filesrc) and, in Kubernetes
- * mode, the Secret watcher (watch) and the Events poster (events); the gRPC
+ * mode, the Secret watcher (watch) and the Events poster (events); the front
+ * door (frontdoor: accept, TLS, HTTP/2 guard, relay); the gRPC
  * completion-queue workers (grpcsrv) and gRPC's own internal threads; the
  * HTTP probe/metrics threads (httpd, libmicrohttpd's). Subcommands `request`
  * and `check` (cli.c) run before any of this and start none of them.
@@ -31,6 +32,7 @@
 
 #include <openssl/crypto.h>
 
+#include "audit.h"
 #include "cli.h"
 #include "config.h"
 #include "creds.h"
@@ -38,6 +40,7 @@
 #include "credstore.h"
 #include "events.h"
 #include "filesrc.h"
+#include "frontdoor.h"
 #include "grpcsrv.h"
 #include "httpd.h"
 #include "kube.h"
@@ -116,6 +119,7 @@ main(int argc, char **argv)
 	struct filesrc   *files = NULL;
 	struct ratelimit *rl = NULL;
 	struct grpcsrv   *srv = NULL;
+	struct frontdoor *door = NULL;
 	struct httpd     *http = NULL;
 	struct kube      *kube = NULL;
 	struct watch     *watcher = NULL;
@@ -216,12 +220,16 @@ main(int argc, char **argv)
 		startup_error("cannot serve", err);
 		goto out;
 	}
+	if ((door = frontdoor_start(&cfg, store, srv, err, sizeof(err))) == NULL) {
+		startup_error("cannot serve", err);
+		goto out;
+	}
 	{
 		char             v[32];
 		struct log_field f[] = {
 			LF_S("version", TCS_VERSION),
 			LF_S("commit", TCS_COMMIT),
-			LF_I("port", grpcsrv_port(srv)),
+			LF_I("port", frontdoor_port(door)),
 			LF_S("cert_ttl", (util_format_duration(cfg.cert_ttl_ms, v, sizeof(v)), v)),
 		};
 		log_record(LOG_INFO, "serving", f, sizeof(f) / sizeof(f[0]));
@@ -252,7 +260,11 @@ main(int argc, char **argv)
 	rc = 0;
 out:
 	httpd_stop(http);
+	/* Drain: no new connections, in-flight calls finish through the relay. */
+	frontdoor_stop_accepting(door);
 	grpcsrv_shutdown(srv, cfg.shutdown_grace_ms);
+	frontdoor_free(door);
+	audit_flush_summaries(1);
 	watch_free(watcher);
 	filesrc_free(files);
 	if (events != NULL)
