@@ -38,6 +38,7 @@
 #include "filesrc.h"
 #include "grpcsrv.h"
 #include "httpd.h"
+#include "probe.h"
 #include "kube.h"
 #include "log.h"
 #include "metrics.h"
@@ -106,6 +107,7 @@ main(int argc, char **argv)
 	struct ratelimit *rl = NULL;
 	struct grpcsrv   *srv = NULL;
 	struct httpd     *http = NULL;
+	struct probe     *probe = NULL;
 	struct kube      *kube = NULL;
 	struct watch     *watcher = NULL;
 	struct events    *events = NULL;
@@ -192,6 +194,16 @@ main(int argc, char **argv)
 		goto out;
 	}
 	{
+		struct probe_params pp = { cfg.health_probe_interval_ms,
+			cfg.health_probe_timeout_ms, cfg.health_probe_fail_after_ms };
+		char                host[64];
+
+		probe_target(cfg.listen_address, host, sizeof(host));
+		if (probe_start(host, grpcsrv_port(srv), store, &pp, &probe) == -1)
+			goto out;
+		httpd_set_probe(http, probe);
+	}
+	{
 		char             v[32];
 		struct log_field f[] = {
 			LF_S("version", TCS_VERSION),
@@ -226,7 +238,8 @@ main(int argc, char **argv)
 	}
 	rc = 0;
 out:
-	httpd_stop(http);
+	httpd_stop(http); /* joins the only reader of the probe */
+	probe_stop(probe);
 	grpcsrv_shutdown(srv, cfg.shutdown_grace_ms);
 	watch_free(watcher);
 	filesrc_free(files);
