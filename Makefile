@@ -12,7 +12,8 @@ RUN_PORT   ?= 50001
 FUZZ_TIME  ?= 60
 
 .PHONY: help deps deps-build build test test-unit test-asan test-tsan test-interop test-ops \
-	test-e2e test-faults test-soak test-chart test-image run lint fuzz fuzz-smoke bench clean version
+	test-e2e test-faults test-soak test-chart test-image test-abuse run lint fuzz fuzz-smoke bench clean \
+	version
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,12 +28,13 @@ build: deps-build ## Build the daemon and the unit tests into ./build
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTS=ON
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: deps build ## Run every suite (unit, sanitizers, interop, ops, e2e, chart)
+test: deps build ## Run every suite (unit, sanitizers, interop, ops, abuse, e2e, chart)
 	$(MAKE) test-unit
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 	$(MAKE) test-interop
 	$(MAKE) test-ops
+	$(MAKE) test-abuse
 	$(MAKE) test-e2e
 	$(MAKE) test-faults
 	$(MAKE) test-soak
@@ -70,6 +72,9 @@ test-interop: build ## Real Talos client code (Go) and other gRPC clients agains
 
 test-ops: build ## Health/metrics endpoint, policy, rate limit, request and check
 	TCS_BIN=$(BIN) tests/ops/run.sh
+
+test-abuse: build ## Attacks of issue 10 (floods, rapid reset, slowloris...) on loopback, with a legitimate worker calling
+	TCS_BIN=$(BIN) tests/abuse/run.sh
 
 test-e2e: build ## Against a real kube-apiserver and etcd (built once, cached)
 	TCS_BIN=$(BIN) tests/e2e/run.sh
