@@ -20,7 +20,7 @@
 #               imply (see conn_bound), >= 95% of legitimate calls succeed
 #   slowloris   70 slowloris connections on the HTTP port: each of 10 /healthz
 #               probes answered within 1 s
-#   bigexp      4 connections calling with the token and an RSA-3072 CSR whose
+#   bigexp      4 connections x 16 calls in flight, with the token and an RSA-3072 CSR whose
 #               public exponent has 3,064 bits: legitimate p99 < 1 s
 #
 # Prints a table (attack x legitimate success and latency, RSS, log growth),
@@ -211,12 +211,12 @@ lt() { [[ $1 != inf && $1 != none ]] && awk -v a="$1" -v b="$2" 'BEGIN { exit !(
 ge() { [[ $1 != inf && $1 != none ]] && awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 verdict() { if ((SECTION_FAILED)); then echo FAIL; else echo pass; fi; }
 
-# conn_bound RSS0_KIB ATTEMPTED: the RSS (KiB) that the daemon's caps allow
+# conn_bound RSS0_KIB ATTEMPTED: sets BOUND, the RSS (KiB) that the daemon's caps allow
 # while ATTEMPTED connections knock: its baseline, plus CONN_KIB for every
 # connection it may hold, plus 48 MiB for TLS/HTTP/2 working memory and
 # allocator slack. The connections it may hold are the smallest of the
 # attempt, its global connection cap (a *MAX_CONNECTIONS* setting of
-# --help, default value), and its open-file limit.
+# --help, default value), and its open-file limit: sets BOUND_CAP to it.
 conn_bound() {
 	local rss0=$1 tried=$2 cap nofile
 	cap=$("$BIN" --help 2>&1 | awk '$2 ~ /^[A-Z_]*MAX_CONNECTIONS$/ && $2 !~ /PER_/ {
@@ -226,7 +226,7 @@ conn_bound() {
 	((cap < nofile)) || cap=$nofile
 	((cap < tried)) || cap=$tried
 	BOUND_CAP=$cap
-	echo $((rss0 + cap * CONN_KIB + 48 * 1024))
+	BOUND=$((rss0 + cap * CONN_KIB + 48 * 1024))
 }
 
 # ---------------------------------------------------------------- attacks
@@ -339,14 +339,16 @@ attack_flood() {
 	wait "$a1" || true
 	t1=$(now_ms)
 	hwm1=$(kib "$D_PID" VmHWM)
-	bound1=$(conn_bound "$rss0" 20000)
+	conn_bound "$rss0" 20000
 	local cap1=$BOUND_CAP
+	bound1=$BOUND
 	"$ABUSE" idle --addr "127.0.0.1:$D_PORT" --srcs 250 --count 5000 --hold 8s >"$WORK/out/idle.json" 2>&1 || true
 	t2=$(now_ms)
 	sleep 2
 	legit_stop
 	hwm2=$(kib "$D_PID" VmHWM)
-	bound2=$(conn_bound "$rss0" 5000)
+	conn_bound "$rss0" 5000
+	bound2=$BOUND
 	LOG1=$(fsize "$D_LOG")
 	assert "flood: half-open peak RSS $(mib "$hwm1") MiB within the bound of $(mib "$bound1") MiB ($cap1 connections x ${CONN_KIB} KiB)" \
 		"$(cat "$WORK/out/halfopen1.json" "$WORK/out/halfopen2.json")" test "$hwm1" -le "$bound1"
@@ -355,6 +357,12 @@ attack_flood() {
 	s=$(calls "$t0" "$t2")
 	read -r _ _ pct _ _ <<<"$s"
 	assert "flood: >= 95% of legitimate calls during the flood succeed (${pct}%)" "" ge "$pct" 95
+	# The bound is only worth its name if it fits the chart's memory limit.
+	local limit
+	limit=$(awk '/^resources:/ { r = 1 } r && /limits:/ { l = 1 } l && /memory:/ { v = $2; sub(/Mi$/, "", v); print v; exit }' \
+		"$ROOT/charts/talos-csr-signer/values.yaml")
+	assert "flood: the caps' bound ($(mib "$bound1") MiB) fits the chart's memory limit (${limit} MiB)" "" \
+		test "$(mib "$bound1")" -le "${limit:-0}"
 	row flood "$s" "$(mib "$rss0")->$(mib "$hwm2") MiB" $(((LOG1 - LOG0) / 1024)) "$(verdict)"
 	stop_daemon
 }

@@ -17,9 +17,10 @@ import (
 // the connection alive (SETTINGS and PING acknowledged, flow-control windows
 // refilled) and reports the end of each stream.
 type h2conn struct {
-	c   *tls.Conn
-	fr  *http2.Framer
-	wmu sync.Mutex
+	c      *tls.Conn
+	fr     *http2.Framer
+	wmu    sync.Mutex
+	nextID uint32 // next client stream (under wmu)
 
 	enc    *hpack.Encoder
 	encBuf bytes.Buffer
@@ -177,17 +178,23 @@ func certificateMessage(csr []byte) []byte {
 	return append(msg, pb...)
 }
 
-// call sends one unary call on stream `id` and waits for its end.
-func (h *h2conn) call(id uint32, fields [][2]string, body []byte, timeout time.Duration) (string, error) {
+// call sends one unary call on the next stream and waits for its end. Any
+// number of goroutines may call at once (streams open in increasing order).
+func (h *h2conn) call(fields [][2]string, body []byte, timeout time.Duration) (string, error) {
 	ch := make(chan string, 1)
-	h.mu.Lock()
-	if h.err != nil {
-		h.mu.Unlock()
-		return "", h.err
-	}
-	h.waiters[id] = ch
-	h.mu.Unlock()
 	err := h.write(func() error {
+		if h.nextID == 0 {
+			h.nextID = 1
+		}
+		id := h.nextID
+		h.nextID += 2
+		h.mu.Lock()
+		if h.err != nil {
+			h.mu.Unlock()
+			return h.err
+		}
+		h.waiters[id] = ch
+		h.mu.Unlock()
 		if err := h.fr.WriteHeaders(http2.HeadersFrameParam{
 			StreamID: id, BlockFragment: h.headerBlock(fields), EndHeaders: true,
 		}); err != nil {

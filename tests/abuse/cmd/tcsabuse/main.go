@@ -366,7 +366,8 @@ func runBigExp(args []string) error {
 	fs := flag.NewFlagSet("bigexp", flag.ContinueOnError)
 	addr := fs.String("addr", "", "target host:port")
 	tokenFile := fs.String("token-file", "", "machine token")
-	conns := fs.Int("conns", 4, "connections, each calling back to back")
+	conns := fs.Int("conns", 4, "connections")
+	streams := fs.Int("streams", 16, "calls in flight on each connection, each back to back")
 	duration := fs.Duration("duration", 15*time.Second, "how long")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -401,16 +402,24 @@ func runBigExp(args []string) error {
 					time.Sleep(100 * time.Millisecond)
 					continue
 				}
-				for id := uint32(1); time.Now().Before(end); id += 2 {
-					st, err := h.call(id, grpcHeaders(*addr, token), body, 10*time.Second)
-					if err != nil {
-						break
-					}
-					calls.Add(1)
-					mu.Lock()
-					stats["grpc-status "+st]++
-					mu.Unlock()
+				var sw sync.WaitGroup
+				for s := 0; s < *streams; s++ {
+					sw.Add(1)
+					go func() {
+						defer sw.Done()
+						for time.Now().Before(end) {
+							st, err := h.call(grpcHeaders(*addr, token), body, 10*time.Second)
+							if err != nil {
+								return
+							}
+							calls.Add(1)
+							mu.Lock()
+							stats["grpc-status "+st]++
+							mu.Unlock()
+						}
+					}()
 				}
+				sw.Wait()
 				h.Close()
 			}
 		}()
