@@ -56,10 +56,11 @@
 struct httpd {
 	struct credstore *store;
 	int               port;
-	_Atomic(struct probe *) probe; /* NULL: no self-probe */
 #ifdef HAVE_MHD
 	struct MHD_Daemon *mhd;
 #endif
+
+	_Atomic(struct probe *) probe; /* NULL: no self-probe */
 };
 
 int
@@ -239,8 +240,8 @@ start_daemon(struct httpd *h, unsigned flags, int port, const struct sockaddr *s
 	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)HTTPD_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 	    (unsigned)HTTPD_MAX_PER_IP, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)HTTPD_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_END);
+	    (size_t)HTTPD_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_S,
+	    MHD_OPTION_END);
 }
 
 int

@@ -2,7 +2,9 @@
  * probe.c: the self-probe of the gRPC port (see probe.h).
  *
  * DESIGN
- * probe_start() and probe_stop() run on main. One thread (the probe thread)
+ * probe_start() and probe_stop() run on main; probe_start() runs the first
+ * probe itself, so that /readyz has an answer as soon as the daemon says it
+ * serves. One thread (the probe thread) then
  * sleeps on a condition variable for the interval, then, if the credential
  * store holds a snapshot, runs probe_once() against the gRPC listener and
  * records the outcome in a probe_state under the probe's mutex. The HTTP
@@ -314,38 +316,47 @@ out:
 	return rc;
 }
 
-/* The probe thread: probe, record, log the edges, sleep. */
+/*
+ * One round: probe if there is a snapshot, record, log the edges of a
+ * failure streak. Probe thread (or main, before the thread starts).
+ */
+static void
+probe_round(struct probe *p)
+{
+	struct creds *c;
+	int64_t       t0 = util_mono_ms(), t1;
+	char          why[128];
+	int           ok, was_failing;
+
+	if ((c = credstore_acquire(p->store)) == NULL) {
+		pthread_mutex_lock(&p->mtx);
+		probe_state_skip(&p->st, t0);
+		pthread_mutex_unlock(&p->mtx);
+		return;
+	}
+	creds_release(c);
+	ok = probe_once(p->host, p->port, p->params.timeout, why, sizeof(why)) == 0;
+	t1 = util_mono_ms();
+	pthread_mutex_lock(&p->mtx);
+	was_failing = p->st.runs > 0 && !p->st.last_ok;
+	probe_state_record(&p->st, t1, t1 - t0, ok, why);
+	pthread_mutex_unlock(&p->mtx);
+	if (!ok && !was_failing) {
+		struct log_field f[] = { LF_S("reason", why), LF_I("port", p->port) };
+		log_record(LOG_WARN, "self-probe of the gRPC port failed", f, 2);
+	} else if (ok && was_failing)
+		log_info("self-probe of the gRPC port passes again");
+}
+
+/* The probe thread: sleep, probe, until stopped. */
 static void *
 probe_main(void *arg)
 {
 	struct probe   *p = arg;
-	struct creds   *c;
 	struct timespec ts;
-	int64_t         t0, t1;
-	char            why[128];
-	int             ok, was_failing = 0, stop;
+	int             stop;
 
 	for (;;) {
-		t0 = util_mono_ms();
-		if ((c = credstore_acquire(p->store)) == NULL) {
-			pthread_mutex_lock(&p->mtx);
-			probe_state_skip(&p->st, t0);
-			pthread_mutex_unlock(&p->mtx);
-		} else {
-			creds_release(c);
-			ok = probe_once(p->host, p->port, p->params.timeout, why, sizeof(why)) == 0;
-			t1 = util_mono_ms();
-			pthread_mutex_lock(&p->mtx);
-			probe_state_record(&p->st, t1, t1 - t0, ok, why);
-			pthread_mutex_unlock(&p->mtx);
-			if (!ok && !was_failing) {
-				struct log_field f[] = { LF_S("reason", why),
-					LF_I("port", p->port) };
-				log_record(LOG_WARN, "self-probe of the gRPC port failed", f, 2);
-			} else if (ok && was_failing)
-				log_info("self-probe of the gRPC port passes again");
-			was_failing = !ok;
-		}
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += (time_t)(p->params.interval / 1000);
 		ts.tv_nsec += (long)(p->params.interval % 1000) * 1000000L;
@@ -360,12 +371,13 @@ probe_main(void *arg)
 		pthread_mutex_unlock(&p->mtx);
 		if (stop)
 			return NULL;
+		probe_round(p);
 	}
 }
 
 int
-probe_start(const char *host, int port, struct credstore *store,
-    const struct probe_params *params, struct probe **out)
+probe_start(const char *host, int port, struct credstore *store, const struct probe_params *params,
+    struct probe **out)
 {
 	struct probe *p;
 
@@ -383,6 +395,7 @@ probe_start(const char *host, int port, struct credstore *store,
 	probe_state_init(&p->st);
 	pthread_mutex_init(&p->mtx, NULL);
 	pthread_cond_init(&p->cv, NULL);
+	probe_round(p); /* at once: /readyz is decided when "serving" is logged */
 	if ((errno = pthread_create(&p->thread, NULL, probe_main, p)) != 0) {
 		log_warn("probe: pthread_create");
 		pthread_cond_destroy(&p->cv);

@@ -28,11 +28,11 @@ struct sbuf;
 
 /* What the probe has seen so far. All times in milliseconds (monotonic). */
 struct probe_state {
-	int      runs;           /* 0 until the first probe has finished */
-	int      last_ok;        /* 1/0: outcome of the last probe */
-	int64_t  failing_since;  /* start of the current failure streak; -1 if none */
-	int64_t  last_at;        /* when the last probe finished */
-	int64_t  last_ms;        /* how long it took */
+	int      runs;          /* 0 until the first probe has finished */
+	int      last_ok;       /* 1/0: outcome of the last probe */
+	int64_t  failing_since; /* start of the current failure streak; -1 if none */
+	int64_t  last_at;       /* when the last probe finished */
+	int64_t  last_ms;       /* how long it took */
 	uint64_t ok_total, fail_total, skipped_total;
 	char     why[128]; /* reason of the last failure, or "" */
 };
@@ -55,8 +55,8 @@ void probe_state_skip(struct probe_state *, int64_t now);
  * Liveness: 1 unless the probe has failed continuously for at least
  * `fail_after` ms at `now`. Fills `why` (may be NULL) when 0.
  */
-int probe_state_alive(const struct probe_state *, int64_t now, int64_t fail_after, char *why,
-    size_t whylen);
+int probe_state_alive(
+    const struct probe_state *, int64_t now, int64_t fail_after, char *why, size_t whylen);
 /* Readiness: 1 if the last probe passed. Fills `why` when 0 ("pending" before the first). */
 int probe_state_ready(const struct probe_state *, char *why, size_t whylen);
 

@@ -506,8 +506,9 @@ key_policy(const struct signer_policy *pol, EVP_PKEY *pub, enum key_type kt, int
 		snprintf(why, whylen, "key type %s not allowed", name);
 	else if (kt == KEY_RSA && bits < pol->min_rsa_bits)
 		snprintf(why, whylen, "RSA key of %d bits is below %d", bits, pol->min_rsa_bits);
-	else if (kt == KEY_RSA && (!EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_E, &e) ||
-				      BN_num_bits(e) > 31 || BN_is_zero(e) || BN_is_one(e)))
+	else if (kt == KEY_RSA &&
+	    (!EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_E, &e) || BN_num_bits(e) > 31 ||
+		BN_is_zero(e) || BN_is_one(e)))
 		snprintf(why, whylen, "RSA public exponent outside [2, 2^31-1]");
 	else
 		rc = 0;

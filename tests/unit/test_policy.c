@@ -286,9 +286,9 @@ rsa_with_e(int bits, const char *e)
 /* Go's crypto/rsa accepts 2^31-1 and refuses 2^31+1: so do we. */
 Test(policy, rsa_exponent_bound_is_gos, .init = setup, .fini = teardown, .timeout = 120)
 {
-	EVP_PKEY            *ok = rsa_with_e(2048, "2147483647"), *big = rsa_with_e(2048, "2147483649");
-	char                *cok = tu_csr_pem(ok, "w", NULL, NULL, NULL, 0);
-	char                *cbig = tu_csr_pem(big, "w", NULL, NULL, NULL, 0);
+	EVP_PKEY *ok = rsa_with_e(2048, "2147483647"), *big = rsa_with_e(2048, "2147483649");
+	char     *cok = tu_csr_pem(ok, "w", NULL, NULL, NULL, 0);
+	char     *cbig = tu_csr_pem(big, "w", NULL, NULL, NULL, 0);
 	struct signer_params p = tu_signer_params();
 	struct signer_result r;
 
@@ -309,19 +309,18 @@ Test(policy, rsa_exponent_bound_is_gos, .init = setup, .fini = teardown, .timeou
  * verify under it: refused by policy, which proves the key is judged before
  * the (expensive) signature check.
  */
-Test(policy, key_policy_runs_before_the_signature, .init = setup, .fini = teardown,
-    .timeout = 60)
+Test(policy, key_policy_runs_before_the_signature, .init = setup, .fini = teardown, .timeout = 60)
 {
-	EVP_PKEY       *signer = tu_key(TU_RSA2048), *pub = NULL;
-	EVP_PKEY_CTX   *ctx = NULL;
-	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-	OSSL_PARAM     *params = NULL;
-	BIGNUM         *n = NULL, *e = BN_new();
-	X509_REQ       *req = X509_REQ_new();
-	X509_NAME      *name = X509_NAME_new();
-	BIO            *bio = BIO_new(BIO_s_mem());
-	BUF_MEM        *mem;
-	char           *pem;
+	EVP_PKEY            *signer = tu_key(TU_RSA2048), *pub = NULL;
+	EVP_PKEY_CTX        *ctx = NULL;
+	OSSL_PARAM_BLD      *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM          *params = NULL;
+	BIGNUM              *n = NULL, *e = BN_new();
+	X509_REQ            *req = X509_REQ_new();
+	X509_NAME           *name = X509_NAME_new();
+	BIO                 *bio = BIO_new(BIO_s_mem());
+	BUF_MEM             *mem;
+	char                *pem;
 	struct signer_params p = tu_signer_params();
 	struct signer_result r;
 
