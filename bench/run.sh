@@ -264,6 +264,13 @@ start_peer() {
 	exit 1
 }
 
+# stop_peer: the Go signer traps SIGTERM and never acts on it (its main
+# cancels a context nothing reads), so it is killed.
+stop_peer() {
+	kill -KILL "$dpid" 2>/dev/null || true
+	wait "$dpid" 2>/dev/null || true
+}
+
 # measure WHO FAMILY PKI: one round against the server just started (dpid,
 # dport): prints {"storm_cpu_us_per_conn":..,"steady_cpu_us_per_call":..,"failed":..}
 measure() {
@@ -325,7 +332,7 @@ else
 			stop_daemon
 			start_peer "$pki"
 			rounds+=("$(printf '{"family":"%s","round":%s,"m":%s}' "$fam" "$r" "$(measure go "$fam" "$pki")")")
-			stop_daemon
+			stop_peer
 		done
 	done
 	echo "== peer: memory, idle and with $hold open connections (Ed25519 CA)"
@@ -336,9 +343,9 @@ else
 	stop_daemon
 	start_peer "$pki"
 	mem_g=$(hold_rss "$pki")
-	stop_daemon
+	stop_peer
 	(IFS=,; peer=$(printf '{"source":"%s","rounds":[%s],"memory":{"daemon":%s,"go":%s}}' \
-		"$(cd "$peer_src" && git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
+		"$(cd "$peer_src" && git rev-parse --short=12 HEAD 2>/dev/null || echo "(not a git checkout)")" \
 		"${rounds[*]}" "$mem_d" "$mem_g"); echo "$peer" >"$work/peer.json")
 	peer=$(cat "$work/peer.json")
 fi
