@@ -12,7 +12,8 @@
  * Threads started from here: the file watcher (filesrc) and, in Kubernetes
  * mode, the Secret watcher (watch) and the Events poster (events); the gRPC
  * completion-queue workers (grpcsrv) and gRPC's own internal threads; the
- * HTTP probe/metrics threads (httpd, libmicrohttpd's). Subcommands `request`
+ * HTTP probe/metrics threads (httpd, libmicrohttpd's); the self-probe of the
+ * gRPC port (probe), which /healthz and /readyz consult. Subcommands `request`
  * and `check` (cli.c) run before any of this and start none of them.
  */
 #include <sys/prctl.h>
@@ -38,10 +39,10 @@
 #include "filesrc.h"
 #include "grpcsrv.h"
 #include "httpd.h"
-#include "probe.h"
 #include "kube.h"
 #include "log.h"
 #include "metrics.h"
+#include "probe.h"
 #include "ratelimit.h"
 #include "secret.h"
 #include "watch.h"
