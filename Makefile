@@ -13,7 +13,7 @@ RUN_HTTP   ?= 127.0.0.1:8081
 FUZZ_TIME  ?= 60
 
 .PHONY: help deps deps-build build build-daemon test test-unit test-asan test-tsan test-interop test-ops \
-	test-e2e test-runbook test-faults test-soak test-chart test-image test-cluster run lint fuzz fuzz-smoke bench clean version
+	test-e2e test-runbook test-faults test-soak test-chart test-image test-abuse test-cluster run lint fuzz fuzz-smoke bench clean version
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,12 +36,13 @@ build-daemon: deps-build
 		cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTS=OFF
 	cmake --build $(BUILD) -j $(JOBS) --target talos-csr-signer
 
-test: deps build ## Run every suite (unit, sanitizers, interop, ops, e2e, chart)
+test: deps build ## Run every suite (unit, sanitizers, interop, ops, abuse, e2e, chart)
 	$(MAKE) test-unit
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 	$(MAKE) test-interop
 	$(MAKE) test-ops
+	$(MAKE) test-abuse
 	$(MAKE) test-e2e
 	$(MAKE) test-runbook
 	$(MAKE) test-faults
@@ -81,6 +82,9 @@ test-interop: build ## Real Talos client code (Go) and other gRPC clients agains
 
 test-ops: build ## Health/metrics endpoint, policy, rate limit, request and check
 	TCS_BIN=$(BIN) tests/ops/run.sh
+
+test-abuse: build ## Attacks of issue 10 (floods, rapid reset, slowloris...) on loopback, with a legitimate worker calling
+	TCS_BIN=$(BIN) tests/abuse/run.sh
 
 test-e2e: build ## Against a real kube-apiserver and etcd (built once, cached)
 	TCS_BIN=$(BIN) tests/e2e/run.sh

@@ -119,6 +119,14 @@ static const struct setting settings[] = {
 	{ "POD_UID", NULL, ST_STR, OFF(pod_uid), "", "own Pod UID (downward API)" },
 	{ "HTTP_ADDR", "http-addr", ST_STR, OFF(http_addr), ":8081",
 	    "plain-HTTP address for /healthz, /readyz and /metrics; empty disables" },
+	{ "HEALTH_PROBE_INTERVAL", "health-probe-interval", ST_DURATION,
+	    OFF(health_probe_interval_ms), "5s",
+	    "self-probe (TLS + HTTP/2 handshake) of the gRPC port this often; 0 disables it" },
+	{ "HEALTH_PROBE_TIMEOUT", "health-probe-timeout", ST_DURATION, OFF(health_probe_timeout_ms),
+	    "3s", "a self-probe not finished in this time failed" },
+	{ "HEALTH_PROBE_FAIL_AFTER", "health-probe-fail-after", ST_DURATION,
+	    OFF(health_probe_fail_after_ms), "30s",
+	    "/healthz fails once the self-probe has failed continuously this long" },
 	{ "MAX_CSR_BYTES", "max-csr-bytes", ST_SIZE, OFF(policy.max_csr_bytes), "16384",
 	    "policy: largest CSR accepted" },
 	{ "MAX_SANS", "max-sans", ST_INT, OFF(policy.max_sans), "256",
@@ -326,6 +334,14 @@ validate(struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen,
 		    "H2_MAX_BYTES_BEFORE_REQUEST: at least MAX_REQUEST_BYTES + 1024, at most 1 "
 		    "GiB");
+		return -1;
+	}
+	if (cfg->health_probe_interval_ms > 0 &&
+	    (cfg->health_probe_timeout_ms < 100 ||
+		cfg->health_probe_fail_after_ms < cfg->health_probe_interval_ms)) {
+		snprintf(err, errlen,
+		    "HEALTH_PROBE_TIMEOUT: at least 100ms, and HEALTH_PROBE_FAIL_AFTER at least "
+		    "HEALTH_PROBE_INTERVAL");
 		return -1;
 	}
 	if (cfg->grpc_threads > 256) {

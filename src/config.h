@@ -52,6 +52,8 @@ struct config {
 
 	/* Operability and policy. */
 	char                *http_addr;
+	int64_t              health_probe_interval_ms, health_probe_timeout_ms;
+	int64_t              health_probe_fail_after_ms;
 	struct signer_policy policy;
 	double               rate_limit_rps;
 	int                  rate_limit_burst;

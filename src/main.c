@@ -15,7 +15,8 @@
  * mode, the Secret watcher (watch) and the Events poster (events); the front
  * door (frontdoor: accept, TLS, HTTP/2 guard, relay); the gRPC
  * completion-queue workers (grpcsrv) and gRPC's own internal threads; the
- * HTTP probe/metrics threads (httpd, libmicrohttpd's). Subcommands `request`
+ * HTTP probe/metrics threads (httpd, libmicrohttpd's); the self-probe of the
+ * gRPC port (probe), which /healthz and /readyz consult. Subcommands `request`
  * and `check` (cli.c) run before any of this and start none of them.
  */
 #include <sys/prctl.h>
@@ -46,6 +47,7 @@
 #include "kube.h"
 #include "log.h"
 #include "metrics.h"
+#include "probe.h"
 #include "ratelimit.h"
 #include "secret.h"
 #include "watch.h"
@@ -121,6 +123,7 @@ main(int argc, char **argv)
 	struct grpcsrv   *srv = NULL;
 	struct frontdoor *door = NULL;
 	struct httpd     *http = NULL;
+	struct probe     *probe = NULL;
 	struct kube      *kube = NULL;
 	struct watch     *watcher = NULL;
 	struct events    *events = NULL;
@@ -225,6 +228,16 @@ main(int argc, char **argv)
 		goto out;
 	}
 	{
+		struct probe_params pp = { cfg.health_probe_interval_ms,
+			cfg.health_probe_timeout_ms, cfg.health_probe_fail_after_ms };
+		char                host[64];
+
+		probe_target(cfg.listen_address, host, sizeof(host));
+		if (probe_start(host, frontdoor_port(door), store, &pp, &probe) == -1)
+			goto out;
+		httpd_set_probe(http, probe);
+	}
+	{
 		char             v[32];
 		struct log_field f[] = {
 			LF_S("version", TCS_VERSION),
@@ -259,7 +272,8 @@ main(int argc, char **argv)
 	}
 	rc = 0;
 out:
-	httpd_stop(http);
+	httpd_stop(http); /* joins the only reader of the probe */
+	probe_stop(probe);
 	/* Drain: no new connections, in-flight calls finish through the relay. */
 	frontdoor_stop_accepting(door);
 	grpcsrv_shutdown(srv, cfg.shutdown_grace_ms);

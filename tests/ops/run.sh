@@ -358,6 +358,10 @@ section_metrics() {
 		'^talos_csr_signer_signing_duration_seconds_count\{\} 2.0$' \
 		'^talos_csr_signer_signing_duration_seconds_bucket\{le="\+Inf"\} 2.0$'
 	check "metrics: the signing time sum is positive" awk '$1 == "talos_csr_signer_signing_duration_seconds_sum{}" { found = 1; exit !($2 > 0) } END { if (!found) exit 1 }' "$s2"
+	check "metrics: the self-probe of the gRPC port passed and is exported" has "$s2" \
+		'^TYPE talos_csr_signer_self_probe_up gauge$' \
+		'^talos_csr_signer_self_probe_up\{\} 1.0$' \
+		'^talos_csr_signer_self_probe_total\{result="failure"\} 0.0$'
 	check "metrics: /healthz answers ok" bash -c "[[ \$(curl -s http://127.0.0.1:$D_HTTP/healthz) == ok ]]"
 	check "metrics: unknown path is 404" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$D_HTTP/nope) == 404 ]]"
 	stop_daemon "$D_PID"
