@@ -74,8 +74,9 @@ static const struct setting settings[] = {
 	{ "MAX_CONNECTION_AGE", "max-connection-age", ST_DURATION, OFF(max_connection_age_ms), "1h",
 	    "close client connections after this age, so they pick up a renewed serving "
 	    "certificate" },
-	{ "MAX_CONNECTIONS", "max-connections", ST_INT, OFF(max_connections), "2048",
-	    "front door: client connections open at once; more are closed on accept" },
+	{ "MAX_CONNECTIONS", "max-connections", ST_INT, OFF(max_connections), "1024",
+	    "front door: client connections open at once; when full, the oldest that has not "
+	    "asked for anything yet makes room" },
 	{ "MAX_CONNECTIONS_PER_SOURCE", "max-connections-per-source", ST_INT,
 	    OFF(max_connections_per_source), "128",
 	    "front door: connections open at once from one IPv4 address or one IPv6 /64" },

@@ -25,6 +25,15 @@
  * Reads go through one scratch buffer owned by the thread. Back-pressure:
  * while a direction has a pending buffer, its source is not read.
  *
+ * Eviction: a connection is "unproven" until its first complete request
+ * (handshaking, or handed off and silent). When the global cap is full, the
+ * oldest unproven connection is closed to admit the new one (counted as
+ * closed{reason="evicted"}). A flood of half-open handshakes or idle
+ * connections from many addresses, each under the per-source cap, therefore
+ * cannot keep a worker out: a worker proves itself within one round trip of
+ * its handshake, long before MAX_CONNECTIONS newer connections arrive.
+ * Connections that have asked for something are never evicted.
+ *
  * Descriptors: on EMFILE/ENFILE the reserve descriptor is closed, the
  * pending connection accepted and closed, the reserve reopened, and accept
  * pauses for ACCEPT_BACKOFF_MS; it then resumes by itself.
@@ -102,6 +111,8 @@ struct conn {
 	int              ssl_wants_write; /* the last SSL call asked for EPOLLOUT */
 	int              ssl_wants_read;  /* an SSL_write asked for EPOLLIN */
 	unsigned         cev, iev;        /* epoll interest registered */
+	struct conn     *uprev, *unext;   /* the unproven list, oldest first */
+	int              unproven;        /* no complete request yet: evictable */
 	int64_t          accepted_ms, deadline_ms;
 	enum metric_fd   deadline_reason;
 	struct admit_key key;
@@ -127,6 +138,7 @@ struct frontdoor {
 	int64_t               resume_ms; /* accept paused until then (0: not paused) */
 	int64_t               next_warn_ms;
 	struct conn          *conns, *dead;
+	struct conn          *u_head, *u_tail; /* unproven connections, oldest first */
 	int64_t               age_ms;
 	unsigned char         scratch[FD_SCRATCH];
 	pthread_t             thread;
@@ -184,6 +196,36 @@ pending_keep(struct pending *p, const unsigned char *b, size_t n)
 }
 
 static void
+unproven_add(struct frontdoor *d, struct conn *c)
+{
+	c->unproven = 1;
+	c->unext = NULL;
+	c->uprev = d->u_tail;
+	if (d->u_tail != NULL)
+		d->u_tail->unext = c;
+	else
+		d->u_head = c;
+	d->u_tail = c;
+}
+
+static void
+unproven_remove(struct frontdoor *d, struct conn *c)
+{
+	if (!c->unproven)
+		return;
+	c->unproven = 0;
+	if (c->uprev != NULL)
+		c->uprev->unext = c->unext;
+	else
+		d->u_head = c->unext;
+	if (c->unext != NULL)
+		c->unext->uprev = c->uprev;
+	else
+		d->u_tail = c->uprev;
+	c->uprev = c->unext = NULL;
+}
+
+static void
 conn_close(struct frontdoor *d, struct conn *c, enum metric_fd why)
 {
 	if (c->dead)
@@ -206,6 +248,7 @@ conn_close(struct frontdoor *d, struct conn *c, enum metric_fd why)
 	pending_free(&c->c2s);
 	pending_free(&c->s2c);
 	admit_release(d->admit, &c->key);
+	unproven_remove(d, c);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -441,6 +484,7 @@ pump(struct frontdoor *d, struct conn *c)
 			break;
 	}
 	if (c->deadline_reason == MFD_FIRST_REQUEST_TIMEOUT && h2guard_requests(&c->guard) > 0) {
+		unproven_remove(d, c);
 		c->deadline_ms = c->accepted_ms + d->age_ms + FD_AGE_GRACE_MS;
 		c->deadline_reason = MFD_LIFETIME;
 	}
@@ -554,7 +598,13 @@ admit_one(struct frontdoor *d, int fd, const struct sockaddr *sa, socklen_t sl, 
 		close(fd);
 		return;
 	}
-	if ((ar = admit_take(d->admit, &k)) != ADMIT_OK) {
+	ar = admit_take(d->admit, &k);
+	if (ar == ADMIT_FULL && d->u_head != NULL) {
+		/* Full: the oldest connection that has asked for nothing makes room. */
+		conn_close(d, d->u_head, MFD_EVICTED);
+		ar = admit_take(d->admit, &k);
+	}
+	if (ar != ADMIT_OK) {
 		metrics_fd_inc(ar == ADMIT_FULL ? MFD_REFUSED_TOTAL : MFD_REFUSED_SOURCE);
 		close(fd);
 		return;
@@ -580,6 +630,7 @@ admit_one(struct frontdoor *d, int fd, const struct sockaddr *sa, socklen_t sl, 
 	if (d->conns != NULL)
 		d->conns->prev = c;
 	d->conns = c;
+	unproven_add(d, c);
 	metrics_fd_inc(MFD_ACCEPTED);
 	metrics_fd_gauge_add(MFG_OPEN, 1);
 	metrics_fd_gauge_add(MFG_HANDSHAKING, 1);

@@ -146,6 +146,7 @@ render_frontdoor(struct sbuf *o)
 		[MFD_NO_H2] = { "closed", "no_alpn_h2" },
 		[MFD_FIRST_REQUEST_TIMEOUT] = { "closed", "first_request_timeout" },
 		[MFD_LIFETIME] = { "closed", "max_connection_age" },
+		[MFD_EVICTED] = { "closed", "evicted" },
 		[MFD_HANDOFF_FAILED] = { "closed", "handoff_failed" },
 		[MFD_GUARD_BAD_PREFACE] = { "closed", "h2_bad_preface" },
 		[MFD_GUARD_PROTOCOL] = { "closed", "h2_protocol" },

@@ -36,6 +36,7 @@ enum metric_fd {
 	MFD_NO_H2, /* handshake without ALPN h2 */
 	MFD_FIRST_REQUEST_TIMEOUT,
 	MFD_LIFETIME,       /* closed at MAX_CONNECTION_AGE + grace */
+	MFD_EVICTED,        /* unproven, closed to admit a newer connection at the cap */
 	MFD_HANDOFF_FAILED, /* the inner connection to gRPC could not be made */
 	MFD_GUARD_BAD_PREFACE,
 	MFD_GUARD_PROTOCOL,

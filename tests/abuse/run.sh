@@ -222,9 +222,12 @@ verdict() { if ((SECTION_FAILED)); then echo FAIL; else echo pass; fi; }
 # attempt, its global connection cap (a *MAX_CONNECTIONS* setting of
 # --help, default value), and its open-file limit: sets BOUND_CAP to it.
 conn_bound() {
-	local rss0=$1 tried=$2 cap nofile
-	cap=$("$BIN" --help 2>&1 | awk '$2 ~ /^[A-Z_]*MAX_CONNECTIONS$/ && $2 !~ /PER_/ {
-		for (i = 3; i < NF; i++) if ($i == "[default:") { v = $(i + 1); gsub(/[^0-9]/, "", v); print v; exit } }')
+	local rss0=$1 tried=$2 cap nofile help
+	# --help is read whole first: awk leaving early would SIGPIPE it under pipefail.
+	help=$("$BIN" --help 2>&1)
+	cap=$(awk '$2 ~ /^[A-Z_]*MAX_CONNECTIONS$/ && $2 !~ /PER_/ && cap == "" {
+		for (i = 3; i < NF; i++) if ($i == "[default:") { v = $(i + 1); gsub(/[^0-9]/, "", v); cap = v } }
+		END { print cap }' <<<"$help")
 	nofile=$(awk '/Max open files/ { print $4 }' "/proc/$D_PID/limits")
 	[[ -n $cap ]] || cap=$nofile
 	((cap < nofile)) || cap=$nofile
