@@ -13,7 +13,7 @@
 ARG BASE_IMAGE=docker.io/library/debian:12-slim
 
 FROM ${BASE_IMAGE} AS build
-ARG BUILD_DEPS="ca-certificates cmake gcc libc6-dev make pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev libcjson-dev libcurl4-openssl-dev libmicrohttpd-dev"
+ARG BUILD_DEPS="ca-certificates cmake gcc libc6-dev make pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev libcjson-dev libcurl4-openssl-dev libmicrohttpd-dev libsodium-dev"
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ${BUILD_DEPS} \
@@ -26,7 +26,7 @@ RUN cmake -S . -B /out -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTS=OFF \
  && /out/talos-csr-signer --version
 
 FROM ${BASE_IMAGE}
-ARG RUNTIME_DEPS="ca-certificates libgrpc29 libprotobuf-c1 libcjson1 libcurl4 libssl3 libmicrohttpd12"
+ARG RUNTIME_DEPS="ca-certificates libgrpc29 libprotobuf-c1 libcjson1 libcurl4 libssl3 libmicrohttpd12 libsodium23"
 ARG VERSION=dev
 ARG REVISION=unknown
 ARG CREATED=1970-01-01T00:00:00Z

@@ -85,7 +85,7 @@ floor=$work/floor
 # shellcheck disable=SC2046
 cc -O2 -g -std=gnu11 -I "$root/src" -I "$builddir/proto" "$root/bench/floor.c" \
 	"$builddir/libtcs_core.a" "$builddir/libtcs_proto.a" \
-	$(pkg-config --libs grpc libprotobuf-c openssl libcjson libcurl) \
+	$(pkg-config --libs grpc libprotobuf-c openssl libsodium libcjson libcurl) \
 	$(pkg-config --exists libmicrohttpd && pkg-config --libs libmicrohttpd) \
 	-lpthread -o "$floor"
 

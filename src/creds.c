@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "ed25519.h"
 #include "log.h"
 
 static const char *const field_names[CF__MAX] = { "CA certificate", "CA key", "token",
@@ -95,6 +96,7 @@ creds_free(struct creds *c)
 {
 	X509_free(c->ca_cert);
 	EVP_PKEY_free(c->ca_key);
+	ed25519_key_free(c->ca_ed25519);
 	sk_X509_pop_free(c->accepted, X509_free);
 	free(c->ca_bundle);
 	free(c->tls_cert_pem);
@@ -265,6 +267,13 @@ creds_build(const struct creds_input *in, long long now, char *err, size_t errle
 		goto bad;
 	}
 	c->ca_type = pki_key_type(c->ca_key, NULL);
+	/*
+	 * Ed25519 signs through libsodium, with the seed extracted once per
+	 * snapshot into locked memory; should that fail (no memory), OpenSSL
+	 * signs with ca_key as before.
+	 */
+	if (c->ca_type == KEY_ED25519 && (c->ca_ed25519 = ed25519_key_new(c->ca_key)) == NULL)
+		log_warnx("Ed25519 CA key: libsodium unavailable, signing with OpenSSL");
 	if (set_akid(c) == -1) {
 		fail(err, errlen, &in->part[CF_CA_CERT], CF_CA_CERT,
 		    "cannot compute key identifier");

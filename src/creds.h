@@ -24,6 +24,8 @@
 #include "pki.h"
 #include "util.h"
 
+struct ed25519_key;
+
 /* Raw material; each field names where it came from for error messages. */
 struct creds_part {
 	struct sbuf data;
@@ -52,9 +54,10 @@ struct creds {
 	atomic_int refs;
 	uint64_t   gen; /* set by credstore_publish() */
 
-	X509           *ca_cert; /* issuing CA */
-	EVP_PKEY       *ca_key;
-	enum key_type   ca_type;
+	X509               *ca_cert; /* issuing CA */
+	EVP_PKEY           *ca_key;
+	enum key_type       ca_type;
+	struct ed25519_key *ca_ed25519; /* libsodium's copy of an Ed25519 ca_key (locked), or NULL */
 	unsigned char   akid[64]; /* CA's subjectKeyIdentifier */
 	size_t          akid_len;
 	STACK_OF(X509) *accepted;  /* accepted CAs, then the issuing CA */

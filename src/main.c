@@ -34,6 +34,7 @@
 #include "creds.h"
 #include "credsrc.h"
 #include "credstore.h"
+#include "ed25519.h"
 #include "events.h"
 #include "filesrc.h"
 #include "grpcsrv.h"
@@ -51,6 +52,7 @@ print_version(void)
 	printf("talos-csr-signer %s (commit %s)\n", TCS_VERSION, TCS_COMMIT);
 	printf("  grpc-core   %s\n", grpcsrv_grpc_version());
 	printf("  openssl     %s\n", OpenSSL_version(OPENSSL_VERSION));
+	printf("  libsodium   %s\n", ed25519_sodium_version());
 	printf("  protobuf-c  %s\n", grpcsrv_protobuf_c_version());
 	printf("  microhttpd  %s\n", httpd_mhd_version());
 	printf("  libcurl     %s\n", kube_curl_version());
