@@ -95,6 +95,7 @@ static void
 creds_free(struct creds *c)
 {
 	X509_free(c->ca_cert);
+	X509_EXTENSION_free(c->akid_ext);
 	EVP_PKEY_free(c->ca_key);
 	ed25519_key_free(c->ca_ed25519);
 	sk_X509_pop_free(c->accepted, X509_free);
@@ -156,6 +157,22 @@ set_akid(struct creds *c)
 		return -1;
 	c->akid_len = n;
 	return 0;
+}
+
+/* The issued certificates' authorityKeyIdentifier extension, built once. */
+static int
+set_akid_ext(struct creds *c)
+{
+	AUTHORITY_KEYID *akid;
+	int              rc = -1;
+
+	if ((akid = AUTHORITY_KEYID_new()) != NULL &&
+	    (akid->keyid = ASN1_OCTET_STRING_new()) != NULL &&
+	    ASN1_OCTET_STRING_set(akid->keyid, c->akid, (int)c->akid_len) &&
+	    (c->akid_ext = X509V3_EXT_i2d(NID_authority_key_identifier, 0, akid)) != NULL)
+		rc = 0;
+	AUTHORITY_KEYID_free(akid);
+	return rc;
 }
 
 /* Serving-certificate checks that warn without refusing. */
@@ -274,7 +291,7 @@ creds_build(const struct creds_input *in, long long now, char *err, size_t errle
 	 */
 	if (c->ca_type == KEY_ED25519 && (c->ca_ed25519 = ed25519_key_new(c->ca_key)) == NULL)
 		log_warnx("Ed25519 CA key: libsodium unavailable, signing with OpenSSL");
-	if (set_akid(c) == -1) {
+	if (set_akid(c) == -1 || set_akid_ext(c) == -1) {
 		fail(err, errlen, &in->part[CF_CA_CERT], CF_CA_CERT,
 		    "cannot compute key identifier");
 		goto bad;

@@ -60,6 +60,7 @@ struct creds {
 	struct ed25519_key *ca_ed25519; /* libsodium's copy of an Ed25519 ca_key (locked), or NULL */
 	unsigned char   akid[64]; /* CA's subjectKeyIdentifier */
 	size_t          akid_len;
+	X509_EXTENSION *akid_ext; /* authorityKeyIdentifier of issued certs, built once */
 	STACK_OF(X509) *accepted;  /* accepted CAs, then the issuing CA */
 	unsigned char  *ca_bundle; /* their PEM, each ending in \n */
 	size_t          ca_bundle_len;

@@ -194,15 +194,17 @@ peer_in_sans(GENERAL_NAMES *sans, const char *peer)
 	return 0;
 }
 
+/*
+ * Removes every Organization from the request's own subject, in place (the
+ * request is ours and freed after the call; X509_set_subject_name() copies
+ * the result into the certificate). Returns n.
+ */
 static X509_NAME *
-strip_org(const X509_NAME *in, int *removed)
+strip_org(X509_NAME *n, int *removed)
 {
-	X509_NAME *n;
-	int        i;
+	int i;
 
 	*removed = 0;
-	if ((n = X509_NAME_dup(in)) == NULL)
-		return NULL;
 	while ((i = X509_NAME_get_index_by_NID(n, NID_organizationName, -1)) >= 0) {
 		X509_NAME_ENTRY_free(X509_NAME_delete_entry(n, i));
 		*removed = 1;
@@ -381,8 +383,10 @@ fast_verify(const CSR_RAW *csr, EVP_PKEY *pub, enum signer_engine engine)
 	if (!OBJ_find_sigid_algs(OBJ_obj2nid(obj), &mdnid, &pknid))
 		return 0;
 	if (pknid == NID_ED25519) {
+		/* pub is NULL when only libsodium reads the key (fast_read()). */
 		if (mdnid != NID_undef || ptype != V_ASN1_UNDEF ||
-		    EVP_PKEY_get_base_id(pub) != EVP_PKEY_ED25519 ||
+		    (pub != NULL && EVP_PKEY_get_base_id(pub) != EVP_PKEY_ED25519) ||
+		    (pub == NULL && engine != SIGNER_ENGINE_FAST) ||
 		    !ed25519_is_strict(ASN1_STRING_get0_data(csr->info->spki->key),
 			ASN1_STRING_get0_data(csr->signature),
 			(size_t)ASN1_STRING_length(csr->signature)))
@@ -418,26 +422,39 @@ fast_verify(const CSR_RAW *csr, EVP_PKEY *pub, enum signer_engine engine)
 /*
  * The fast path's read of a CSR: on success returns a verified request
  * shell carrying the CSR's subject and attributes (everything the rest of
- * signer_issue() reads), and sets *pub (new reference) and *spki (owned by
- * *raw, free with ASN1_item_free). Returns NULL when the general path must
- * decide; the error queue is then cleared.
+ * signer_issue() reads), sets *raw (free with ASN1_item_free), *kt and
+ * *bits, and *pub (new reference; NULL for an Ed25519 key that libsodium
+ * verified from its raw bytes: no EVP_PKEY is needed then). Returns NULL
+ * when the general path must decide; the error queue is then cleared.
  */
 static X509_REQ *
 fast_read(const unsigned char *der, long dlen, enum signer_engine engine, CSR_RAW **raw,
-    EVP_PKEY **pub)
+    EVP_PKEY **pub, enum key_type *kt, int *bits)
 {
 	const unsigned char *p = der;
 	CSR_RAW             *csr;
 	X509_REQ            *req = NULL;
 	EVP_PKEY            *k = NULL;
-	int                  i;
+	const ASN1_OBJECT   *obj;
+	int                  i, ptype;
 
 	*raw = NULL;
 	*pub = NULL;
 	csr = (CSR_RAW *)ASN1_item_d2i(NULL, &p, dlen, ASN1_ITEM_rptr(CSR_RAW));
-	if (csr == NULL || p != der + dlen || (k = fast_key(csr->info->spki)) == NULL ||
-	    !fast_verify(csr, k, engine))
+	if (csr == NULL || p != der + dlen)
 		goto fail;
+	X509_ALGOR_get0(&obj, &ptype, NULL, csr->info->spki->alg);
+	if (engine == SIGNER_ENGINE_FAST && OBJ_obj2nid(obj) == NID_ED25519) {
+		/* fast_key()'s checks, without building an EVP_PKEY. */
+		if (ptype != V_ASN1_UNDEF || ASN1_STRING_length(csr->info->spki->key) != 32 ||
+		    (csr->info->spki->key->flags & 0x7) != 0 || !fast_verify(csr, NULL, engine))
+			goto fail;
+		*kt = KEY_ED25519;
+		*bits = 253; /* what OpenSSL reports for Ed25519 */
+	} else if ((k = fast_key(csr->info->spki)) == NULL || !fast_verify(csr, k, engine))
+		goto fail;
+	else
+		*kt = pki_key_type(k, bits);
 	if ((req = X509_REQ_new()) == NULL || !X509_REQ_set_subject_name(req, csr->info->subject))
 		goto fail;
 	for (i = 0; i < sk_X509_ATTRIBUTE_num(csr->info->attributes); i++)
@@ -599,13 +616,12 @@ sign_cert(X509 *x, const struct creds *c, enum signer_engine engine, unsigned ch
 
 /* Fills the audit fields (key type, CN) of a request. */
 static void
-describe(X509_REQ *req, EVP_PKEY *pub, struct signer_result *r, enum key_type *kt, int *bits)
+describe(X509_REQ *req, enum key_type kt, struct signer_result *r)
 {
 	ASN1_STRING *cn;
 	int          idx;
 
-	*kt = pki_key_type(pub, bits);
-	snprintf(r->key_type, sizeof(r->key_type), "%s", pki_key_type_name(*kt));
+	snprintf(r->key_type, sizeof(r->key_type), "%s", pki_key_type_name(kt));
 	idx = X509_NAME_get_index_by_NID(X509_REQ_get_subject_name(req), NID_commonName, -1);
 	if (idx >= 0) {
 		cn = X509_NAME_ENTRY_get_data(
@@ -626,13 +642,12 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 	long                        dlen = 0;
 	X509_REQ                   *req = NULL;
 	X509                       *x = NULL;
-	X509_NAME                  *subj = NULL;
+	X509_NAME                  *subj = NULL; /* borrowed from req */
 	EVP_PKEY                   *pub, *fastpub = NULL;
 	CSR_RAW                    *raw = NULL;
 	GENERAL_NAMES              *sans = NULL;
 	ASN1_BIT_STRING            *ku = NULL;
 	EXTENDED_KEY_USAGE         *eku = NULL;
-	AUTHORITY_KEYID            *akid = NULL;
 	ASN1_OBJECT                *obj;
 	unsigned char              *crt = NULL;
 	size_t                      crtlen = 0;
@@ -647,7 +662,7 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 		return result(r, SIGNER_DENIED, "CSR refused by policy: %s", "CSR too large");
 	if (first_pem_block(csr, len, &der, &dlen) == -1)
 		return result(r, SIGNER_BAD_DECODE, "%s", "failed to decode CSR");
-	if ((req = fast_read(der, dlen, pp->engine, &raw, &fastpub)) != NULL) {
+	if ((req = fast_read(der, dlen, pp->engine, &raw, &fastpub, &kt, &bits)) != NULL) {
 		pub = fastpub;
 		goto verified;
 	}
@@ -663,7 +678,8 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 		    result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s", "unreadable public key");
 		goto out;
 	}
-	describe(req, pub, r, &kt, &bits);
+	kt = pki_key_type(pub, &bits);
+	describe(req, kt, r);
 	if ((kt == KEY_ED25519 && !ed25519_req_strict(req, pub)) || X509_REQ_verify(req, pub) != 1) {
 		st = result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
 		    "signature verification failed");
@@ -671,7 +687,7 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 	}
 	if (0) {
 	verified:
-		describe(req, pub, r, &kt, &bits);
+		describe(req, kt, r);
 	}
 	if ((sans = csr_sans(req, r)) == NULL) {
 		st = result(
@@ -729,10 +745,7 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 		log_ssl("signer: subjectAltName");
 		goto out;
 	}
-	if ((akid = AUTHORITY_KEYID_new()) == NULL ||
-	    (akid->keyid = ASN1_OCTET_STRING_new()) == NULL ||
-	    !ASN1_OCTET_STRING_set(akid->keyid, c->akid, (int)c->akid_len) ||
-	    !add_ext(x, NID_authority_key_identifier, 0, akid)) {
+	if (!X509_add_ext(x, c->akid_ext, -1)) {
 		log_ssl("signer: authorityKeyIdentifier");
 		goto out;
 	}
@@ -745,11 +758,9 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 	st = result(r, SIGNER_OK, "%s", "");
 out:
 	OPENSSL_free(crt);
-	AUTHORITY_KEYID_free(akid);
 	sk_ASN1_OBJECT_free(eku); /* OBJ_nid2obj objects are static */
 	ASN1_BIT_STRING_free(ku);
 	GENERAL_NAMES_free(sans);
-	X509_NAME_free(subj);
 	X509_free(x);
 	X509_REQ_free(req);
 	EVP_PKEY_free(fastpub);
