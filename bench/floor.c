@@ -17,6 +17,11 @@
  *	Times signer_issue() (PEM in, PEM certificate out) against a snapshot
  *	built from those files: the daemon's own path without gRPC and TLS.
  *	With --iterations it runs exactly N calls (for callgrind).
+ *   wire   --csr F --crt F --ca F [--seconds S | --iterations N]
+ *	Times the request decode and response encode the gRPC handler does
+ *	around signer_issue() (protobuf-c unpack + free of a CertificateRequest
+ *	holding the CSR, get_packed_size + pack of a CertificateResponse
+ *	holding the CA bundle and a certificate), without gRPC.
  *
  * Prints one JSON object. Single-threaded, timed in CPU time: figures are
  * microseconds of one core.
@@ -33,6 +38,8 @@
 #include <openssl/x509.h>
 
 #include <sodium.h>
+
+#include "security.pb-c.h"
 
 #include "creds.h"
 #include "log.h"
@@ -401,6 +408,70 @@ run_signer(int argc, char **argv)
 	return 0;
 }
 
+struct wire {
+	unsigned char *req;
+	size_t         reqlen;
+	struct sbuf    crt, ca;
+	unsigned char  out[1 << 16];
+};
+
+static void
+op_wire(void *a)
+{
+	struct wire                      *w = a;
+	Securityapi__CertificateRequest  *req;
+	Securityapi__CertificateResponse  resp = SECURITYAPI__CERTIFICATE_RESPONSE__INIT;
+	size_t                            n;
+
+	if ((req = securityapi__certificate_request__unpack(NULL, w->reqlen, w->req)) == NULL)
+		die("unpack");
+	securityapi__certificate_request__free_unpacked(req, NULL);
+	resp.ca.data = w->ca.data;
+	resp.ca.len = w->ca.len;
+	resp.crt.data = w->crt.data;
+	resp.crt.len = w->crt.len;
+	if ((n = securityapi__certificate_response__get_packed_size(&resp)) > sizeof(w->out))
+		die("response size");
+	securityapi__certificate_response__pack(&resp, w->out);
+}
+
+static int
+run_wire(int argc, char **argv)
+{
+	Securityapi__CertificateRequest req = SECURITYAPI__CERTIFICATE_REQUEST__INIT;
+	struct wire                    *w = calloc(1, sizeof(*w));
+	struct sbuf                     csr;
+	long                            iters = atol(arg(argc, argv, "--iterations", "0"));
+	double                          secs = atof(arg(argc, argv, "--seconds", "2")), us;
+
+	if (w == NULL)
+		die("calloc");
+	slurp(arg(argc, argv, "--csr", NULL), &csr);
+	slurp(arg(argc, argv, "--crt", NULL), &w->crt);
+	slurp(arg(argc, argv, "--ca", NULL), &w->ca);
+	req.csr.data = csr.data;
+	req.csr.len = csr.len;
+	w->reqlen = securityapi__certificate_request__get_packed_size(&req);
+	if ((w->req = malloc(w->reqlen)) == NULL)
+		die("malloc");
+	securityapi__certificate_request__pack(&req, w->req);
+	if (iters > 0) {
+		double t0 = now_s();
+
+		for (long n = 0; n < iters; n++)
+			op_wire(w);
+		us = (now_s() - t0) / (double)iters * 1e6;
+	} else
+		us = timeit(secs, op_wire, w);
+	printf("{\"wire_us\":%.2f}\n", us);
+	free(w->req);
+	sbuf_free(&csr);
+	sbuf_free(&w->crt);
+	sbuf_free(&w->ca);
+	free(w);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -409,6 +480,8 @@ main(int argc, char **argv)
 		return run_floor(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "signer") == 0)
 		return run_signer(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "wire") == 0)
+		return run_wire(argc, argv);
 	fprintf(stderr, "usage: floor floor|signer [flags] (see floor.c)\n");
 	return 2;
 }
