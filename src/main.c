@@ -148,9 +148,9 @@ main(int argc, char **argv)
 
 	if ((store = credstore_new()) == NULL || (src = credsrc_new(store)) == NULL)
 		fatalx("out of memory");
-	if (kube_global_init() == -1)
-		fatalx("curl_global_init failed");
 	if (config_kube_mode(&cfg)) {
+		if (kube_global_init() == -1) /* libcurl is loaded for this mode only */
+			fatalx("cannot initialise libcurl");
 		/* Secrets through the API; files (if any) supply the other group. */
 		if ((kube = kube_new(&cfg, err, sizeof(err))) == NULL ||
 		    (watcher = watch_new(kube, &cfg, src, expect, err, sizeof(err))) == NULL ||
