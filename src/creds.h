@@ -54,16 +54,17 @@ struct creds {
 	atomic_int refs;
 	uint64_t   gen; /* set by credstore_publish() */
 
-	X509               *ca_cert; /* issuing CA */
-	EVP_PKEY           *ca_key;
-	enum key_type       ca_type;
-	struct ed25519_key *ca_ed25519; /* libsodium's copy of an Ed25519 ca_key (locked), or NULL */
-	unsigned char   akid[64]; /* CA's subjectKeyIdentifier */
-	size_t          akid_len;
-	X509_EXTENSION *akid_ext; /* authorityKeyIdentifier of issued certs, built once */
-	STACK_OF(X509) *accepted;  /* accepted CAs, then the issuing CA */
-	unsigned char  *ca_bundle; /* their PEM, each ending in \n */
-	size_t          ca_bundle_len;
+	X509         *ca_cert; /* issuing CA */
+	EVP_PKEY     *ca_key;
+	enum key_type ca_type;
+	/* libsodium's copy of an Ed25519 ca_key (locked memory), or NULL */
+	struct ed25519_key *ca_ed25519;
+	unsigned char       akid[64]; /* CA's subjectKeyIdentifier */
+	size_t              akid_len;
+	X509_EXTENSION     *akid_ext;  /* authorityKeyIdentifier of issued certs, built once */
+	STACK_OF(X509)     *accepted;  /* accepted CAs, then the issuing CA */
+	unsigned char      *ca_bundle; /* their PEM, each ending in \n */
+	size_t              ca_bundle_len;
 
 	unsigned char token_digest[SHA256_DIGEST_LENGTH];
 

@@ -49,27 +49,27 @@
 
 /* The libcurl entry points, resolved once by curl_load(). */
 static struct {
-	__typeof__(curl_easy_setopt) *easy_setopt;
-	__typeof__(curl_slist_append) *slist_append;
-	__typeof__(curl_easy_getinfo) *easy_getinfo;
+	__typeof__(curl_easy_setopt)         *easy_setopt;
+	__typeof__(curl_slist_append)        *slist_append;
+	__typeof__(curl_easy_getinfo)        *easy_getinfo;
 	__typeof__(curl_multi_remove_handle) *multi_remove_handle;
-	__typeof__(curl_version) *version;
-	__typeof__(curl_version_info) *version_info;
-	__typeof__(curl_slist_free_all) *slist_free_all;
-	__typeof__(curl_multi_wakeup) *multi_wakeup;
-	__typeof__(curl_multi_poll) *multi_poll;
-	__typeof__(curl_multi_perform) *multi_perform;
-	__typeof__(curl_multi_init) *multi_init;
-	__typeof__(curl_multi_info_read) *multi_info_read;
-	__typeof__(curl_multi_cleanup) *multi_cleanup;
-	__typeof__(curl_multi_add_handle) *multi_add_handle;
-	__typeof__(curl_global_init) *global_init;
-	__typeof__(curl_global_cleanup) *global_cleanup;
-	__typeof__(curl_easy_strerror) *easy_strerror;
-	__typeof__(curl_easy_reset) *easy_reset;
-	__typeof__(curl_easy_perform) *easy_perform;
-	__typeof__(curl_easy_init) *easy_init;
-	__typeof__(curl_easy_cleanup) *easy_cleanup;
+	__typeof__(curl_version)             *version;
+	__typeof__(curl_version_info)        *version_info;
+	__typeof__(curl_slist_free_all)      *slist_free_all;
+	__typeof__(curl_multi_wakeup)        *multi_wakeup;
+	__typeof__(curl_multi_poll)          *multi_poll;
+	__typeof__(curl_multi_perform)       *multi_perform;
+	__typeof__(curl_multi_init)          *multi_init;
+	__typeof__(curl_multi_info_read)     *multi_info_read;
+	__typeof__(curl_multi_cleanup)       *multi_cleanup;
+	__typeof__(curl_multi_add_handle)    *multi_add_handle;
+	__typeof__(curl_global_init)         *global_init;
+	__typeof__(curl_global_cleanup)      *global_cleanup;
+	__typeof__(curl_easy_strerror)       *easy_strerror;
+	__typeof__(curl_easy_reset)          *easy_reset;
+	__typeof__(curl_easy_perform)        *easy_perform;
+	__typeof__(curl_easy_init)           *easy_init;
+	__typeof__(curl_easy_cleanup)        *easy_cleanup;
 } curlfn;
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static int            curl_ok, curl_inited;
@@ -130,27 +130,27 @@ curl_load(void)
 /* curl.h wraps these two in argument-counting macros; the pointers replace them. */
 #undef curl_easy_setopt
 #undef curl_easy_getinfo
-#define curl_easy_setopt (*curlfn.easy_setopt)
-#define curl_slist_append (*curlfn.slist_append)
-#define curl_easy_getinfo (*curlfn.easy_getinfo)
+#define curl_easy_setopt         (*curlfn.easy_setopt)
+#define curl_slist_append        (*curlfn.slist_append)
+#define curl_easy_getinfo        (*curlfn.easy_getinfo)
 #define curl_multi_remove_handle (*curlfn.multi_remove_handle)
-#define curl_version (*curlfn.version)
-#define curl_version_info (*curlfn.version_info)
-#define curl_slist_free_all (*curlfn.slist_free_all)
-#define curl_multi_wakeup (*curlfn.multi_wakeup)
-#define curl_multi_poll (*curlfn.multi_poll)
-#define curl_multi_perform (*curlfn.multi_perform)
-#define curl_multi_init (*curlfn.multi_init)
-#define curl_multi_info_read (*curlfn.multi_info_read)
-#define curl_multi_cleanup (*curlfn.multi_cleanup)
-#define curl_multi_add_handle (*curlfn.multi_add_handle)
-#define curl_global_init (*curlfn.global_init)
-#define curl_global_cleanup (*curlfn.global_cleanup)
-#define curl_easy_strerror (*curlfn.easy_strerror)
-#define curl_easy_reset (*curlfn.easy_reset)
-#define curl_easy_perform (*curlfn.easy_perform)
-#define curl_easy_init (*curlfn.easy_init)
-#define curl_easy_cleanup (*curlfn.easy_cleanup)
+#define curl_version             (*curlfn.version)
+#define curl_version_info        (*curlfn.version_info)
+#define curl_slist_free_all      (*curlfn.slist_free_all)
+#define curl_multi_wakeup        (*curlfn.multi_wakeup)
+#define curl_multi_poll          (*curlfn.multi_poll)
+#define curl_multi_perform       (*curlfn.multi_perform)
+#define curl_multi_init          (*curlfn.multi_init)
+#define curl_multi_info_read     (*curlfn.multi_info_read)
+#define curl_multi_cleanup       (*curlfn.multi_cleanup)
+#define curl_multi_add_handle    (*curlfn.multi_add_handle)
+#define curl_global_init         (*curlfn.global_init)
+#define curl_global_cleanup      (*curlfn.global_cleanup)
+#define curl_easy_strerror       (*curlfn.easy_strerror)
+#define curl_easy_reset          (*curlfn.easy_reset)
+#define curl_easy_perform        (*curlfn.easy_perform)
+#define curl_easy_init           (*curlfn.easy_init)
+#define curl_easy_cleanup        (*curlfn.easy_cleanup)
 
 #define KUBE_TOKEN_MAX_AGE_MS  (50 * 1000) /* re-read well within a minute */
 #define KUBE_TOKEN_MAX         (64 * 1024)

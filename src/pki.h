@@ -60,8 +60,8 @@ int pki_cert_pem(X509 *, struct sbuf *out);
  * Returns a new NUL-terminated buffer (free with free()) and its length
  * in *outlen, or NULL. One allocation, no BIO.
  */
-unsigned char *pki_der_to_pem(const char *label, const unsigned char *der, size_t len,
-    size_t *outlen);
+unsigned char *pki_der_to_pem(
+    const char *label, const unsigned char *der, size_t len, size_t *outlen);
 /* Appends the PKCS#8 PEM of a private key to `out` (scrubbed buffer). 0 or -1. */
 int pki_key_pem(EVP_PKEY *, struct sbuf *out);
 

@@ -593,8 +593,8 @@ out:
  * asks for OpenSSL, X509_sign() otherwise. 0 or -1 (logged).
  */
 static int
-sign_cert(X509 *x, const struct creds *c, enum signer_engine engine, unsigned char **der,
-    size_t *len)
+sign_cert(
+    X509 *x, const struct creds *c, enum signer_engine engine, unsigned char **der, size_t *len)
 {
 	int n;
 
@@ -680,7 +680,8 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 	}
 	kt = pki_key_type(pub, &bits);
 	describe(req, kt, r);
-	if ((kt == KEY_ED25519 && !ed25519_req_strict(req, pub)) || X509_REQ_verify(req, pub) != 1) {
+	if ((kt == KEY_ED25519 && !ed25519_req_strict(req, pub)) ||
+	    X509_REQ_verify(req, pub) != 1) {
 		st = result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
 		    "signature verification failed");
 		goto out;
@@ -721,7 +722,8 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 
 	/* Build the certificate. */
 	st = result(r, SIGNER_INTERNAL, "%s", "failed to sign CSR");
-	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3) || !set_serial(x, pp->serial, r) ||
+	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3) ||
+	    !set_serial(x, pp->serial, r) ||
 	    !X509_set_issuer_name(x, X509_get_subject_name(c->ca_cert)) ||
 	    (subj = strip_org(X509_REQ_get_subject_name(req), &r->org_removed)) == NULL ||
 	    !X509_set_subject_name(x, subj) ||

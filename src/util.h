@@ -80,9 +80,9 @@ int util_token_ok(const char *got, size_t len, const unsigned char want[SHA256_D
 #ifndef UTIL_STACK_SCALE
 #define UTIL_STACK_SCALE 1
 #endif
-#define UTIL_STACK_SMALL (256 * 1024 * UTIL_STACK_SCALE)  /* file watcher */
-#define UTIL_STACK_MEDIUM (512 * 1024 * UTIL_STACK_SCALE) /* gRPC workers, events (TLS, curl) */
-#define UTIL_STACK_LARGE (1024 * 1024 * UTIL_STACK_SCALE) /* Secret watcher (nested JSON) */
+#define UTIL_STACK_SMALL  (256 * 1024 * UTIL_STACK_SCALE)  /* file watcher */
+#define UTIL_STACK_MEDIUM (512 * 1024 * UTIL_STACK_SCALE)  /* gRPC workers, events (TLS, curl) */
+#define UTIL_STACK_LARGE  (1024 * 1024 * UTIL_STACK_SCALE) /* Secret watcher (nested JSON) */
 
 /*
  * pthread_create() with a stack of `stack` bytes. 0, or an error number

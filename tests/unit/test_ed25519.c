@@ -78,8 +78,8 @@ struct tally {
 static enum signer_status
 same(struct creds *c, const char *csr, size_t len, struct tally *t, const char *what)
 {
-	static const unsigned char serial[16] = { 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0,
-		1, 2, 3, 4, 5, 6, 7, 8 };
+	static const unsigned char serial[16] = { 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1,
+		2, 3, 4, 5, 6, 7, 8 };
 	struct signer_params       p = tu_signer_params();
 	struct signer_result       a, b;
 	enum signer_status         sa, sb;
@@ -187,8 +187,8 @@ Test(ed25519, libsodium_and_openssl_agree_on_every_csr, .timeout = 300)
 			memcpy(mut + off, identity, 32);
 			memset(mut + len - 64, 0, 64);
 			mut[len - 64] = 1;
-			cr_assert_eq(same_der(c, mut, (size_t)len, &t, "small-order key"),
-			    SIGNER_BAD_PARSE);
+			cr_assert_eq(
+			    same_der(c, mut, (size_t)len, &t, "small-order key"), SIGNER_BAD_PARSE);
 		}
 		/* Key A in the CSR, signed by key B. */
 		k2 = tu_key_fresh(TU_ED25519);
@@ -209,8 +209,8 @@ Test(ed25519, libsodium_and_openssl_agree_on_every_csr, .timeout = 300)
 		free(pem);
 		EVP_PKEY_free(k);
 	}
-	cr_log_info("differential: %d CSRs, %d issued, %d refused by both", t.calls, t.issued,
-	    t.refused);
+	cr_log_info(
+	    "differential: %d CSRs, %d issued, %d refused by both", t.calls, t.issued, t.refused);
 	cr_assert_geq(t.calls, 800);
 	cr_assert_geq(t.issued, DIFF_KEYS);
 	cr_assert_geq(t.refused, 5 * DIFF_KEYS);
@@ -221,14 +221,14 @@ Test(ed25519, libsodium_and_openssl_agree_on_every_csr, .timeout = 300)
 /* An ECDSA CA: Ed25519 CSRs are verified by libsodium, the rest is OpenSSL's. */
 Test(ed25519, ecdsa_ca_with_ed25519_csrs_agrees, .timeout = 120)
 {
-	struct tu_pki pki;
-	struct creds *c = tu_creds(TU_P256, &pki);
-	struct tally  t = { 0, 0, 0 };
-	char         *pem;
+	struct tu_pki  pki;
+	struct creds  *c = tu_creds(TU_P256, &pki);
+	struct tally   t = { 0, 0, 0 };
+	char          *pem;
 	unsigned char *der;
-	EVP_PKEY     *k;
-	long          len;
-	int           i;
+	EVP_PKEY      *k;
+	long           len;
+	int            i;
 
 	cr_assert_null(c->ca_ed25519);
 	for (i = 0; i < 40; i++) {

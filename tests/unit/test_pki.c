@@ -128,11 +128,11 @@ Test(pki, ip_sans_and_names)
 /* pki_der_to_pem() writes what PEM_write_bio() writes, for every length class. */
 Test(pki, der_to_pem_matches_openssl)
 {
-	unsigned char der[400];
-	size_t        len, n;
+	unsigned char  der[400];
+	size_t         len, n;
 	unsigned char *ours;
-	BIO          *b;
-	BUF_MEM      *m;
+	BIO           *b;
+	BUF_MEM       *m;
 
 	for (len = 0; len < sizeof(der); len++)
 		der[len] = (unsigned char)(len * 37 + 11);
