@@ -3,17 +3,25 @@
  * daemon's signing path in process, for `make bench`.
  *
  *   floor  --ca-key F --csr F [--serving-key F] [--seconds S]
- *	Times, with OpenSSL and keys built once, the asymmetric operations a
- *	call cannot avoid: verifying the CSR's signature over its
- *	CertificationRequestInfo, signing a certificate-sized TBS with the CA
- *	key; and for a new connection the TLS 1.3 handshake's server side:
- *	one CertificateVerify signature with the serving key plus an X25519
- *	key generation and derivation.
+ *	Times, with the fastest implementation on the machine and keys built
+ *	once, the asymmetric operations a call cannot avoid: verifying the
+ *	CSR's signature over its CertificationRequestInfo, signing a
+ *	certificate-sized TBS with the CA key (Ed25519: libsodium; ECDSA and
+ *	RSA: OpenSSL; for Ed25519 OpenSSL's figures are printed too, as
+ *	openssl_verify_us and openssl_sign_us); and for a new connection the
+ *	TLS 1.3 handshake's server side: one CertificateVerify signature with
+ *	the serving key plus an X25519 key generation and derivation (OpenSSL,
+ *	which terminates TLS).
  *   signer --ca-cert F --ca-key F --tls-cert F --tls-key F --token F --csr F
  *	[--seconds S | --iterations N]
  *	Times signer_issue() (PEM in, PEM certificate out) against a snapshot
  *	built from those files: the daemon's own path without gRPC and TLS.
  *	With --iterations it runs exactly N calls (for callgrind).
+ *   wire   --csr F --crt F --ca F [--seconds S | --iterations N]
+ *	Times the request decode and response encode the gRPC handler does
+ *	around signer_issue() (protobuf-c unpack + free of a CertificateRequest
+ *	holding the CSR, get_packed_size + pack of a CertificateResponse
+ *	holding the CA bundle and a certificate), without gRPC.
  *
  * Prints one JSON object. Single-threaded, timed in CPU time: figures are
  * microseconds of one core.
@@ -28,6 +36,10 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+
+#include <sodium.h>
+
+#include "security.pb-c.h"
 
 #include "creds.h"
 #include "log.h"
@@ -161,6 +173,32 @@ op_sign(void *a)
 	EVP_MD_CTX_free(ctx);
 }
 
+/* libsodium's Ed25519: sk is the 64-byte secret key, pk the 32-byte public key. */
+struct sop {
+	unsigned char        sk[crypto_sign_SECRETKEYBYTES], pk[crypto_sign_PUBLICKEYBYTES];
+	const unsigned char *msg, *sig;
+	size_t               len;
+};
+
+static void
+sop_sign(void *a)
+{
+	struct sop   *o = a;
+	unsigned char sig[crypto_sign_BYTES];
+
+	if (crypto_sign_detached(sig, NULL, o->msg, o->len, o->sk) != 0)
+		die("crypto_sign_detached");
+}
+
+static void
+sop_verify(void *a)
+{
+	struct sop *o = a;
+
+	if (crypto_sign_verify_detached(o->sig, o->msg, o->len, o->pk) != 0)
+		die("crypto_sign_verify_detached");
+}
+
 static void
 op_x25519(void *a)
 {
@@ -203,8 +241,14 @@ run_floor(int argc, char **argv)
 	const ASN1_BIT_STRING *sig;
 	const X509_ALGOR      *alg;
 	struct op              v, s, h;
+	struct sop             sv, ss;
 	double                 verify_us, sign_us, hs_sign_us = 0, kx_us = 0;
+	double                 ossl_verify_us = 0, ossl_sign_us = 0;
+	size_t                 n;
 	int                    tbslen;
+
+	if (sodium_init() < 0)
+		die("sodium_init");
 
 	cak = load_key(arg(argc, argv, "--ca-key", NULL));
 	req = load_csr(arg(argc, argv, "--csr", NULL), &pem);
@@ -221,6 +265,19 @@ run_floor(int argc, char **argv)
 	v.sig = ASN1_STRING_get0_data(sig);
 	v.siglen = (size_t)ASN1_STRING_length(sig);
 	verify_us = timeit(secs, op_verify, &v);
+	if (pki_key_type(v.key, NULL) == KEY_ED25519) {
+		memset(&sv, 0, sizeof(sv));
+		n = sizeof(sv.pk);
+		if (EVP_PKEY_get_raw_public_key(v.key, sv.pk, &n) != 1)
+			die("EVP_PKEY_get_raw_public_key");
+		sv.msg = v.tbs;
+		sv.len = v.tbslen;
+		if (v.siglen != crypto_sign_BYTES)
+			die("Ed25519 signature length");
+		sv.sig = v.sig;
+		ossl_verify_us = verify_us;
+		verify_us = timeit(secs, sop_verify, &sv);
+	}
 
 	/* Sign: a TBSCertificate is about 300-400 bytes for a worker. */
 	memset(tbsbuf, 0x5a, sizeof(tbsbuf));
@@ -230,6 +287,21 @@ run_floor(int argc, char **argv)
 	s.tbs = tbsbuf;
 	s.tbslen = 350;
 	sign_us = timeit(secs, op_sign, &s);
+	if (pki_key_type(cak, NULL) == KEY_ED25519) {
+		unsigned char seed[crypto_sign_SEEDBYTES];
+
+		memset(&ss, 0, sizeof(ss));
+		n = sizeof(seed);
+		if (EVP_PKEY_get_raw_private_key(cak, seed, &n) != 1 ||
+		    crypto_sign_seed_keypair(ss.pk, ss.sk, seed) != 0)
+			die("Ed25519 CA key for libsodium");
+		ss.msg = tbsbuf;
+		ss.len = 350;
+		ossl_sign_us = sign_us;
+		sign_us = timeit(secs, sop_sign, &ss);
+		sodium_memzero(seed, sizeof(seed));
+		sodium_memzero(ss.sk, sizeof(ss.sk));
+	}
 
 	if (skpath[0] != '\0') {
 		sk = load_key(skpath);
@@ -247,11 +319,13 @@ run_floor(int argc, char **argv)
 	}
 	printf("{\"csr_key\":\"%s\",\"ca_key\":\"%s\",\"serving_key\":\"%s\","
 	       "\"verify_us\":%.1f,\"sign_us\":%.1f,\"call_floor_us\":%.1f,"
-	       "\"handshake_sign_us\":%.1f,\"x25519_us\":%.1f,\"connection_floor_us\":%.1f}\n",
+	       "\"handshake_sign_us\":%.1f,\"x25519_us\":%.1f,\"connection_floor_us\":%.1f,"
+	       "\"openssl_verify_us\":%.1f,\"openssl_sign_us\":%.1f}\n",
 	    pki_key_type_name(pki_key_type(v.key, NULL)),
 	    pki_key_type_name(pki_key_type(cak, NULL)),
 	    sk != NULL ? pki_key_type_name(pki_key_type(sk, NULL)) : "", verify_us, sign_us,
-	    verify_us + sign_us, hs_sign_us, kx_us, verify_us + sign_us + hs_sign_us + kx_us);
+	    verify_us + sign_us, hs_sign_us, kx_us, verify_us + sign_us + hs_sign_us + kx_us,
+	    ossl_verify_us > 0 ? ossl_verify_us : verify_us, ossl_sign_us > 0 ? ossl_sign_us : sign_us);
 	OPENSSL_free(tbs);
 	X509_REQ_free(req);
 	sbuf_free(&pem);
@@ -334,6 +408,70 @@ run_signer(int argc, char **argv)
 	return 0;
 }
 
+struct wire {
+	unsigned char *req;
+	size_t         reqlen;
+	struct sbuf    crt, ca;
+	unsigned char  out[1 << 16];
+};
+
+static void
+op_wire(void *a)
+{
+	struct wire                      *w = a;
+	Securityapi__CertificateRequest  *req;
+	Securityapi__CertificateResponse  resp = SECURITYAPI__CERTIFICATE_RESPONSE__INIT;
+	size_t                            n;
+
+	if ((req = securityapi__certificate_request__unpack(NULL, w->reqlen, w->req)) == NULL)
+		die("unpack");
+	securityapi__certificate_request__free_unpacked(req, NULL);
+	resp.ca.data = w->ca.data;
+	resp.ca.len = w->ca.len;
+	resp.crt.data = w->crt.data;
+	resp.crt.len = w->crt.len;
+	if ((n = securityapi__certificate_response__get_packed_size(&resp)) > sizeof(w->out))
+		die("response size");
+	securityapi__certificate_response__pack(&resp, w->out);
+}
+
+static int
+run_wire(int argc, char **argv)
+{
+	Securityapi__CertificateRequest req = SECURITYAPI__CERTIFICATE_REQUEST__INIT;
+	struct wire                    *w = calloc(1, sizeof(*w));
+	struct sbuf                     csr;
+	long                            iters = atol(arg(argc, argv, "--iterations", "0"));
+	double                          secs = atof(arg(argc, argv, "--seconds", "2")), us;
+
+	if (w == NULL)
+		die("calloc");
+	slurp(arg(argc, argv, "--csr", NULL), &csr);
+	slurp(arg(argc, argv, "--crt", NULL), &w->crt);
+	slurp(arg(argc, argv, "--ca", NULL), &w->ca);
+	req.csr.data = csr.data;
+	req.csr.len = csr.len;
+	w->reqlen = securityapi__certificate_request__get_packed_size(&req);
+	if ((w->req = malloc(w->reqlen)) == NULL)
+		die("malloc");
+	securityapi__certificate_request__pack(&req, w->req);
+	if (iters > 0) {
+		double t0 = now_s();
+
+		for (long n = 0; n < iters; n++)
+			op_wire(w);
+		us = (now_s() - t0) / (double)iters * 1e6;
+	} else
+		us = timeit(secs, op_wire, w);
+	printf("{\"wire_us\":%.2f}\n", us);
+	free(w->req);
+	sbuf_free(&csr);
+	sbuf_free(&w->crt);
+	sbuf_free(&w->ca);
+	free(w);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -342,6 +480,8 @@ main(int argc, char **argv)
 		return run_floor(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "signer") == 0)
 		return run_signer(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "wire") == 0)
+		return run_wire(argc, argv);
 	fprintf(stderr, "usage: floor floor|signer [flags] (see floor.c)\n");
 	return 2;
 }

@@ -3,7 +3,8 @@
 #
 # For each CA family (Ed25519, ECDSA P-256, RSA-4096; the CSRs are of the
 # CA's family, as Talos 1.11+ workers send):
-#   floor     OpenSSL alone, keys built once: verify the CSR + sign the
+#   floor     the fastest implementation (libsodium for Ed25519, OpenSSL
+#             otherwise), keys built once: verify the CSR + sign the
 #             certificate (per call); plus the TLS 1.3 handshake's server side
 #             (CertificateVerify signature + X25519) per new connection
 #   signer    signer_issue() in process (the daemon's path without gRPC/TLS)
@@ -101,7 +102,7 @@ floor=$work/floor
 # shellcheck disable=SC2046
 cc -O2 -g -std=gnu11 -I "$root/src" -I "$builddir/proto" "$root/bench/floor.c" \
 	"$builddir/libtcs_core.a" "$builddir/libtcs_proto.a" \
-	$(pkg-config --libs grpc libprotobuf-c openssl libcjson libcurl) \
+	$(pkg-config --libs grpc libprotobuf-c openssl libsodium libcjson libcurl) \
 	$(pkg-config --exists libmicrohttpd && pkg-config --libs libmicrohttpd) \
 	-lpthread -o "$floor"
 
@@ -397,7 +398,7 @@ L.append("Machine: %s, %d cores, Linux %s, OpenSSL %s, load generator %s; commit
                                                 m["commit"], m["load_before"], m["load_after"]))
 L.append("")
 L.append("Steady: %d concurrent calls over %d connections for %d s. Storm: %d new TLS connections, one call each, %d at once. "
-         "CPU figures are server CPU time (user+system, /proc/PID/stat) per call; floors are OpenSSL CPU time on one core with keys built once (lower of a run before and after the load)." %
+         "CPU figures are server CPU time (user+system, /proc/PID/stat) per call; floors are CPU time on one core of the fastest implementation (libsodium for Ed25519, OpenSSL otherwise) with keys built once (lower of a run before and after the load)." %
          (cfg["concurrency"], cfg["connections"], cfg["seconds"], cfg["storm"], cfg["storm_parallel"]))
 L.append("")
 L.append("Primary workload, as Talos workers call: a new TLS connection per call.")

@@ -18,6 +18,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "ed25519.h"
 #include "log.h"
 
 static const char *const field_names[CF__MAX] = { "CA certificate", "CA key", "token",
@@ -96,7 +97,9 @@ static void
 creds_free(struct creds *c)
 {
 	X509_free(c->ca_cert);
+	X509_EXTENSION_free(c->akid_ext);
 	EVP_PKEY_free(c->ca_key);
+	ed25519_key_free(c->ca_ed25519);
 	sk_X509_pop_free(c->accepted, X509_free);
 	free(c->ca_bundle);
 	free(c->tls_cert_pem);
@@ -156,6 +159,22 @@ set_akid(struct creds *c)
 		return -1;
 	c->akid_len = n;
 	return 0;
+}
+
+/* The issued certificates' authorityKeyIdentifier extension, built once. */
+static int
+set_akid_ext(struct creds *c)
+{
+	AUTHORITY_KEYID *akid;
+	int              rc = -1;
+
+	if ((akid = AUTHORITY_KEYID_new()) != NULL &&
+	    (akid->keyid = ASN1_OCTET_STRING_new()) != NULL &&
+	    ASN1_OCTET_STRING_set(akid->keyid, c->akid, (int)c->akid_len) &&
+	    (c->akid_ext = X509V3_EXT_i2d(NID_authority_key_identifier, 0, akid)) != NULL)
+		rc = 0;
+	AUTHORITY_KEYID_free(akid);
+	return rc;
 }
 
 static void notef(creds_note_fn note, void *arg, const char *fmt, ...)
@@ -400,7 +419,14 @@ creds_validate(const struct creds_input *in, long long now, creds_note_fn note, 
 		goto bad;
 	}
 	c->ca_type = pki_key_type(c->ca_key, NULL);
-	if (set_akid(c) == -1) {
+	/*
+	 * Ed25519 signs through libsodium, with the seed extracted once per
+	 * snapshot into locked memory; should that fail (no memory), OpenSSL
+	 * signs with ca_key as before.
+	 */
+	if (c->ca_type == KEY_ED25519 && (c->ca_ed25519 = ed25519_key_new(c->ca_key)) == NULL)
+		log_warnx("Ed25519 CA key: libsodium unavailable, signing with OpenSSL");
+	if (set_akid(c) == -1 || set_akid_ext(c) == -1) {
 		fail(err, errlen, &in->part[CF_CA_CERT], CF_CA_CERT,
 		    "cannot compute key identifier");
 		goto bad;

@@ -24,6 +24,8 @@
 #include "pki.h"
 #include "util.h"
 
+struct ed25519_key;
+
 /* Raw material; each field names where it came from for error messages. */
 struct creds_part {
 	struct sbuf data;
@@ -55,14 +57,17 @@ struct creds {
 	atomic_int refs;
 	uint64_t   gen; /* set by credstore_publish() */
 
-	X509           *ca_cert; /* issuing CA */
-	EVP_PKEY       *ca_key;
-	enum key_type   ca_type;
-	unsigned char   akid[64]; /* CA's subjectKeyIdentifier */
-	size_t          akid_len;
-	STACK_OF(X509) *accepted;  /* accepted CAs, then the issuing CA */
-	unsigned char  *ca_bundle; /* their PEM, each ending in \n */
-	size_t          ca_bundle_len;
+	X509         *ca_cert; /* issuing CA */
+	EVP_PKEY     *ca_key;
+	enum key_type ca_type;
+	/* libsodium's copy of an Ed25519 ca_key (locked memory), or NULL */
+	struct ed25519_key *ca_ed25519;
+	unsigned char       akid[64]; /* CA's subjectKeyIdentifier */
+	size_t              akid_len;
+	X509_EXTENSION     *akid_ext;  /* authorityKeyIdentifier of issued certs, built once */
+	STACK_OF(X509)     *accepted;  /* accepted CAs, then the issuing CA */
+	unsigned char      *ca_bundle; /* their PEM, each ending in \n */
+	size_t              ca_bundle_len;
 
 	/* SHA-256 of the machine token, then of each accepted token; compare
 	 * only through creds_token_ok(). */

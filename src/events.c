@@ -673,7 +673,7 @@ fail:
 int
 events_start(struct events *e)
 {
-	if (pthread_create(&e->thr, NULL, events_thread, e) != 0) {
+	if (util_thread_start(&e->thr, UTIL_STACK_MEDIUM, events_thread, e) != 0) {
 		log_warnx("events: cannot start the events thread");
 		return -1;
 	}

@@ -275,7 +275,7 @@ filesrc_start(struct filesrc *fs)
 		return -1;
 	}
 	watch_dirs(fs);
-	if (pthread_create(&fs->thr, NULL, watcher, fs) != 0) {
+	if (util_thread_start(&fs->thr, UTIL_STACK_SMALL, watcher, fs) != 0) {
 		log_warnx("filesrc: cannot start the watcher thread");
 		return -1;
 	}

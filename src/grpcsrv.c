@@ -586,7 +586,7 @@ grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimi
 		goto fail_started;
 	}
 	for (i = 0; i < s->nthreads; i++)
-		if (pthread_create(&s->threads[i], NULL, worker, s) != 0) {
+		if (util_thread_start(&s->threads[i], UTIL_STACK_MEDIUM, worker, s) != 0) {
 			snprintf(err, errlen, "cannot start gRPC threads");
 			s->nthreads = i;
 			goto fail_started;

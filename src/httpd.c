@@ -11,6 +11,11 @@
  * libmicrohttpd's own diagnostics go through log_warnx(), keeping stderr in
  * the structured format.
  *
+ * libmicrohttpd is not linked but loaded (dlopen) when the listener starts
+ * or --version asks for it: it pulls in GnuTLS, p11-kit and nettle, about
+ * 2.3 MB resident (docs/performance.md), which a daemon run with HTTP_ADDR=
+ * never uses. Only this file knows.
+ *
  * Owns: the MHD daemon. Borrows: the credential store (outlives the server).
  */
 #include "httpd.h"
@@ -28,6 +33,9 @@
 #include <time.h>
 
 #ifdef HAVE_MHD
+#include <dlfcn.h>
+#include <pthread.h>
+
 #include <microhttpd.h>
 #endif
 
@@ -128,10 +136,64 @@ httpd_readiness(struct credstore *store, long long now, struct httpd_readiness *
 
 #ifdef HAVE_MHD
 
+/* The libmicrohttpd entry points, resolved once by mhd_load(). */
+static struct {
+	__typeof__(MHD_get_version)                 *get_version;
+	__typeof__(MHD_create_response_from_buffer) *create_response_from_buffer;
+	__typeof__(MHD_add_response_header)         *add_response_header;
+	__typeof__(MHD_queue_response)              *queue_response;
+	__typeof__(MHD_destroy_response)            *destroy_response;
+	__typeof__(MHD_start_daemon)                *start_daemon;
+	__typeof__(MHD_stop_daemon)                 *stop_daemon;
+	__typeof__(MHD_get_daemon_info)             *get_daemon_info;
+} mhd;
+static pthread_once_t mhd_once = PTHREAD_ONCE_INIT;
+static int            mhd_ok;
+
+static void
+mhd_load_once(void)
+{
+	static const struct {
+		const char *name;
+		void      **fn;
+	} syms[] = {
+		{ "MHD_get_version", (void **)&mhd.get_version },
+		{ "MHD_create_response_from_buffer", (void **)&mhd.create_response_from_buffer },
+		{ "MHD_add_response_header", (void **)&mhd.add_response_header },
+		{ "MHD_queue_response", (void **)&mhd.queue_response },
+		{ "MHD_destroy_response", (void **)&mhd.destroy_response },
+		{ "MHD_start_daemon", (void **)&mhd.start_daemon },
+		{ "MHD_stop_daemon", (void **)&mhd.stop_daemon },
+		{ "MHD_get_daemon_info", (void **)&mhd.get_daemon_info },
+	};
+	void  *dl;
+	size_t i;
+
+	/* Never closed: the daemon's thread runs its code until httpd_stop(). */
+	if ((dl = dlopen(MHD_SONAME, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		log_warnx("httpd: cannot load %s: %s", MHD_SONAME, dlerror());
+		return;
+	}
+	for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++)
+		if ((*syms[i].fn = dlsym(dl, syms[i].name)) == NULL) {
+			log_warnx("httpd: %s: no %s", MHD_SONAME, syms[i].name);
+			return;
+		}
+	mhd_ok = 1;
+}
+
+/* 0 once libmicrohttpd is loaded, -1 if it cannot be (logged once). Any thread. */
+static int
+mhd_load(void)
+{
+	pthread_once(&mhd_once, mhd_load_once);
+	return mhd_ok ? 0 : -1;
+}
+
 const char *
 httpd_mhd_version(void)
 {
-	return MHD_get_version();
+	return mhd_load() == 0 ? mhd.get_version() : "not installed";
 }
 
 static void mhd_log(void *, const char *, va_list) __attribute__((format(printf, 2, 0)));
@@ -156,13 +218,13 @@ reply(struct MHD_Connection *conn, unsigned status, const char *ctype, const voi
 	struct MHD_Response *resp;
 	enum MHD_Result      rc;
 
-	resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	resp = mhd.create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 	if (resp == NULL)
 		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	rc = MHD_queue_response(conn, status, resp);
-	MHD_destroy_response(resp);
+	mhd.add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	mhd.add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	rc = mhd.queue_response(conn, status, resp);
+	mhd.destroy_response(resp);
 	return rc;
 }
 
@@ -231,14 +293,14 @@ static struct MHD_Daemon *
 start_daemon(struct httpd *h, unsigned flags, int port, const struct sockaddr *sa)
 {
 	if (sa != NULL)
-		return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h,
+		return mhd.start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h,
 		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first: see MHD docs */
 		    MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT,
 		    (unsigned)HTTPD_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 		    (unsigned)HTTPD_MAX_PER_IP, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		    (size_t)HTTPD_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
 		    (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_END);
-	return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h,
+	return mhd.start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h,
 	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)HTTPD_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 	    (unsigned)HTTPD_MAX_PER_IP, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
@@ -263,6 +325,11 @@ httpd_start(const char *addr, struct credstore *store, struct httpd **out, char 
 	if (httpd_parse_addr(addr, host, sizeof(host), &port) == -1) {
 		snprintf(
 		    err, errlen, "HTTP_ADDR: \"%s\" is not HOST:PORT, :PORT or [IPV6]:PORT", addr);
+		return -1;
+	}
+	if (mhd_load() == -1) {
+		snprintf(err, errlen, "HTTP_ADDR: cannot load %s (set HTTP_ADDR= to disable it)",
+		    MHD_SONAME);
 		return -1;
 	}
 	if ((h = calloc(1, sizeof(*h))) == NULL) {
@@ -296,7 +363,7 @@ httpd_start(const char *addr, struct credstore *store, struct httpd **out, char 
 		return -1;
 	}
 	h->port = port;
-	if ((di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT)) != NULL && di->port != 0)
+	if ((di = mhd.get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT)) != NULL && di->port != 0)
 		h->port = di->port;
 	snprintf(shown, sizeof(shown), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, h->port);
 	{
@@ -312,7 +379,7 @@ httpd_stop(struct httpd *h)
 {
 	if (h == NULL)
 		return;
-	MHD_stop_daemon(h->mhd);
+	mhd.stop_daemon(h->mhd);
 	free(h);
 }
 

@@ -20,6 +20,13 @@
  *
  * The CA bundle is named by path (CURLOPT_CAINFO) and libcurl's CA cache is
  * limited to KUBE_CA_CACHE_S seconds, so a rotated ca.crt is picked up.
+ *
+ * libcurl is not linked but loaded (dlopen) by kube_global_init(), which
+ * main calls only in Kubernetes mode: with its dependencies (Kerberos, LDAP,
+ * SSH, RTMP and through it GnuTLS) it is about 3.8 MB resident that the
+ * file mode never uses (docs/performance.md). Below, each curl_* name the
+ * code calls is a macro for the pointer loaded from the library, so the rest
+ * of this file reads as plain libcurl code.
  */
 #include "kube.h"
 
@@ -31,10 +38,119 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <dlfcn.h>
+
+/* Plain prototypes: the type-checking macros would hide the functions. */
+#define CURL_DISABLE_TYPECHECK 1
 #include <curl/curl.h>
 
 #include "config.h"
 #include "log.h"
+
+/* The libcurl entry points, resolved once by curl_load(). */
+static struct {
+	__typeof__(curl_easy_setopt)         *easy_setopt;
+	__typeof__(curl_slist_append)        *slist_append;
+	__typeof__(curl_easy_getinfo)        *easy_getinfo;
+	__typeof__(curl_multi_remove_handle) *multi_remove_handle;
+	__typeof__(curl_version)             *version;
+	__typeof__(curl_version_info)        *version_info;
+	__typeof__(curl_slist_free_all)      *slist_free_all;
+	__typeof__(curl_multi_wakeup)        *multi_wakeup;
+	__typeof__(curl_multi_poll)          *multi_poll;
+	__typeof__(curl_multi_perform)       *multi_perform;
+	__typeof__(curl_multi_init)          *multi_init;
+	__typeof__(curl_multi_info_read)     *multi_info_read;
+	__typeof__(curl_multi_cleanup)       *multi_cleanup;
+	__typeof__(curl_multi_add_handle)    *multi_add_handle;
+	__typeof__(curl_global_init)         *global_init;
+	__typeof__(curl_global_cleanup)      *global_cleanup;
+	__typeof__(curl_easy_strerror)       *easy_strerror;
+	__typeof__(curl_easy_reset)          *easy_reset;
+	__typeof__(curl_easy_perform)        *easy_perform;
+	__typeof__(curl_easy_init)           *easy_init;
+	__typeof__(curl_easy_cleanup)        *easy_cleanup;
+} curlfn;
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int            curl_ok, curl_inited;
+
+static void
+curl_load_once(void)
+{
+	static const struct {
+		const char *name;
+		void      **fn;
+	} syms[] = {
+		{ "curl_easy_setopt", (void **)&curlfn.easy_setopt },
+		{ "curl_slist_append", (void **)&curlfn.slist_append },
+		{ "curl_easy_getinfo", (void **)&curlfn.easy_getinfo },
+		{ "curl_multi_remove_handle", (void **)&curlfn.multi_remove_handle },
+		{ "curl_version", (void **)&curlfn.version },
+		{ "curl_version_info", (void **)&curlfn.version_info },
+		{ "curl_slist_free_all", (void **)&curlfn.slist_free_all },
+		{ "curl_multi_wakeup", (void **)&curlfn.multi_wakeup },
+		{ "curl_multi_poll", (void **)&curlfn.multi_poll },
+		{ "curl_multi_perform", (void **)&curlfn.multi_perform },
+		{ "curl_multi_init", (void **)&curlfn.multi_init },
+		{ "curl_multi_info_read", (void **)&curlfn.multi_info_read },
+		{ "curl_multi_cleanup", (void **)&curlfn.multi_cleanup },
+		{ "curl_multi_add_handle", (void **)&curlfn.multi_add_handle },
+		{ "curl_global_init", (void **)&curlfn.global_init },
+		{ "curl_global_cleanup", (void **)&curlfn.global_cleanup },
+		{ "curl_easy_strerror", (void **)&curlfn.easy_strerror },
+		{ "curl_easy_reset", (void **)&curlfn.easy_reset },
+		{ "curl_easy_perform", (void **)&curlfn.easy_perform },
+		{ "curl_easy_init", (void **)&curlfn.easy_init },
+		{ "curl_easy_cleanup", (void **)&curlfn.easy_cleanup },
+	};
+	void  *dl;
+	size_t i;
+
+	/* Never closed: a loaded libcurl stays until exit, as if linked. */
+	if ((dl = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		log_warnx("kube: cannot load %s: %s", CURL_SONAME, dlerror());
+		return;
+	}
+	for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++)
+		if ((*syms[i].fn = dlsym(dl, syms[i].name)) == NULL) {
+			log_warnx("kube: %s: no %s", CURL_SONAME, syms[i].name);
+			return;
+		}
+	curl_ok = 1;
+}
+
+/* 0 once libcurl is loaded, -1 if it cannot be (logged once). Any thread. */
+static int
+curl_load(void)
+{
+	pthread_once(&curl_once, curl_load_once);
+	return curl_ok ? 0 : -1;
+}
+
+/* curl.h wraps these two in argument-counting macros; the pointers replace them. */
+#undef curl_easy_setopt
+#undef curl_easy_getinfo
+#define curl_easy_setopt         (*curlfn.easy_setopt)
+#define curl_slist_append        (*curlfn.slist_append)
+#define curl_easy_getinfo        (*curlfn.easy_getinfo)
+#define curl_multi_remove_handle (*curlfn.multi_remove_handle)
+#define curl_version             (*curlfn.version)
+#define curl_version_info        (*curlfn.version_info)
+#define curl_slist_free_all      (*curlfn.slist_free_all)
+#define curl_multi_wakeup        (*curlfn.multi_wakeup)
+#define curl_multi_poll          (*curlfn.multi_poll)
+#define curl_multi_perform       (*curlfn.multi_perform)
+#define curl_multi_init          (*curlfn.multi_init)
+#define curl_multi_info_read     (*curlfn.multi_info_read)
+#define curl_multi_cleanup       (*curlfn.multi_cleanup)
+#define curl_multi_add_handle    (*curlfn.multi_add_handle)
+#define curl_global_init         (*curlfn.global_init)
+#define curl_global_cleanup      (*curlfn.global_cleanup)
+#define curl_easy_strerror       (*curlfn.easy_strerror)
+#define curl_easy_reset          (*curlfn.easy_reset)
+#define curl_easy_perform        (*curlfn.easy_perform)
+#define curl_easy_init           (*curlfn.easy_init)
+#define curl_easy_cleanup        (*curlfn.easy_cleanup)
 
 #define KUBE_TOKEN_MAX_AGE_MS  (50 * 1000) /* re-read well within a minute */
 #define KUBE_TOKEN_MAX         (64 * 1024)
@@ -90,23 +206,28 @@ struct kube_multi {
 int
 kube_global_init(void)
 {
+	if (curl_load() == -1)
+		return -1;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_warnx("curl_global_init failed");
 		return -1;
 	}
+	curl_inited = 1;
 	return 0;
 }
 
 void
 kube_global_cleanup(void)
 {
-	curl_global_cleanup();
+	if (curl_inited)
+		curl_global_cleanup();
+	curl_inited = 0;
 }
 
 const char *
 kube_curl_version(void)
 {
-	return curl_version_info(CURLVERSION_NOW)->version;
+	return curl_load() == 0 ? curl_version_info(CURLVERSION_NOW)->version : "not installed";
 }
 
 /* Reads and trims the token file into a new buffer; 0 or -1 (errno). */

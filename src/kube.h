@@ -31,9 +31,12 @@ struct kube_multi;
 /* Bound of one response body or one watch event (a Secret is at most 1 MiB before base64). */
 #define KUBE_MAX_BODY (3 * 1024 * 1024)
 
-/* Calls curl_global_init(); main only, before any thread starts. 0 or -1. */
+/*
+ * Loads libcurl (dlopen: only Kubernetes mode pays for it) and calls
+ * curl_global_init(); main only, before any thread starts. 0 or -1 (logged).
+ */
 int kube_global_init(void);
-/* Undoes kube_global_init(); main only, after every thread has stopped. */
+/* Undoes kube_global_init() if it succeeded; main only, after every thread has stopped. */
 void kube_global_cleanup(void);
 /* The libcurl version, e.g. "7.88.1", for --version. A static string. */
 const char *kube_curl_version(void);

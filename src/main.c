@@ -39,6 +39,7 @@
 #include "creds.h"
 #include "credsrc.h"
 #include "credstore.h"
+#include "ed25519.h"
 #include "events.h"
 #include "filesrc.h"
 #include "frontdoor.h"
@@ -58,6 +59,7 @@ print_version(void)
 	printf("talos-csr-signer %s (commit %s)\n", TCS_VERSION, TCS_COMMIT);
 	printf("  grpc-core   %s\n", grpcsrv_grpc_version());
 	printf("  openssl     %s\n", OpenSSL_version(OPENSSL_VERSION));
+	printf("  libsodium   %s\n", ed25519_sodium_version());
 	printf("  protobuf-c  %s\n", grpcsrv_protobuf_c_version());
 	printf("  microhttpd  %s\n", httpd_mhd_version());
 	printf("  libcurl     %s\n", kube_curl_version());
@@ -182,9 +184,9 @@ main(int argc, char **argv)
 		startup_error("configuration error", err);
 		goto out;
 	}
-	if (kube_global_init() == -1)
-		fatalx("curl_global_init failed");
 	if (config_kube_mode(&cfg)) {
+		if (kube_global_init() == -1) /* libcurl is loaded for this mode only */
+			fatalx("cannot initialise libcurl");
 		/* Secrets through the API; files (if any) supply the other group. */
 		if ((kube = kube_new(&cfg, err, sizeof(err))) == NULL ||
 		    (watcher = watch_new(kube, &cfg, src, expect, err, sizeof(err))) == NULL ||

@@ -7,7 +7,9 @@
 
 #include <arpa/inet.h>
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bio.h>
@@ -228,6 +230,44 @@ pki_cert_pem(X509 *x, struct sbuf *out)
 		rc = bio_to_sbuf(bio, out);
 	BIO_free(bio);
 	return rc;
+}
+
+unsigned char *
+pki_der_to_pem(const char *label, const unsigned char *der, size_t len, size_t *outlen)
+{
+	static const char begin[] = "-----BEGIN ", end[] = "-----END ", dashes[] = "-----\n";
+	size_t            llen = strlen(label), lines = (len + 47) / 48, cap, n, chunk, i;
+	unsigned char    *out, *p;
+
+	*outlen = 0;
+	if (len > INT32_MAX / 2)
+		return NULL;
+	/* Each line: 64 characters at most, and a newline. */
+	cap = 2 * (sizeof(begin) - 1 + llen + sizeof(dashes) - 1) + lines * 65 + 1;
+	if ((out = malloc(cap)) == NULL)
+		return NULL;
+	p = out;
+	memcpy(p, begin, sizeof(begin) - 1);
+	p += sizeof(begin) - 1;
+	memcpy(p, label, llen);
+	p += llen;
+	memcpy(p, dashes, sizeof(dashes) - 1);
+	p += sizeof(dashes) - 1;
+	for (i = 0; i < len; i += chunk) {
+		chunk = len - i < 48 ? len - i : 48;
+		n = (size_t)EVP_EncodeBlock(p, der + i, (int)chunk);
+		p += n;
+		*p++ = '\n';
+	}
+	memcpy(p, end, sizeof(end) - 1);
+	p += sizeof(end) - 1;
+	memcpy(p, label, llen);
+	p += llen;
+	memcpy(p, dashes, sizeof(dashes) - 1);
+	p += sizeof(dashes) - 1;
+	*p = '\0';
+	*outlen = (size_t)(p - out);
+	return out;
 }
 
 int

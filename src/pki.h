@@ -54,6 +54,14 @@ unsigned pki_key_family(enum key_type);
 
 /* Appends the PEM of a certificate to `out`. 0 or -1. */
 int pki_cert_pem(X509 *, struct sbuf *out);
+/*
+ * The PEM of a DER blob under `label` (e.g. "CERTIFICATE"), byte for byte
+ * what PEM_write_bio() writes: 64-character lines, each ending in \n.
+ * Returns a new NUL-terminated buffer (free with free()) and its length
+ * in *outlen, or NULL. One allocation, no BIO.
+ */
+unsigned char *pki_der_to_pem(
+    const char *label, const unsigned char *der, size_t len, size_t *outlen);
 /* Appends the PKCS#8 PEM of a private key to `out` (scrubbed buffer). 0 or -1. */
 int pki_key_pem(EVP_PKEY *, struct sbuf *out);
 

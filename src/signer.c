@@ -38,6 +38,7 @@
 #include <openssl/x509v3.h>
 
 #include "creds.h"
+#include "ed25519.h"
 #include "log.h"
 #include "pki.h"
 
@@ -193,15 +194,17 @@ peer_in_sans(GENERAL_NAMES *sans, const char *peer)
 	return 0;
 }
 
+/*
+ * Removes every Organization from the request's own subject, in place (the
+ * request is ours and freed after the call; X509_set_subject_name() copies
+ * the result into the certificate). Returns n.
+ */
 static X509_NAME *
-strip_org(const X509_NAME *in, int *removed)
+strip_org(X509_NAME *n, int *removed)
 {
-	X509_NAME *n;
-	int        i;
+	int i;
 
 	*removed = 0;
-	if ((n = X509_NAME_dup(in)) == NULL)
-		return NULL;
 	while ((i = X509_NAME_get_index_by_NID(n, NID_organizationName, -1)) >= 0) {
 		X509_NAME_ENTRY_free(X509_NAME_delete_entry(n, i));
 		*removed = 1;
@@ -223,7 +226,7 @@ add_ext(X509 *x, int nid, int crit, void *value)
 }
 
 static int
-set_serial(X509 *x, struct signer_result *r)
+set_serial(X509 *x, const unsigned char *fixed, struct signer_result *r)
 {
 	unsigned char raw[16];
 	BIGNUM       *bn = NULL;
@@ -231,10 +234,12 @@ set_serial(X509 *x, struct signer_result *r)
 	int           ok = 0;
 
 	do {
-		if (RAND_bytes(raw, sizeof(raw)) != 1)
+		if (fixed != NULL)
+			memcpy(raw, fixed, sizeof(raw)); /* tests: reproducible certificates */
+		else if (RAND_bytes(raw, sizeof(raw)) != 1)
 			return 0;
-		raw[0] &= 0x7f;               /* positive, < 2^127 */
-	} while (raw[0] == 0 && raw[1] == 0); /* keep it long and non-zero */
+		raw[0] &= 0x7f;                                /* positive, < 2^127 */
+	} while (fixed == NULL && raw[0] == 0 && raw[1] == 0); /* keep it long and non-zero */
 	if ((bn = BN_bin2bn(raw, sizeof(raw), NULL)) != NULL &&
 	    (ai = BN_to_ASN1_INTEGER(bn, NULL)) != NULL && X509_set_serialNumber(x, ai))
 		ok = 1;
@@ -390,7 +395,7 @@ fast_key(const CSR_SPKI *spki)
  * CertificationRequestInfo. 1 if it verifies.
  */
 static int
-fast_verify(const CSR_RAW *csr, EVP_PKEY *pub)
+fast_verify(const CSR_RAW *csr, EVP_PKEY *pub, enum signer_engine engine)
 {
 	const ASN1_OBJECT *obj;
 	const EVP_MD      *md = NULL;
@@ -404,9 +409,19 @@ fast_verify(const CSR_RAW *csr, EVP_PKEY *pub)
 	if (!OBJ_find_sigid_algs(OBJ_obj2nid(obj), &mdnid, &pknid))
 		return 0;
 	if (pknid == NID_ED25519) {
+		/* pub is NULL when only libsodium reads the key (fast_read()). */
 		if (mdnid != NID_undef || ptype != V_ASN1_UNDEF ||
-		    EVP_PKEY_get_base_id(pub) != EVP_PKEY_ED25519)
+		    (pub != NULL && EVP_PKEY_get_base_id(pub) != EVP_PKEY_ED25519) ||
+		    (pub == NULL && engine != SIGNER_ENGINE_FAST) ||
+		    !ed25519_is_strict(ASN1_STRING_get0_data(csr->info->spki->key),
+			ASN1_STRING_get0_data(csr->signature),
+			(size_t)ASN1_STRING_length(csr->signature)))
 			return 0;
+		if (engine == SIGNER_ENGINE_FAST)
+			return ed25519_verify(ASN1_STRING_get0_data(csr->info->spki->key),
+			    csr->info->enc.enc, (size_t)csr->info->enc.len,
+			    ASN1_STRING_get0_data(csr->signature),
+			    (size_t)ASN1_STRING_length(csr->signature));
 	} else if (pknid == NID_X9_62_id_ecPublicKey) {
 		if (ptype != V_ASN1_UNDEF || EVP_PKEY_get_base_id(pub) != EVP_PKEY_EC)
 			return 0;
@@ -445,25 +460,39 @@ csr_sig_alg(const X509_REQ *req, const CSR_RAW *raw)
 /*
  * The fast path's read of a CSR: on success returns a verified request
  * shell carrying the CSR's subject and attributes (everything the rest of
- * signer_issue() reads), and sets *pub (new reference) and *spki (owned by
- * *raw, free with ASN1_item_free). Returns NULL when the general path must
- * decide; the error queue is then cleared.
+ * signer_issue() reads), sets *raw (free with ASN1_item_free), *kt and
+ * *bits, and *pub (new reference; NULL for an Ed25519 key that libsodium
+ * verified from its raw bytes: no EVP_PKEY is needed then). Returns NULL
+ * when the general path must decide; the error queue is then cleared.
  */
 static X509_REQ *
-fast_read(const unsigned char *der, long dlen, CSR_RAW **raw, EVP_PKEY **pub)
+fast_read(const unsigned char *der, long dlen, enum signer_engine engine, CSR_RAW **raw,
+    EVP_PKEY **pub, enum key_type *kt, int *bits)
 {
 	const unsigned char *p = der;
 	CSR_RAW             *csr;
 	X509_REQ            *req = NULL;
 	EVP_PKEY            *k = NULL;
-	int                  i;
+	const ASN1_OBJECT   *obj;
+	int                  i, ptype;
 
 	*raw = NULL;
 	*pub = NULL;
 	csr = (CSR_RAW *)ASN1_item_d2i(NULL, &p, dlen, ASN1_ITEM_rptr(CSR_RAW));
-	if (csr == NULL || p != der + dlen || (k = fast_key(csr->info->spki)) == NULL ||
-	    !fast_verify(csr, k))
+	if (csr == NULL || p != der + dlen)
 		goto fail;
+	X509_ALGOR_get0(&obj, &ptype, NULL, csr->info->spki->alg);
+	if (engine == SIGNER_ENGINE_FAST && OBJ_obj2nid(obj) == NID_ED25519) {
+		/* fast_key()'s checks, without building an EVP_PKEY. */
+		if (ptype != V_ASN1_UNDEF || ASN1_STRING_length(csr->info->spki->key) != 32 ||
+		    (csr->info->spki->key->flags & 0x7) != 0 || !fast_verify(csr, NULL, engine))
+			goto fail;
+		*kt = KEY_ED25519;
+		*bits = 253; /* what OpenSSL reports for Ed25519 */
+	} else if ((k = fast_key(csr->info->spki)) == NULL || !fast_verify(csr, k, engine))
+		goto fail;
+	else
+		*kt = pki_key_type(k, bits);
 	if ((req = X509_REQ_new()) == NULL || !X509_REQ_set_subject_name(req, csr->info->subject))
 		goto fail;
 	for (i = 0; i < sk_X509_ATTRIBUTE_num(csr->info->attributes); i++)
@@ -506,15 +535,132 @@ fail:
 	return 0;
 }
 
+/*
+ * The general path's share of the Ed25519 strictness check (ed25519.h): 1
+ * if the CSR's key and signature pass it, so that OpenSSL then accepts
+ * exactly what libsodium would.
+ */
+static int
+ed25519_req_strict(X509_REQ *req, EVP_PKEY *pub)
+{
+	const ASN1_BIT_STRING *sig;
+	unsigned char          pk[ED25519_PUBLIC_BYTES];
+	size_t                 len = sizeof(pk);
+
+	X509_REQ_get0_signature(req, &sig, NULL);
+	if (EVP_PKEY_get_raw_public_key(pub, pk, &len) != 1 || len != sizeof(pk))
+		return 0;
+	return ed25519_is_strict(pk, ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig));
+}
+
+/* Appends a DER length to p; returns the bytes written (at most 5). */
+static size_t
+der_len(unsigned char *p, size_t len)
+{
+	size_t n = 0, i;
+
+	if (len < 0x80) {
+		p[0] = (unsigned char)len;
+		return 1;
+	}
+	for (i = len; i > 0; i >>= 8)
+		n++;
+	p[0] = (unsigned char)(0x80 | n);
+	for (i = 0; i < n; i++)
+		p[1 + i] = (unsigned char)(len >> (8 * (n - 1 - i)));
+	return 1 + n;
+}
+
+/*
+ * Signs with libsodium: the TBSCertificate gets the Ed25519 algorithm
+ * identifier (what X509_sign() sets), is encoded once, signed, and wrapped
+ * as Certificate ::= SEQUENCE { tbs, algorithm, BIT STRING signature }:
+ * the bytes X509_sign() + i2d_X509() produce, since Ed25519 is
+ * deterministic. Returns 0 with *der (OPENSSL_free) and *len, or -1.
+ */
+static int
+sign_ed25519(X509 *x, const struct ed25519_key *k, unsigned char **der, size_t *len)
+{
+	/* AlgorithmIdentifier { id-Ed25519 } (RFC 8410), then the BIT STRING header. */
+	static const unsigned char alg[] = { 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70 };
+	static const unsigned char bits[] = { 0x03, 0x41, 0x00 };
+	unsigned char             *tbs = NULL, *out, *p, sig[ED25519_SIGNATURE_BYTES];
+	X509_ALGOR                *tbsalg;
+	size_t                     body;
+	int                        tlen, rc = -1;
+
+	/*
+	 * OpenSSL 3.0 has no setter for the TBS signature algorithm besides
+	 * X509_sign(); the structure is embedded, writable, in the certificate.
+	 */
+	tbsalg = (X509_ALGOR *)X509_get0_tbs_sigalg(x);
+	if (!X509_ALGOR_set0(tbsalg, OBJ_nid2obj(NID_ED25519), V_ASN1_UNDEF, NULL) ||
+	    (tlen = i2d_re_X509_tbs(x, &tbs)) <= 0) {
+		log_ssl("signer: encoding the TBSCertificate");
+		goto out;
+	}
+	if (ed25519_sign(k, tbs, (size_t)tlen, sig) == -1) {
+		log_warnx("signer: Ed25519 signing failed");
+		goto out;
+	}
+	body = (size_t)tlen + sizeof(alg) + sizeof(bits) + sizeof(sig);
+	if ((out = OPENSSL_malloc(body + 6)) == NULL)
+		goto out;
+	p = out;
+	*p++ = 0x30;
+	p += der_len(p, body);
+	memcpy(p, tbs, (size_t)tlen);
+	p += tlen;
+	memcpy(p, alg, sizeof(alg));
+	p += sizeof(alg);
+	memcpy(p, bits, sizeof(bits));
+	p += sizeof(bits);
+	memcpy(p, sig, sizeof(sig));
+	p += sizeof(sig);
+	*der = out;
+	*len = (size_t)(p - out);
+	rc = 0;
+out:
+	OPENSSL_free(tbs);
+	return rc;
+}
+
+/*
+ * Signs the certificate with the CA key and returns its DER in *der
+ * (OPENSSL_free) and *len: libsodium for an Ed25519 CA (always pure
+ * Ed25519) unless `engine` asks for OpenSSL, X509_sign() with digest `md`
+ * (sign_md()) otherwise. 0 or -1 (logged).
+ */
+static int
+sign_cert(X509 *x, const struct creds *c, const EVP_MD *md, enum signer_engine engine,
+    unsigned char **der, size_t *len)
+{
+	int n;
+
+	*der = NULL;
+	*len = 0;
+	if (c->ca_ed25519 != NULL && engine == SIGNER_ENGINE_FAST)
+		return sign_ed25519(x, c->ca_ed25519, der, len);
+	if (X509_sign(x, c->ca_key, md) <= 0) {
+		log_ssl("signer: X509_sign");
+		return -1;
+	}
+	if ((n = i2d_X509(x, der)) <= 0) {
+		log_ssl("signer: i2d_X509");
+		return -1;
+	}
+	*len = (size_t)n;
+	return 0;
+}
+
 /* Fills the audit fields (key type, CN) of a request. */
 static void
-describe(X509_REQ *req, EVP_PKEY *pub, struct signer_result *r, enum key_type *kt, int *bits)
+describe(X509_REQ *req, enum key_type kt, struct signer_result *r)
 {
 	ASN1_STRING *cn;
 	int          idx;
 
-	*kt = pki_key_type(pub, bits);
-	snprintf(r->key_type, sizeof(r->key_type), "%s", pki_key_type_name(*kt));
+	snprintf(r->key_type, sizeof(r->key_type), "%s", pki_key_type_name(kt));
 	idx = X509_NAME_get_index_by_NID(X509_REQ_get_subject_name(req), NID_commonName, -1);
 	if (idx >= 0) {
 		cn = X509_NAME_ENTRY_get_data(
@@ -565,16 +711,15 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 	long                        dlen = 0;
 	X509_REQ                   *req = NULL;
 	X509                       *x = NULL;
-	X509_NAME                  *subj = NULL;
+	X509_NAME                  *subj = NULL; /* borrowed from req */
 	EVP_PKEY                   *pub, *fastpub = NULL;
 	CSR_RAW                    *raw = NULL;
 	GENERAL_NAMES              *sans = NULL;
 	ASN1_BIT_STRING            *ku = NULL;
 	EXTENDED_KEY_USAGE         *eku = NULL;
-	AUTHORITY_KEYID            *akid = NULL;
 	ASN1_OBJECT                *obj;
-	BIO                        *bio = NULL;
-	BUF_MEM                    *mem;
+	unsigned char              *crt = NULL;
+	size_t                      crtlen = 0;
 	enum key_type               kt;
 	enum signer_status          st;
 	char                        why[128];
@@ -586,7 +731,7 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 		return result(r, SIGNER_DENIED, "CSR refused by policy: %s", "CSR too large");
 	if (first_pem_block(csr, len, &der, &dlen) == -1)
 		return result(r, SIGNER_BAD_DECODE, "%s", "failed to decode CSR");
-	if ((req = fast_read(der, dlen, &raw, &fastpub)) != NULL) {
+	if ((req = fast_read(der, dlen, pp->engine, &raw, &fastpub, &kt, &bits)) != NULL) {
 		pub = fastpub;
 		goto verified;
 	}
@@ -602,19 +747,21 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 		    result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s", "unreadable public key");
 		goto out;
 	}
-	describe(req, pub, r, &kt, &bits);
+	kt = pki_key_type(pub, &bits);
+	describe(req, kt, r);
 	if (key_policy(pol, pub, kt, bits, r->key_type, why, sizeof(why)) == -1) {
 		st = result(r, SIGNER_DENIED, "CSR refused by policy: %s", why);
 		goto out;
 	}
-	if (X509_REQ_verify(req, pub) != 1) {
+	if ((kt == KEY_ED25519 && !ed25519_req_strict(req, pub)) ||
+	    X509_REQ_verify(req, pub) != 1) {
 		st = result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
 		    "signature verification failed");
 		goto out;
 	}
 	if (0) {
 	verified:
-		describe(req, pub, r, &kt, &bits);
+		describe(req, kt, r);
 	}
 	if ((sans = csr_sans(req, r)) == NULL) {
 		st = result(
@@ -645,7 +792,8 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 
 	/* Build the certificate. */
 	st = result(r, SIGNER_INTERNAL, "%s", "failed to sign CSR");
-	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3) || !set_serial(x, r) ||
+	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3) ||
+	    !set_serial(x, pp->serial, r) ||
 	    !X509_set_issuer_name(x, X509_get_subject_name(c->ca_cert)) ||
 	    (subj = strip_org(X509_REQ_get_subject_name(req), &r->org_removed)) == NULL ||
 	    !X509_set_subject_name(x, subj) ||
@@ -669,35 +817,23 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 		log_ssl("signer: subjectAltName");
 		goto out;
 	}
-	if ((akid = AUTHORITY_KEYID_new()) == NULL ||
-	    (akid->keyid = ASN1_OCTET_STRING_new()) == NULL ||
-	    !ASN1_OCTET_STRING_set(akid->keyid, c->akid, (int)c->akid_len) ||
-	    !add_ext(x, NID_authority_key_identifier, 0, akid)) {
+	if (!X509_add_ext(x, c->akid_ext, -1)) {
 		log_ssl("signer: authorityKeyIdentifier");
 		goto out;
 	}
-	if (X509_sign(x, c->ca_key, sign_md(c->ca_type, csr_sig_alg(req, raw))) <= 0) {
-		log_ssl("signer: X509_sign");
+	if (sign_cert(
+		x, c, sign_md(c->ca_type, csr_sig_alg(req, raw)), pp->engine, &crt, &crtlen) == -1)
+		goto out;
+	if ((r->crt_pem = pki_der_to_pem("CERTIFICATE", crt, crtlen, &r->crt_len)) == NULL) {
+		log_warnx("signer: out of memory encoding the certificate");
 		goto out;
 	}
-	if ((bio = BIO_new(BIO_s_mem())) == NULL || !PEM_write_bio_X509(bio, x)) {
-		log_ssl("signer: PEM_write_bio_X509");
-		goto out;
-	}
-	BIO_get_mem_ptr(bio, &mem);
-	if ((r->crt_pem = malloc(mem->length + 1)) == NULL)
-		goto out;
-	memcpy(r->crt_pem, mem->data, mem->length);
-	r->crt_pem[mem->length] = '\0';
-	r->crt_len = mem->length;
 	st = result(r, SIGNER_OK, "%s", "");
 out:
-	BIO_free(bio);
-	AUTHORITY_KEYID_free(akid);
+	OPENSSL_free(crt);
 	sk_ASN1_OBJECT_free(eku); /* OBJ_nid2obj objects are static */
 	ASN1_BIT_STRING_free(ku);
 	GENERAL_NAMES_free(sans);
-	X509_NAME_free(subj);
 	X509_free(x);
 	X509_REQ_free(req);
 	EVP_PKEY_free(fastpub);

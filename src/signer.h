@@ -12,7 +12,9 @@
  * (critical), ExtKeyUsage serverAuth only, no basicConstraints, AKID = the
  * CA's SKID, notBefore = now - backdate, notAfter = now + ttl, signed with
  * the CA key's algorithm (Ed25519; ECDSA with SHA-256/384/512 by curve;
- * RSA PKCS#1 v1.5 with SHA-256), whatever the CSR's key family.
+ * RSA PKCS#1 v1.5 with SHA-256), whatever the CSR's key family. Ed25519
+ * signatures are made and checked with libsodium (ed25519.h) unless the
+ * parameters ask for OpenSSL.
  */
 #ifndef TCS_SIGNER_H
 #define TCS_SIGNER_H
@@ -40,12 +42,25 @@ struct signer_policy {
 	int      require_peer_ip_san; /* peer address must be an IP SAN */
 };
 
+/*
+ * Which implementation verifies and signs Ed25519. The default is the
+ * fastest (libsodium); OpenSSL's stays callable so that a differential test
+ * can show both accept, refuse and issue exactly the same.
+ */
+enum signer_engine {
+	SIGNER_ENGINE_FAST,    /* libsodium for Ed25519, OpenSSL otherwise */
+	SIGNER_ENGINE_OPENSSL, /* OpenSSL for everything */
+	SIGNER_ENGINE__MAX
+};
+
 struct signer_params {
 	struct signer_policy policy;
 	int64_t              ttl_ms;
 	int64_t              backdate_ms;
 	long long            now;     /* wall clock, seconds */
 	const char          *peer_ip; /* text form, or NULL */
+	enum signer_engine   engine;
+	const unsigned char *serial; /* 16 bytes (tests), or NULL: random */
 };
 
 #define SIGNER_MAX_AUDIT_SANS 32

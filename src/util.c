@@ -338,3 +338,17 @@ util_real_ms(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+int
+util_thread_start(pthread_t *t, size_t stack, void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t a;
+	int            rc;
+
+	if ((rc = pthread_attr_init(&a)) != 0)
+		return rc;
+	if ((rc = pthread_attr_setstacksize(&a, stack)) == 0)
+		rc = pthread_create(t, &a, fn, arg);
+	pthread_attr_destroy(&a);
+	return rc;
+}

@@ -6,6 +6,7 @@
 #ifndef TCS_UTIL_H
 #define TCS_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,6 +66,32 @@ char *util_hex(const unsigned char *, size_t n, char *buf);
 int util_token_digest(const char *tok, size_t len, unsigned char out[SHA256_DIGEST_LENGTH]);
 /* Constant-time check of a presented token against a stored digest: 1/0. */
 int util_token_ok(const char *got, size_t len, const unsigned char want[SHA256_DIGEST_LENGTH]);
+
+/*
+ * Thread stack sizes for the daemon's own threads. glibc's default (8 MiB,
+ * from RLIMIT_STACK) is reserved per thread; our threads use a few tens of
+ * KiB (the high-water marks are in docs/performance.md). Sanitizer builds
+ * get four times as much: their frames carry redzones.
+ */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UTIL_STACK_SCALE 4
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UTIL_STACK_SCALE 4
+#endif
+#endif
+#ifndef UTIL_STACK_SCALE
+#define UTIL_STACK_SCALE 1
+#endif
+#define UTIL_STACK_SMALL  (256 * 1024 * UTIL_STACK_SCALE)  /* file watcher */
+#define UTIL_STACK_MEDIUM (512 * 1024 * UTIL_STACK_SCALE)  /* gRPC workers, events (TLS, curl) */
+#define UTIL_STACK_LARGE  (1024 * 1024 * UTIL_STACK_SCALE) /* Secret watcher (nested JSON) */
+
+/*
+ * pthread_create() with a stack of `stack` bytes. 0, or an error number
+ * (as pthread_create() returns).
+ */
+int util_thread_start(pthread_t *, size_t stack, void *(*fn)(void *), void *arg);
 
 /* Monotonic and real-time clocks in milliseconds. */
 int64_t util_mono_ms(void);

@@ -795,7 +795,7 @@ watch_describe(const struct watch *w)
 int
 watch_start(struct watch *w)
 {
-	if (pthread_create(&w->thr, NULL, watcher, w) != 0) {
+	if (util_thread_start(&w->thr, UTIL_STACK_LARGE, watcher, w) != 0) {
 		log_warnx("watch: cannot start the watcher thread");
 		return -1;
 	}

@@ -124,3 +124,28 @@ Test(pki, ip_sans_and_names)
 	X509_free(bare);
 	EVP_PKEY_free(k);
 }
+
+/* pki_der_to_pem() writes what PEM_write_bio() writes, for every length class. */
+Test(pki, der_to_pem_matches_openssl)
+{
+	unsigned char  der[400];
+	size_t         len, n;
+	unsigned char *ours;
+	BIO           *b;
+	BUF_MEM       *m;
+
+	for (len = 0; len < sizeof(der); len++)
+		der[len] = (unsigned char)(len * 37 + 11);
+	for (len = 1; len <= sizeof(der); len += (len < 100 ? 1 : 13)) {
+		b = BIO_new(BIO_s_mem());
+		cr_assert(PEM_write_bio(b, "CERTIFICATE", "", der, (long)len) > 0);
+		BIO_get_mem_ptr(b, &m);
+		ours = pki_der_to_pem("CERTIFICATE", der, len, &n);
+		cr_assert_not_null(ours);
+		cr_assert_eq(n, m->length, "length %zu: %zu vs %zu", len, n, m->length);
+		cr_assert(memcmp(ours, m->data, n) == 0, "length %zu differs", len);
+		cr_assert_eq(ours[n], '\0');
+		free(ours);
+		BIO_free(b);
+	}
+}
