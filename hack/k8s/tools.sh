@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes test tools from the Go module proxy into a cache outside the repo:
 #   kube-apiserver, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm (helm.sh/helm/v3),
+#   promtool (github.com/prometheus/prometheus, only when asked for by TCS_TOOLS_ONLY),
 #   and extracts cert-manager's CRD manifests from its Go module.
 # Every tool is built only when its binary is missing, so later runs reuse the cache.
 #
@@ -8,8 +9,9 @@
 #        hack/k8s/tools.sh --env-file     # only prints the path of the env file it writes
 # Environment:
 #   TCS_CACHE        cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer)
-#   K8S_VERSION, ETCD_VERSION, HELM_VERSION, CERT_MANAGER_VERSION   override the pinned versions
-#   TCS_TOOLS_ONLY   space-separated subset of: kube-apiserver kubectl etcd helm cert-manager-crds
+#   K8S_VERSION, ETCD_VERSION, HELM_VERSION, CERT_MANAGER_VERSION, PROMETHEUS_VERSION   override the pinned versions
+#   TCS_TOOLS_ONLY   space-separated subset of: kube-apiserver kubectl etcd helm cert-manager-crds promtool
+#                    (default: all but promtool)
 #   TCS_GO_SHARED_CACHES=1  use the user's normal GOMODCACHE/GOCACHE instead of ones inside TCS_CACHE
 set -euo pipefail
 
@@ -17,6 +19,10 @@ K8S_VERSION=${K8S_VERSION:-v1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
 CERT_MANAGER_VERSION=${CERT_MANAGER_VERSION:-v1.21.2}
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}
+# Bumped whenever the way a tool is built changes (not its version), so a cached binary built the old
+# way is not reused: helm 2 = helm built with upstream's default-Kubernetes-version ldflags.
+HELM_BUILD=2
 
 CACHE=${TCS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer}
 TOOLS=$CACHE/tools
@@ -95,7 +101,8 @@ build_into() {
 KUBE_APISERVER=$TOOLS/kube-apiserver-$K8S_VERSION/bin/kube-apiserver
 KUBECTL=$TOOLS/kubectl-$K8S_VERSION/bin/kubectl
 ETCD=$TOOLS/etcd-$ETCD_VERSION/bin/etcd
-HELM=$TOOLS/helm-$HELM_VERSION/bin/helm
+HELM=$TOOLS/helm-$HELM_VERSION-$HELM_BUILD/bin/helm
+PROMTOOL=$TOOLS/promtool-$PROMETHEUS_VERSION/bin/promtool
 CERT_MANAGER_CRDS=$TOOLS/cert-manager-crds-$CERT_MANAGER_VERSION/crds
 
 # --- kube-apiserver and kubectl: k8s.io/kubernetes with every staging module replaced by its v0.X.Y tag
@@ -148,8 +155,31 @@ if want helm && [[ ! -x $HELM ]]; then
 	gomod "$dir" helm.sh/helm/v3 "$HELM_VERSION"
 	tools_go "$dir" helm.sh/helm/v3/cmd/helm
 	(cd "$dir" && go mod tidy) || die "go mod tidy failed for helm $HELM_VERSION"
-	build_into "$HELM" "$dir" helm.sh/helm/v3/cmd/helm \
-		"-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+	# As helm's own Makefile does: the Kubernetes version that `helm template` and `helm lint` assume
+	# without --kube-version is the client-go version it was built with (major 0 -> 1). Without these
+	# flags helm falls back to v1.20 and refuses any chart whose kubeVersion wants more.
+	cg=$(cd "$dir" && go list -m -f '{{.Version}}' k8s.io/client-go) || die "no client-go in helm's build list"
+	cg=${cg#v}
+	kmaj=$((${cg%%.*} + 1))
+	kmin=${cg#*.}
+	kmin=${kmin%%.*}
+	ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+	for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+		ld+=" -X $pkg.k8sVersionMajor=$kmaj -X $pkg.k8sVersionMinor=$kmin"
+	done
+	log "helm $HELM_VERSION: default Kubernetes version v$kmaj.$kmin (client-go v$cg)"
+	build_into "$HELM" "$dir" helm.sh/helm/v3/cmd/helm "$ld"
+fi
+
+# --- promtool (check metrics / check rules), from the Prometheus module
+if want promtool && [[ ! -x $PROMTOOL ]]; then
+	need_go promtool
+	dir=$BUILD/prometheus-$PROMETHEUS_VERSION
+	gomod "$dir" github.com/prometheus/prometheus "$PROMETHEUS_VERSION"
+	tools_go "$dir" github.com/prometheus/prometheus/cmd/promtool
+	(cd "$dir" && go mod tidy) || die "go mod tidy failed for prometheus $PROMETHEUS_VERSION"
+	build_into "$PROMTOOL" "$dir" github.com/prometheus/prometheus/cmd/promtool \
+		"-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
 fi
 
 # --- cert-manager CRDs: plain (non-templated) CRD manifests live in deploy/crds/ of the module zip
@@ -186,9 +216,10 @@ fi
 	[[ -x $KUBECTL ]] && printf 'export KUBECTL=%q\n' "$KUBECTL"
 	[[ -x $ETCD ]] && printf 'export ETCD=%q\n' "$ETCD"
 	[[ -x $HELM ]] && printf 'export HELM=%q\n' "$HELM"
+	[[ -x $PROMTOOL ]] && printf 'export PROMTOOL=%q\n' "$PROMTOOL"
 	compgen -G "$CERT_MANAGER_CRDS/*.yaml" >/dev/null && printf 'export CERT_MANAGER_CRDS=%q\n' "$CERT_MANAGER_CRDS"
-	printf 'export K8S_VERSION=%q ETCD_VERSION=%q HELM_VERSION=%q CERT_MANAGER_VERSION=%q\n' \
-		"$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$CERT_MANAGER_VERSION"
+	printf 'export K8S_VERSION=%q ETCD_VERSION=%q HELM_VERSION=%q CERT_MANAGER_VERSION=%q PROMETHEUS_VERSION=%q\n' \
+		"$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$CERT_MANAGER_VERSION" "$PROMETHEUS_VERSION"
 } >"$ENV_FILE.tmp"
 mv -f "$ENV_FILE.tmp" "$ENV_FILE"
 
