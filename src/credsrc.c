@@ -89,8 +89,9 @@ changed_parts(const struct creds_input *old, const struct creds_input *cand, cha
 		const struct creds_part *a = &old->part[f], *b = &cand->part[f];
 
 		if (a->present == b->present &&
-		    (!a->present || (a->data.len == b->data.len &&
-					CRYPTO_memcmp(a->data.data, b->data.data, a->data.len) == 0)))
+		    (!a->present ||
+			(a->data.len == b->data.len &&
+			    CRYPTO_memcmp(a->data.data, b->data.data, a->data.len) == 0)))
 			continue;
 		n = snprintf(buf + o, len - o, "%s%s", o ? ", " : "", names[f]);
 		if (n < 0 || (size_t)n >= len - o)
@@ -198,7 +199,8 @@ credsrc_submit(struct credsrc *cs, unsigned expect, unsigned mask, const struct 
 			snprintf(note, sizeof(note),
 			    "credentials generation %llu in use, changed: %s "
 			    "(CA SPKI sha256 %.16s, serving SPKI sha256 %.16s)",
-			    (unsigned long long)gen, changed[0] ? changed : "nothing", ca_fp, tls_fp);
+			    (unsigned long long)gen, changed[0] ? changed : "nothing", ca_fp,
+			    tls_fp);
 			ar.message = note;
 			ar.related = related;
 			audit_emit(&ar);

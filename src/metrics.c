@@ -183,7 +183,8 @@ render_credentials(struct sbuf *o)
 		rc |= addf(o,
 		    "talos_csr_signer_certificate_expiry_timestamp_seconds{certificate=\"ca\"} "
 		    "%lld\n"
-		    "talos_csr_signer_certificate_expiry_timestamp_seconds{certificate=\"serving\"} "
+		    "talos_csr_signer_certificate_expiry_timestamp_seconds{certificate=\"serving\"}"
+		    " "
 		    "%lld\n",
 		    (long long)atomic_load(&ca_expiry), (long long)atomic_load(&tls_expiry));
 	rc |= addf(o,
@@ -202,7 +203,8 @@ render_credentials(struct sbuf *o)
 	for (i = 0; i < MS__MAX; i++)
 		if (atomic_load(&reload_when[i]) != 0)
 			rc |= addf(o,
-			    "talos_csr_signer_credential_last_reload_timestamp_seconds{source=\"%s\"} "
+			    "talos_csr_signer_credential_last_reload_timestamp_seconds{source=\"%"
+			    "s\"} "
 			    "%lld\n",
 			    source_label[i], (long long)atomic_load(&reload_when[i]));
 	return rc;

@@ -23,8 +23,8 @@
 #define STAT_RSS       24
 
 int
-procstat_parse_stat(const char *stat, long ticks, long pagesize, long long btime,
-    struct procstat *ps)
+procstat_parse_stat(
+    const char *stat, long ticks, long pagesize, long long btime, struct procstat *ps)
 {
 	const char        *p;
 	char              *end;

@@ -19,8 +19,8 @@ struct procstat {
  * resident_bytes and start_time; other fields are left alone. Pure. 0 or -1
  * (malformed text). A command name holding spaces or parentheses is fine.
  */
-int procstat_parse_stat(const char *stat, long ticks, long pagesize, long long btime,
-    struct procstat *ps);
+int procstat_parse_stat(
+    const char *stat, long ticks, long pagesize, long long btime, struct procstat *ps);
 /* Returns the boot time from the text of /proc/stat, or -1. Pure. */
 long long procstat_parse_btime(const char *procstat_text);
 /* Fills every field for the calling process. Any thread. 0 or -1. */

@@ -310,7 +310,8 @@ soon(struct target *t, enum watch_phase next)
 static void
 record(const struct target *t, int ok)
 {
-	metrics_reload(t->kind == SECRET_CA ? MS_CA_SECRET : MS_TLS_SECRET, ok, (long long)time(NULL));
+	metrics_reload(
+	    t->kind == SECRET_CA ? MS_CA_SECRET : MS_TLS_SECRET, ok, (long long)time(NULL));
 }
 
 static void

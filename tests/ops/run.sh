@@ -392,6 +392,18 @@ section_metrics() {
 	request --endpoint "127.0.0.1:$D_PORT" --ca "$PKI/ca.crt" --token-file "$PKI/token" --cn m2 --key-type ecdsa >/dev/null 2>&1 || true
 	request --endpoint "127.0.0.1:$D_PORT" --ca "$PKI/ca.crt" --token-file "$OTHER/token" --cn m3 >/dev/null 2>&1 || true
 	check "metrics: /metrics still parses after requests" scrape "$D_HTTP" "$s2"
+	check "docs: the audit example of docs/operations.md has the fields and types of a real record" \
+		"$PY" - "$ROOT/docs/operations.md" "$D_LOG" <<-'PY'
+			import json, re, sys
+			doc = open(sys.argv[1]).read()
+			ex = json.loads(re.search(r'^(\{.*"msg":"audit".*\})$', doc, re.M).group(1))
+			real = next(json.loads(l) for l in open(sys.argv[2])
+			            if '"msg":"audit"' in l and '"outcome":"issued"' in l)
+			shape = lambda d: {k: type(v).__name__ for k, v in d.items()}
+			if shape(ex) != shape(real):
+			    sys.exit("doc %s\nreal %s" % (shape(ex), shape(real)))
+			assert ":" not in real["peer"] or real["peer"].count(":") > 1, "peer carries a port"
+		PY
 	check "metrics: counters and the histogram moved" has "$s2" \
 		'^talos_csr_signer_requests_total\{result="issued"\} 2.0$' \
 		'^talos_csr_signer_requests_total\{result="unauthenticated"\} 1.0$' \

@@ -199,8 +199,9 @@ Test(events, note_carries_peer_cn_sans_serial_and_no_control_characters)
 	    "6f1e2d3c4b5a69788796a5b4c3d2e1f0, key ed25519, O removed: signed");
 
 	/* An empty subject reads "no CN", not "CN : invalid token". */
-	a = (struct audit_rec){ .kind = AK_AUTH_FAILED, .peer = "10.0.0.6", .cn = "",
-		.message = "invalid token" };
+	a = (struct audit_rec){
+		.kind = AK_AUTH_FAILED, .peer = "10.0.0.6", .cn = "", .message = "invalid token"
+	};
 	events_note(&a, buf, sizeof(buf));
 	cr_assert_str_eq(buf, "peer 10.0.0.6, no CN: invalid token");
 

@@ -192,11 +192,12 @@ Test(metrics, credential_gauges_and_counters)
 	metrics_inc(MC__MAX); /* ignored */
 	t = render();
 	cr_assert_eq(sample(t, "talos_csr_signer_credential_generation"), 7);
-	cr_assert_eq(sample(t,
-			 "talos_csr_signer_certificate_expiry_timestamp_seconds{certificate=\"ca\"}"),
+	cr_assert_eq(
+	    sample(t, "talos_csr_signer_certificate_expiry_timestamp_seconds{certificate=\"ca\"}"),
 	    2000000000.0);
-	cr_assert_eq(sample(t, "talos_csr_signer_certificate_expiry_timestamp_seconds{certificate="
-			       "\"serving\"}"),
+	cr_assert_eq(sample(t,
+			 "talos_csr_signer_certificate_expiry_timestamp_seconds{certificate="
+			 "\"serving\"}"),
 	    1900000000.0);
 	cr_assert_eq(sample(t, "talos_csr_signer_credential_reloads_total{result=\"success\"}"), 1);
 	cr_assert_eq(sample(t, "talos_csr_signer_credential_reloads_total{result=\"failure\"}"), 2);
@@ -211,7 +212,8 @@ Test(metrics, no_expiry_sample_before_the_first_credentials)
 	char *t = render();
 
 	cr_assert_eq(sample(t, "talos_csr_signer_credential_generation"), 0);
-	cr_assert_not_null(strstr(t, "# TYPE talos_csr_signer_certificate_expiry_timestamp_seconds"));
+	cr_assert_not_null(
+	    strstr(t, "# TYPE talos_csr_signer_certificate_expiry_timestamp_seconds"));
 	cr_assert_null(strstr(t, "talos_csr_signer_certificate_expiry_timestamp_seconds{"),
 	    "a 0 expiry would page as 'expired'");
 	free(t);
@@ -233,8 +235,9 @@ Test(metrics, last_reload_per_source)
 	    sample(t, "talos_csr_signer_credential_last_reload_success{source=\"ca_secret\"}"), 1);
 	cr_assert_eq(
 	    sample(t, "talos_csr_signer_credential_last_reload_success{source=\"tls_secret\"}"), 0);
-	cr_assert_eq(sample(t, "talos_csr_signer_credential_last_reload_timestamp_seconds{source="
-			       "\"tls_secret\"}"),
+	cr_assert_eq(sample(t,
+			 "talos_csr_signer_credential_last_reload_timestamp_seconds{source="
+			 "\"tls_secret\"}"),
 	    1700000050.0);
 	cr_assert_null(strstr(t, "source=\"files\""));
 	free(t);
@@ -242,13 +245,15 @@ Test(metrics, last_reload_per_source)
 	metrics_reload_unchanged(MS_CA_SECRET, 1700000099LL);
 	metrics_reload_unchanged(MS_TLS_SECRET, 1700000100LL);
 	t = render();
-	cr_assert_eq(sample(t, "talos_csr_signer_credential_last_reload_timestamp_seconds{source="
-			       "\"ca_secret\"}"),
+	cr_assert_eq(sample(t,
+			 "talos_csr_signer_credential_last_reload_timestamp_seconds{source="
+			 "\"ca_secret\"}"),
 	    1700000000.0);
 	cr_assert_eq(
 	    sample(t, "talos_csr_signer_credential_last_reload_success{source=\"tls_secret\"}"), 1);
-	cr_assert_eq(sample(t, "talos_csr_signer_credential_last_reload_timestamp_seconds{source="
-			       "\"tls_secret\"}"),
+	cr_assert_eq(sample(t,
+			 "talos_csr_signer_credential_last_reload_timestamp_seconds{source="
+			 "\"tls_secret\"}"),
 	    1700000100.0);
 	free(t);
 }
