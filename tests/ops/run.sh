@@ -382,6 +382,18 @@ section_metrics() {
 		$1 == "process_resident_memory_bytes{}" { r = ($2 > rss / 2 && $2 < rss * 2) }
 		$1 == "process_start_time_seconds{}" { t = ($2 > systime() - 120 && $2 <= systime() + 1) }
 		END { exit !(f && r && t) }' "$s"
+	check "metrics: every exposed family is listed in docs/operations.md" \
+		"$PY" - "$s" "$ROOT/docs/operations.md" <<-'PY'
+			import re, sys
+			fams = {l.split()[1] for l in open(sys.argv[1]) if l.startswith("TYPE ")}
+			doc = open(sys.argv[2]).read()
+			table = doc[doc.index("## Metrics"):doc.index("## Troubleshooting")]
+			listed = set(re.findall(r"`([a-z_]+)[{`]", table))
+			# prometheus_client names a counter family without its _total suffix.
+			missing = sorted(f for f in fams if f not in listed and f + "_total" not in listed)
+			if missing:
+			    sys.exit("not in docs/operations.md: %s" % missing)
+		PY
 	if [[ -n $PROMTOOL ]]; then
 		check "metrics: promtool check metrics finds no problem" promtool_metrics "$D_HTTP"
 	else
