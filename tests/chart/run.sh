@@ -541,6 +541,23 @@ else
 	ko "hack/chart-docs.py --check (chart README, docs/helm.md, schema vs values.yaml)"
 	echo "$out" | sed 's/^/    /'
 fi
+if "$py" - "$chart/Chart.yaml" <<-'PY'; then
+	import sys, yaml
+	c = yaml.safe_load(open(sys.argv[1]))
+	assert c.get("sources") and all(u.startswith("https://") for u in c["sources"]), "sources"
+	assert c.get("maintainers") and all(m.get("name") for m in c["maintainers"]), "maintainers"
+	assert str(c.get("icon", "")).startswith("https://"), "icon"
+	a = c.get("annotations", {})
+	for k in ("artifacthub.io/license", "artifacthub.io/category", "artifacthub.io/images", "artifacthub.io/links"):
+	    assert k in a, k
+	imgs = yaml.safe_load(a["artifacthub.io/images"])
+	assert any(i["image"].endswith(":" + str(c["appVersion"])) for i in imgs), "image tag is the appVersion"
+	assert c.get("kubeVersion") == ">=1.25.0-0", "kubeVersion"
+PY
+	ok "Chart.yaml: sources, maintainers, icon, Artifact Hub annotations (license, category, images, links), kubeVersion"
+else
+	ko "Chart.yaml metadata"
+fi
 monitoring_checks() {
 	local r=$work/rendered/operator-extras.yaml
 	[ -f "$r" ] || { ko "operator-extras.yaml was not rendered"; return; }
