@@ -9,10 +9,11 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 BIN        := $(BUILD)/talos-csr-signer
 DEV        ?= .dev
 RUN_PORT   ?= 50001
+RUN_HTTP   ?= 127.0.0.1:8081
 FUZZ_TIME  ?= 60
 
-.PHONY: help deps deps-build build test test-unit test-asan test-tsan test-interop test-ops \
-	test-e2e test-faults test-soak test-chart test-image run lint fuzz fuzz-smoke bench clean version
+.PHONY: help deps deps-build build build-daemon test test-unit test-asan test-tsan test-interop test-ops \
+	test-e2e test-runbook test-faults test-soak test-chart test-image run lint fuzz fuzz-smoke bench clean version
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,9 +24,17 @@ deps: ## Install every build and test dependency (Debian 12, idempotent)
 deps-build:
 	hack/deps.sh build
 
-build: deps-build ## Build the daemon and the unit tests into ./build
+build: deps ## Build the daemon and the unit tests into ./build (installs the test packages)
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTS=ON
 	cmake --build $(BUILD) -j $(JOBS)
+
+# What `make run` needs: the build packages and the daemon, nothing of the tests
+# (a fresh Debian 12 has no Criterion and no Go). An existing ./build is reused
+# as configured; a new one is configured without the unit tests.
+build-daemon: deps-build
+	@test -f $(BUILD)/CMakeCache.txt || \
+		cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTS=OFF
+	cmake --build $(BUILD) -j $(JOBS) --target talos-csr-signer
 
 test: deps build ## Run every suite (unit, sanitizers, interop, ops, e2e, chart)
 	$(MAKE) test-unit
@@ -34,6 +43,7 @@ test: deps build ## Run every suite (unit, sanitizers, interop, ops, e2e, chart)
 	$(MAKE) test-interop
 	$(MAKE) test-ops
 	$(MAKE) test-e2e
+	$(MAKE) test-runbook
 	$(MAKE) test-faults
 	$(MAKE) test-soak
 	$(MAKE) test-chart
@@ -74,6 +84,9 @@ test-ops: build ## Health/metrics endpoint, policy, rate limit, request and chec
 test-e2e: build ## Against a real kube-apiserver and etcd (built once, cached)
 	TCS_BIN=$(BIN) tests/e2e/run.sh
 
+test-runbook: build ## The rotation runbooks of docs/operations.md, run as written against the real apiserver under load
+	TCS_BIN=$(BIN) tests/runbook/run.sh
+
 test-faults: build ## Faults under load against the real apiserver (kill, stop, 410, corrupt Secret)
 	TCS_BIN=$(BIN) tests/faults/run.sh
 
@@ -83,7 +96,7 @@ test-soak: build ## Load while the CA and serving cert rotate (SOAK_SECONDS, 60 
 test-chart: build ## helm lint/template, server-side dry-run, chart RBAC, docs in step with --help
 	TCS_BIN=$(BIN) tests/chart/run.sh
 
-run: build ## Serve on 127.0.0.1:$(RUN_PORT) with a throwaway development PKI
+run: build-daemon ## Serve on 127.0.0.1:$(RUN_PORT) with a throwaway development PKI
 	@test -f $(DEV)/pki/token || hack/dev-pki.sh $(DEV)/pki --ip 127.0.0.1 --ip ::1
 	@echo
 	@echo "Serving on 127.0.0.1:$(RUN_PORT) with the development PKI in $(DEV)/pki."
@@ -96,7 +109,7 @@ run: build ## Serve on 127.0.0.1:$(RUN_PORT) with a throwaway development PKI
 	CA_CERT_PATH=$(DEV)/pki/ca.crt CA_KEY_PATH=$(DEV)/pki/ca.key \
 	TLS_CERT_PATH=$(DEV)/pki/server.crt TLS_KEY_PATH=$(DEV)/pki/server.key \
 	TOKEN_PATH=$(DEV)/pki/token LISTEN_ADDRESS=127.0.0.1 PORT=$(RUN_PORT) \
-	HTTP_ADDR=127.0.0.1:8081 LOG_FORMAT=text exec $(BIN)
+	HTTP_ADDR=$(RUN_HTTP) LOG_FORMAT=text exec $(BIN)
 
 test-image: ## Build the Dockerfile with buildah (no Docker engine), run --version and one Certificate call in it
 	hack/image/build.sh
@@ -116,7 +129,7 @@ bench: build ## Benchmarks against the crypto floor (figures under results/)
 	bench/run.sh $(BIN)
 
 version: ## Show the version and the libraries in use
-	@$(BIN) --version 2>/dev/null || (cmake -S . -B $(BUILD) >/dev/null && cmake --build $(BUILD) -j $(JOBS) >/dev/null && $(BIN) --version)
+	@$(BIN) --version 2>/dev/null || ($(MAKE) --no-print-directory build-daemon >/dev/null && $(BIN) --version)
 
 clean: ## Remove build trees and the development PKI
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ) $(DEV) results

@@ -13,18 +13,32 @@ build_pkgs=(
 test_pkgs=(
 	libcriterion-dev valgrind clang libclang-rt-14-dev clang-tidy clang-format cppcheck gnuplot-nox
 	python3 python3-venv python3-grpcio python3-protobuf
-	iproute2 procps curl jq golang-go
+	iproute2 procps curl jq
 )
+go_min=1.24
+
+# The tests build Go tools (the Talos client, kube-apiserver, etcd) whose modules need
+# Go $go_min or later. Debian 12's golang-go is 1.19 and cannot build them, so do not
+# install it: say what is needed before installing anything.
+go_ok() {
+	local v
+	v=$(go env GOVERSION 2>/dev/null) || return 1
+	v=${v#go}
+	[ "$(printf '%s\n%s\n' "$go_min" "${v%%[-+ ]*}" | sort -V | head -1)" = "$go_min" ]
+}
+if [ "${1:-test}" != build ] && ! go_ok; then
+	found=$(command -v go >/dev/null 2>&1 && go env GOVERSION 2>/dev/null || echo "no go on PATH")
+	echo "deps: the tests need Go $go_min or later (found: $found)." >&2
+	echo "deps: Debian 12's golang-go (1.19) is too old; install Go >= $go_min from https://go.dev/dl/" >&2
+	echo "deps: and put its bin directory first on PATH, then rerun. ('make run' needs no Go.)" >&2
+	exit 1
+fi
 
 want=("${build_pkgs[@]}")
 [ "${1:-test}" = build ] || want+=("${test_pkgs[@]}")
 
 missing=()
 for p in "${want[@]}"; do
-	# Go comes with the machine on our CI images; only install Debian's if none is there.
-	if [ "$p" = golang-go ] && command -v go >/dev/null 2>&1; then
-		continue
-	fi
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

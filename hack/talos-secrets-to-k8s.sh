@@ -13,8 +13,14 @@
 #            "ED25519 PRIVATE KEY" rewritten to the standard "PRIVATE KEY"
 #            (the PKCS#8 bytes inside are unchanged) so that cert-manager's CA
 #            Issuer accepts it; talos-csr-signer reads either label
-#   token    the machine token (trustdinfo.token)
+#   token    the machine token (trustdinfo.token, or the one in --token-file)
 #   accepted-cas.crt  only with --accepted-cas FILE
+#   accepted-tokens   only with --accepted-tokens FILE (one token per line)
+#
+# A new bundle always carries a new token. For a CA rotation without touching the
+# workers' machine.token, keep the current one (--token-file); or move to the new
+# one without an outage: the bundle's token serves and the current one stays
+# accepted (--accepted-tokens) until every worker has the new one.
 #
 # The worker fields (machine.ca.crt, machine.token, cluster.controlPlane.endpoint)
 # are written as a machine-config patch to --worker-patch FILE, or to stderr.
@@ -38,6 +44,14 @@ options:
                             cluster.controlPlane.endpoint
   -a, --accepted-cas FILE   PEM bundle of extra accepted CAs (CA rotation),
                             stored as accepted-cas.crt
+  -t, --token-file FILE     use the token in FILE (e.g. the one the workers
+                            have now) instead of the bundle's trustdinfo.token
+  -A, --accepted-tokens FILE
+                            tokens also accepted, one per line (a token
+                            migration), stored as accepted-tokens
+  -N, --accept-new-token    with --token-file: the current token keeps serving
+                            and the bundle's new one is accepted too (roll it
+                            out to the workers, then make it the token)
   -o, --output FILE         write the Secret there (mode 0600) instead of stdout
   -w, --worker-patch FILE   write the worker machine-config patch there (mode
                             0600) instead of printing it on stderr
@@ -54,6 +68,9 @@ namespace=default
 name=talos-ca
 endpoint=
 accepted=
+token_file=
+accepted_tokens=
+accept_new=0
 output=
 patch=
 while [ $# -gt 0 ]; do
@@ -62,6 +79,9 @@ while [ $# -gt 0 ]; do
 	-s | --name) name=${2:?$1 needs a value}; shift 2 ;;
 	-e | --endpoint) endpoint=${2:?$1 needs a value}; shift 2 ;;
 	-a | --accepted-cas) accepted=${2:?$1 needs a value}; shift 2 ;;
+	-t | --token-file) token_file=${2:?$1 needs a value}; shift 2 ;;
+	-A | --accepted-tokens) accepted_tokens=${2:?$1 needs a value}; shift 2 ;;
+	-N | --accept-new-token) accept_new=1; shift ;;
 	-o | --output) output=${2:?$1 needs a value}; shift 2 ;;
 	-w | --worker-patch) patch=${2:?$1 needs a value}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
@@ -139,6 +159,13 @@ chmod 700 "$tmp"
 ca_b64=$(field certs.os.crt)
 key_b64=$(field certs.os.key)
 token=$(field trustdinfo.token)
+bundle_token=$token
+[ "$accept_new" = 0 ] || [ -n "$token_file" ] || die "--accept-new-token needs --token-file (the token the workers have now)"
+if [ -n "$token_file" ]; then
+	[ -r "$token_file" ] || die "cannot read $token_file"
+	token=$(tr -d ' \t\r\n' <"$token_file")
+	[ -n "$token" ] || die "$token_file holds no token"
+fi
 
 printf '%s' "$ca_b64" | base64 -d >"$tmp/ca.crt" 2>/dev/null ||
 	die "certs.os.crt is not valid base64"
@@ -164,7 +191,15 @@ cmp -s "$tmp/key.pub" "$tmp/crt.pub" ||
 	die "certs.os.key does not match certs.os.crt"
 
 if ! [[ "$token" =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]]; then
-	echo "$prog: warning: trustdinfo.token does not look like a Talos token ([a-z0-9]{6}.[a-z0-9]{16})" >&2
+	echo "$prog: warning: ${token_file:-trustdinfo.token} does not look like a Talos token ([a-z0-9]{6}.[a-z0-9]{16})" >&2
+fi
+if [ -n "$accepted_tokens" ]; then
+	[ -r "$accepted_tokens" ] || die "cannot read $accepted_tokens"
+	grep -q '[^[:space:]]' "$accepted_tokens" || die "$accepted_tokens holds no token"
+	while read -r t; do
+		[ -z "$t" ] || [[ "$t" =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]] ||
+			echo "$prog: warning: a token in $accepted_tokens does not look like a Talos token" >&2
+	done <"$accepted_tokens"
 fi
 
 if [ -n "$accepted" ]; then
@@ -195,6 +230,12 @@ data:
 YAML
 	if [ -n "$accepted" ]; then
 		echo "  accepted-cas.crt: $(b64 <"$accepted")"
+	fi
+	if [ -n "$accepted_tokens" ] || [ "$accept_new" = 1 ]; then
+		echo "  accepted-tokens: $({
+			[ -z "$accepted_tokens" ] || cat "$accepted_tokens"
+			[ "$accept_new" = 0 ] || printf '%s\n' "$bundle_token"
+		} | b64)"
 	fi
 }
 

@@ -24,7 +24,16 @@ static const struct {
 	[AK_INTERNAL] = { "InternalError", "internal_error", 1 },
 	[AK_CREDS_ROTATED] = { "CredentialsRotated", "credentials_rotated", 0 },
 	[AK_CREDS_INVALID] = { "CredentialsInvalid", "credentials_invalid", 1 },
+	[AK_CREDS_WARNING] = { "CredentialsWarning", "credentials_warning", 1 },
+	[AK_SECRET_ACCESS] = { "SecretAccessFailed", "secret_access_failed", 1 },
 };
+
+int
+audit_is_creds(enum audit_kind k)
+{
+	return k == AK_CREDS_ROTATED || k == AK_CREDS_INVALID || k == AK_CREDS_WARNING ||
+	    k == AK_SECRET_ACCESS;
+}
 
 void
 audit_set_sink(audit_sink_fn fn, void *arg)
@@ -54,7 +63,7 @@ audit_result_label(enum audit_kind k)
 void
 audit_emit(const struct audit_rec *r)
 {
-	int creds = r->kind == AK_CREDS_ROTATED || r->kind == AK_CREDS_INVALID;
+	int creds = audit_is_creds(r->kind);
 
 	if (creds) {
 		struct log_field f[] = {
@@ -62,7 +71,7 @@ audit_emit(const struct audit_rec *r)
 			LF_S("detail", r->message ? r->message : ""),
 			LF_S("related", r->related ? r->related : ""),
 		};
-		log_record(r->kind == AK_CREDS_INVALID ? LOG_WARN : LOG_INFO, "credentials", f,
+		log_record(audit_is_warning(r->kind) ? LOG_WARN : LOG_INFO, "credentials", f,
 		    sizeof(f) / sizeof(f[0]));
 	} else {
 		struct log_field f[] = {

@@ -21,6 +21,8 @@ enum audit_kind {
 	AK_INTERNAL,      /* our failure (log only) */
 	AK_CREDS_ROTATED, /* Normal  CredentialsRotated */
 	AK_CREDS_INVALID, /* Warning CredentialsInvalid */
+	AK_CREDS_WARNING, /* Warning CredentialsWarning: served, but look (e.g. token format) */
+	AK_SECRET_ACCESS, /* Warning SecretAccessFailed: a Secret read got 403 or 404 */
 	AK__MAX
 };
 
@@ -46,6 +48,8 @@ void audit_emit(const struct audit_rec *);
 
 /* "CertificateIssued", "AuthenticationFailed", ... */
 const char *audit_reason(enum audit_kind);
+/* 1 for kinds about credentials (not about a Certificate request). */
+int audit_is_creds(enum audit_kind);
 /* 1 for kinds that are Warnings. */
 int audit_is_warning(enum audit_kind);
 /* Metric label: "issued", "unauthenticated", "invalid_csr", ... */

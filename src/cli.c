@@ -52,9 +52,12 @@
 #include "credsrc.h"
 #include "credstore.h"
 #include "filesrc.h"
+#include "audit.h"
 #include "grpccli.h"
+#include "kube.h"
 #include "log.h"
 #include "pki.h"
+#include "secret.h"
 #include "util.h"
 
 #define CLI_DEFAULT_PORT  50001
@@ -72,19 +75,7 @@ static const char *const family_names[FAM__MAX] = { "ed25519", "ecdsa", "rsa" };
 int
 cli_token_looks_valid(const char *tok, size_t len)
 {
-	size_t i;
-
-	while (len > 0 && isspace((unsigned char)tok[len - 1]))
-		len--;
-	if (len != 23 || tok[6] != '.')
-		return 0;
-	for (i = 0; i < len; i++) {
-		if (i == 6)
-			continue;
-		if (!(islower((unsigned char)tok[i]) || isdigit((unsigned char)tok[i])))
-			return 0;
-	}
-	return 1;
+	return creds_token_is_talos(tok, len);
 }
 
 int
@@ -129,18 +120,8 @@ static int
 parse_window(const char *s, long long *secs)
 {
 	int64_t ms;
-	char   *end;
-	long    d;
 
-	if (*s != '\0' && s[strlen(s) - 1] == 'd') {
-		errno = 0;
-		d = strtol(s, &end, 10);
-		if (errno != 0 || end == s || *end != 'd' || end[1] != '\0' || d < 0 || d > 36500)
-			return -1;
-		*secs = (long long)d * 86400;
-		return 0;
-	}
-	if (util_parse_duration_ms(s, &ms) == -1)
+	if (util_parse_duration_ms(s, &ms) == -1 || ms > 36500LL * 86400 * 1000)
 		return -1;
 	*secs = ms / 1000;
 	return 0;
@@ -1114,6 +1095,7 @@ struct ck {
 	int       errors, warnings;
 	long long now, warn_s;
 	int       json, nlines;
+	int       refused; /* the validator refused the credentials (already said) */
 };
 
 static void ck_say(struct ck *ck, enum ck_sev sev, const char *fmt, ...)
@@ -1191,7 +1173,12 @@ check_usage(FILE *f)
 	    "expires within --warn-within, a serving certificate that does not chain to an\n"
 	    "accepted CA, lacks an IP SAN (or the IP of an --endpoint), or does not match\n"
 	    "its key, and a token that does not look like a Talos token\n"
-	    "([a-z0-9]{6}.[a-z0-9]{16}).\n\n"
+	    "([a-z0-9]{6}.[a-z0-9]{16}). Its verdict comes from the daemon's own validator:\n"
+	    "what the daemon refuses is an error, what it serves with a warning is a warning.\n"
+	    "With CA_SECRET/TLS_SECRET (Kubernetes mode) it reads the Secrets through the API\n"
+	    "as the daemon would (the in-cluster account, or KUBE_API_URL, KUBE_TOKEN_PATH and\n"
+	    "KUBE_CA_PATH, e.g. a token from 'kubectl create token'), so a missing RoleBinding,\n"
+	    "a wrong namespace or a name typo shows up before installing.\n\n"
 	    "  --endpoint IP         an address workers dial: it must be an IP SAN of the\n"
 	    "                        serving certificate (repeatable)\n"
 	    "  --warn-within DUR     warn when a certificate expires this soon (7d, 48h)\n"
@@ -1213,7 +1200,6 @@ check_ca(struct ck *ck, const struct config *cfg, X509 **ca_out, STACK_OF(X509) 
 	EVP_PKEY       *key = NULL;
 	X509           *ca = NULL, *x;
 	char            err[300], subj[256], what[400];
-	int             bits;
 
 	*ca_out = NULL;
 	sbuf_init(&b, CREDS_MAX_PART);
@@ -1236,8 +1222,8 @@ check_ca(struct ck *ck, const struct config *cfg, X509 **ca_out, STACK_OF(X509) 
 	if (ck_read(ck, "CA_KEY_PATH", cfg->ca_key_path, &b) == 0) {
 		if ((key = pki_load_key(b.data, b.len, err, sizeof(err))) == NULL)
 			ck_say(ck, CK_SEV_ERROR, "CA_KEY_PATH (%s): %s", cfg->ca_key_path, err);
-		else if (pki_key_type(key, &bits) == KEY_OTHER)
-			ck_say(ck, CK_SEV_ERROR, "CA key: unsupported key type");
+		else if (!creds_key_usable(key, err, sizeof(err)))
+			ck_say(ck, CK_SEV_ERROR, "CA_KEY_PATH (%s): %s", cfg->ca_key_path, err);
 		else if (ca != NULL && X509_check_private_key(ca, key) != 1)
 			ck_say(ck, CK_SEV_ERROR,
 			    "CA key (%s) does not match the CA certificate (%s)", cfg->ca_key_path,
@@ -1249,28 +1235,25 @@ check_ca(struct ck *ck, const struct config *cfg, X509 **ca_out, STACK_OF(X509) 
 	EVP_PKEY_free(key);
 	sbuf_free(&b);
 
-	/* The token: TOKEN_PATH wins over TALOS_TOKEN, as in the daemon. */
+	/*
+	 * The token: TOKEN_PATH wins over TALOS_TOKEN, as in the daemon. Whether
+	 * it (and each accepted token) looks like a Talos token is the shared
+	 * validator's warning, reported with the verdict below.
+	 */
 	if (cfg->token_path != NULL && *cfg->token_path != '\0') {
-		if (ck_read(ck, "TOKEN_PATH", cfg->token_path, &b) == 0) {
-			if (cli_token_looks_valid((const char *)b.data, b.len))
-				ck_say(
-				    ck, CK_SEV_OK, "token (TOKEN_PATH) looks like a Talos token");
-			else
-				ck_say(ck, CK_SEV_ERROR,
-				    "token (TOKEN_PATH %s) does not look like a "
-				    "Talos token ([a-z0-9]{6}.[a-z0-9]{16})",
-				    cfg->token_path);
-		}
+		if (ck_read(ck, "TOKEN_PATH", cfg->token_path, &b) == 0)
+			ck_say(ck, CK_SEV_OK, "token read from TOKEN_PATH (%s)", cfg->token_path);
 		sbuf_free(&b);
-	} else if (cfg->token != NULL && *cfg->token != '\0') {
-		if (cli_token_looks_valid(cfg->token, strlen(cfg->token)))
-			ck_say(ck, CK_SEV_OK, "token (TALOS_TOKEN) looks like a Talos token");
-		else
-			ck_say(ck, CK_SEV_ERROR,
-			    "token (TALOS_TOKEN) does not look like a Talos "
-			    "token ([a-z0-9]{6}.[a-z0-9]{16})");
-	} else
+	} else if (cfg->token != NULL && *cfg->token != '\0')
+		ck_say(ck, CK_SEV_OK, "token set in TALOS_TOKEN");
+	else
 		ck_say(ck, CK_SEV_ERROR, "no token: set TOKEN_PATH or TALOS_TOKEN");
+	if (cfg->accepted_tokens_path != NULL && *cfg->accepted_tokens_path != '\0' &&
+	    ck_read(ck, "ACCEPTED_TOKENS_PATH", cfg->accepted_tokens_path, &b) == 0) {
+		ck_say(ck, CK_SEV_OK, "accepted tokens read from ACCEPTED_TOKENS_PATH (%s)",
+		    cfg->accepted_tokens_path);
+		sbuf_free(&b);
+	}
 
 	if (cfg->accepted_cas_path != NULL && *cfg->accepted_cas_path != '\0' &&
 	    ck_read(ck, "ACCEPTED_CAS_PATH", cfg->accepted_cas_path, &b) == 0) {
@@ -1292,20 +1275,16 @@ check_ca(struct ck *ck, const struct config *cfg, X509 **ca_out, STACK_OF(X509) 
 	*ca_out = ca;
 }
 
-/* The serving group: certificate chain and key, IP SANs, chain to the accepted CAs. */
+/* The serving group: certificate chain and key, the endpoints among its IP SANs. */
 static void
-check_tls(struct ck *ck, const struct config *cfg, X509 *ca, STACK_OF(X509) *accepted,
-    const char *const *endpoints, size_t nendpoints)
+check_tls(struct ck *ck, const struct config *cfg, const char *const *endpoints, size_t nendpoints)
 {
 	struct sbuf     b;
-	STACK_OF(X509) *chain = NULL, *untrusted = NULL;
-	X509_STORE     *st = NULL;
-	X509_STORE_CTX *vctx = NULL;
+	STACK_OF(X509) *chain = NULL;
 	EVP_PKEY       *key = NULL;
 	X509           *leaf = NULL;
 	char            err[300], subj[256], ips[256];
 	size_t          i;
-	int             j;
 
 	sbuf_init(&b, CREDS_MAX_PART);
 	if (ck_read(ck, "TLS_CERT_PATH", cfg->tls_cert_path, &b) == 0) {
@@ -1323,12 +1302,13 @@ check_tls(struct ck *ck, const struct config *cfg, X509 *ca, STACK_OF(X509) *acc
 			snprintf(what, sizeof(what), "serving certificate %s", subj);
 			ck_validity(ck, what, leaf);
 		}
+		/*
+		 * No IP SAN, no serverAuth, no chain to an accepted CA: the shared
+		 * validator's warnings, reported with the verdict. Here only what
+		 * the daemon cannot know: the addresses workers dial.
+		 */
 		ip_sans(leaf, ips, sizeof(ips));
-		if (!pki_has_any_ip_san(leaf))
-			ck_say(ck, CK_SEV_ERROR,
-			    "serving certificate has no IP SAN: Talos workers "
-			    "dial IP addresses and check them against IP SANs only");
-		else
+		if (pki_has_any_ip_san(leaf))
 			ck_say(ck, CK_SEV_OK, "serving certificate IP SANs: %s", ips);
 		for (i = 0; i < nendpoints; i++) {
 			if (pki_has_ip_san(leaf, endpoints[i]))
@@ -1342,39 +1322,11 @@ check_tls(struct ck *ck, const struct config *cfg, X509 *ca, STACK_OF(X509) *acc
 				    "certificate (IP SANs: %s): workers dialing it will refuse it",
 				    endpoints[i], ips);
 		}
-		if ((X509_get_extension_flags(leaf) & EXFLAG_XKUSAGE) &&
-		    !(X509_get_extended_key_usage(leaf) & XKU_SSL_SERVER))
-			ck_say(ck, CK_SEV_ERROR,
-			    "serving certificate lacks the serverAuth extended "
-			    "key usage");
-		/* Chain to the accepted CAs plus the issuing CA (the workers' roots). */
-		if ((st = X509_STORE_new()) != NULL && (vctx = X509_STORE_CTX_new()) != NULL &&
-		    (untrusted = sk_X509_new_null()) != NULL) {
-			for (j = 0; j < sk_X509_num(accepted); j++)
-				X509_STORE_add_cert(st, sk_X509_value(accepted, j));
-			if (ca != NULL)
-				X509_STORE_add_cert(st, ca);
-			for (j = 1; j < sk_X509_num(chain); j++)
-				sk_X509_push(untrusted, sk_X509_value(chain, j));
-			if (X509_STORE_CTX_init(vctx, st, leaf, untrusted)) {
-				X509_STORE_CTX_set_purpose(vctx, X509_PURPOSE_SSL_SERVER);
-				if (X509_verify_cert(vctx) == 1)
-					ck_say(ck, CK_SEV_OK,
-					    "serving certificate chains to an "
-					    "accepted CA");
-				else
-					ck_say(ck, CK_SEV_ERROR,
-					    "serving certificate does not chain to "
-					    "an accepted CA (%s): workers of Talos 1.5, 1.6 and "
-					    "1.8+ "
-					    "will refuse it",
-					    X509_verify_cert_error_string(
-						X509_STORE_CTX_get_error(vctx)));
-			}
-		}
 	}
 	if (ck_read(ck, "TLS_KEY_PATH", cfg->tls_key_path, &b) == 0) {
 		if ((key = pki_load_key(b.data, b.len, err, sizeof(err))) == NULL)
+			ck_say(ck, CK_SEV_ERROR, "TLS_KEY_PATH (%s): %s", cfg->tls_key_path, err);
+		else if (!creds_key_usable(key, err, sizeof(err)))
 			ck_say(ck, CK_SEV_ERROR, "TLS_KEY_PATH (%s): %s", cfg->tls_key_path, err);
 		else if (leaf != NULL && X509_check_private_key(leaf, key) != 1)
 			ck_say(ck, CK_SEV_ERROR,
@@ -1388,10 +1340,97 @@ check_tls(struct ck *ck, const struct config *cfg, X509 *ca, STACK_OF(X509) *acc
 	ERR_clear_error();
 	EVP_PKEY_free(key);
 	sbuf_free(&b);
-	X509_STORE_CTX_free(vctx);
-	X509_STORE_free(st);
-	sk_X509_free(untrusted);
 	sk_X509_pop_free(chain, X509_free);
+}
+
+/*
+ * The shared validator's findings reach `check` the way they reach an
+ * operator of the daemon: as audit records (CredentialsWarning,
+ * CredentialsInvalid). Main thread only; installed for the verdict.
+ */
+static void
+ck_audit(const struct audit_rec *r, void *arg)
+{
+	struct ck *ck = arg;
+
+	if (r->kind == AK_CREDS_WARNING)
+		ck_say(ck, CK_SEV_WARN, "%s", r->message ? r->message : "");
+	else if (r->kind == AK_CREDS_INVALID && ++ck->refused)
+		ck_say(ck, CK_SEV_ERROR, "the daemon would refuse these credentials: %s",
+		    r->message ? r->message : "");
+}
+
+/*
+ * Kubernetes mode: reads each configured Secret the way the watcher does
+ * (a LIST with a name field selector, through the in-cluster account or
+ * KUBE_API_URL/KUBE_TOKEN_PATH/KUBE_CA_PATH) and submits it; the groups not
+ * held in Secrets come from the files, as in the daemon. Returns the groups
+ * delivered from Secrets.
+ */
+static unsigned
+check_kube(struct ck *ck, const struct config *cfg, struct credsrc *src, unsigned expect)
+{
+	static const atomic_int nostop = 0;
+	const char             *spec[2] = { cfg->ca_secret, cfg->tls_secret };
+	const char             *setting[2] = { "CA_SECRET", "TLS_SECRET" };
+	struct kube            *k = NULL;
+	struct kube_call       *call = NULL;
+	struct creds_input      in;
+	const struct sbuf      *body;
+	char     ns[KUBE_NS_MAX], name[KUBE_NAME_MAX], label[KUBE_NS_MAX + KUBE_NAME_MAX + 8];
+	char     path[512], sel[300], err[512], msg[400];
+	unsigned groups = 0;
+	long     st;
+	int      i;
+
+	if ((k = kube_new(cfg, err, sizeof(err))) == NULL) {
+		ck_say(ck, CK_SEV_ERROR, "Kubernetes client: %s", err);
+		return 0;
+	}
+	if ((call = kube_call_new(k, &nostop)) == NULL)
+		goto out;
+	for (i = 0; i < 2; i++) {
+		if (spec[i] == NULL || *spec[i] == '\0')
+			continue;
+		groups |= secret_groups(i == 0 ? SECRET_CA : SECRET_TLS);
+		if (kube_object_ref(spec[i], kube_namespace(k), ns, name) == -1) {
+			ck_say(ck, CK_SEV_ERROR, "%s: \"%s\" is not a valid name or namespace/name",
+			    setting[i], spec[i]);
+			continue;
+		}
+		snprintf(label, sizeof(label), "%s/%s", ns, name);
+		snprintf(sel, sizeof(sel), "metadata.name=%s", name);
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets?fieldSelector=%s", ns,
+		    kube_escape(sel, msg, sizeof(msg)));
+		if (kube_request(call, "GET", path, NULL, NULL) == -1) {
+			ck_say(ck, CK_SEV_ERROR, "%s (Secret %s): cannot reach %s: %s", setting[i],
+			    label, kube_url(k), kube_call_error(call));
+			continue;
+		}
+		body = kube_call_body(call);
+		if ((st = kube_call_status(call)) != 200) {
+			secret_status_message(body->data, body->len, msg, sizeof(msg));
+			ck_say(ck, CK_SEV_ERROR, "%s (Secret %s): HTTP %ld%s%s", setting[i], label,
+			    st, *msg ? ": " : "", msg);
+			continue;
+		}
+		creds_input_init(&in);
+		if (secret_decode_list(body->data, body->len, i == 0 ? SECRET_CA : SECRET_TLS,
+			label, &in, err, sizeof(err)) == -1)
+			ck_say(ck, CK_SEV_ERROR, "%s: %s", setting[i], err);
+		else {
+			ck_say(ck, CK_SEV_OK, "%s: Secret %s read from %s", setting[i], label,
+			    kube_url(k));
+			snprintf(msg, sizeof(msg), "Secret %s", label);
+			credsrc_submit(src, expect, secret_groups(i == 0 ? SECRET_CA : SECRET_TLS),
+			    &in, msg, err, sizeof(err));
+		}
+		creds_input_free(&in);
+	}
+out:
+	kube_call_free(call);
+	kube_free(k);
+	return groups;
 }
 
 int
@@ -1406,9 +1445,9 @@ cli_check(int argc, char **argv)
 	X509             *ca = NULL;
 	const char       *endpoints[CLI_MAX_ENDPOINTS], *v;
 	char            **rest = NULL, err[512], ip[64];
-	unsigned          all = CF_GROUP_CA | CF_GROUP_TLS;
+	unsigned          all = CF_GROUP_CA | CF_GROUP_TLS, fgroups = all;
 	size_t            nendpoints = 0;
-	int               i, nrest = 0, port, rc = CK_ERRORS;
+	int               i, nrest = 0, port, rc = CK_ERRORS, kube_mode = 0;
 
 	memset(&ck, 0, sizeof(ck));
 	memset(&cfg, 0, sizeof(cfg));
@@ -1443,8 +1482,9 @@ cli_check(int argc, char **argv)
 		if (flag_value(argc, argv, &i, "--warn-within", &v)) {
 			if (v == NULL || parse_window(v, &ck.warn_s) == -1) {
 				fprintf(stderr,
-				    "talos-csr-signer check: --warn-within: want a "
-				    "duration such as 7d or 48h\n");
+				    "talos-csr-signer check: --warn-within: want "
+				    "%s\n",
+				    UTIL_DURATION_FORMAT);
 				free(rest);
 				return CK_USAGE;
 			}
@@ -1461,30 +1501,46 @@ cli_check(int argc, char **argv)
 		goto done;
 	}
 	ck_say(&ck, CK_SEV_OK, "configuration loaded (gRPC port %d)", cfg.port);
-	if (config_kube_mode(&cfg)) {
-		ck_say(&ck, CK_SEV_ERROR,
-		    "CA_SECRET/TLS_SECRET: Kubernetes mode; check reads "
-		    "mounted files only (run it with the files the Secrets hold)");
-		goto done;
-	}
 	if ((accepted = sk_X509_new_null()) == NULL)
 		goto done;
-	check_ca(&ck, &cfg, &ca, accepted);
-	check_tls(&ck, &cfg, ca, accepted, endpoints, nendpoints);
+	if (!config_kube_mode(&cfg)) {
+		check_ca(&ck, &cfg, &ca, accepted);
+		check_tls(&ck, &cfg, endpoints, nendpoints);
+	}
 
-	/* The daemon's own pipeline decides whether it would start. */
-	if ((store = credstore_new()) == NULL || (src = credsrc_new(store)) == NULL ||
-	    (files = filesrc_new(&cfg, src, all, all)) == NULL) {
+	/*
+	 * The daemon's own pipeline and its one validator decide whether it
+	 * would serve; their findings arrive through the audit sink.
+	 */
+	if ((store = credstore_new()) == NULL || (src = credsrc_new(store)) == NULL) {
 		ck_say(&ck, CK_SEV_ERROR, "out of memory");
 		goto done;
 	}
-	if (filesrc_load(files, err, sizeof(err)) == -1)
-		ck_say(&ck, CK_SEV_ERROR, "the daemon would refuse these credentials: %s", err);
-	else if (credstore_generation(store) == 0)
+	audit_set_sink(ck_audit, &ck);
+	if (config_kube_mode(&cfg)) {
+		if (kube_global_init() == -1) {
+			ck_say(&ck, CK_SEV_ERROR, "curl_global_init failed");
+			goto done;
+		}
+		kube_mode = 1;
+		fgroups = all & ~check_kube(&ck, &cfg, src, all);
+	}
+	if (fgroups != 0 && (files = filesrc_new(&cfg, src, fgroups, all)) == NULL) {
+		ck_say(&ck, CK_SEV_ERROR, "out of memory");
+		goto done;
+	}
+	if (files != NULL && filesrc_load(files, err, sizeof(err)) == -1 && !ck.refused)
+		ck_say(&ck, CK_SEV_ERROR, "the daemon would not start: %s", err);
+	if (credstore_generation(store) == 0 && !ck.refused)
 		ck_say(&ck, CK_SEV_ERROR, "the daemon would have no credentials to serve");
+	else if (credstore_generation(store) == 0)
+		;
 	else
 		ck_say(&ck, CK_SEV_OK, "the daemon would load and serve these credentials");
 done:
+	audit_set_sink(NULL, NULL);
+	if (kube_mode)
+		kube_global_cleanup();
 	rc = ck.errors ? CK_ERRORS : ck.warnings ? CK_WARNINGS : CK_OK;
 	if (ck.json)
 		printf("],\"ok\":%s,\"errors\":%d,\"warnings\":%d,\"exit_code\":%d}\n",

@@ -61,6 +61,9 @@ static const struct setting settings[] = {
 	    "file holding the machine token, re-read when it changes; wins over TALOS_TOKEN" },
 	{ "ACCEPTED_CAS_PATH", "accepted-cas-path", ST_STR, OFF(accepted_cas_path), "",
 	    "extra accepted CA certificates (PEM), returned before the issuing CA" },
+	{ "ACCEPTED_TOKENS_PATH", "accepted-tokens-path", ST_STR, OFF(accepted_tokens_path), "",
+	    "file of extra accepted machine tokens, one per line (for a token migration), "
+	    "re-read when it changes" },
 	{ "CERT_TTL", "cert-ttl", ST_DURATION, OFF(cert_ttl_ms), "24h",
 	    "lifetime of issued certificates" },
 	{ "CERT_BACKDATE", "cert-backdate", ST_DURATION, OFF(cert_backdate_ms), "1m",
@@ -79,7 +82,7 @@ static const struct setting settings[] = {
 	    "largest accepted gRPC request message" },
 	{ "CA_SECRET", "ca-secret", ST_STR, OFF(ca_secret), "",
 	    "Kubernetes mode: CA Secret as name or namespace/name (tls.crt, tls.key, token, "
-	    "accepted-cas.crt)" },
+	    "accepted-cas.crt, accepted-tokens)" },
 	{ "TLS_SECRET", "tls-secret", ST_STR, OFF(tls_secret), "",
 	    "Kubernetes mode: serving-certificate Secret as name or namespace/name (tls.crt, "
 	    "tls.key)" },
@@ -240,8 +243,9 @@ apply(struct config *cfg, const struct setting *s, const char *v, const char *sr
 	default: break;
 	}
 bad:
-	snprintf(err, errlen, "%s: invalid value \"%s\" (from %s)", s->env,
-	    s->off == OFF(token) ? "<redacted>" : v, src);
+	snprintf(err, errlen, "%s: invalid value \"%s\" (from %s)%s%s", s->env,
+	    s->off == OFF(token) ? "<redacted>" : v, src, s->type == ST_DURATION ? ": want " : "",
+	    s->type == ST_DURATION ? UTIL_DURATION_FORMAT : "");
 	return -1;
 }
 

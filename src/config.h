@@ -29,6 +29,7 @@ struct config {
 	char           *token; /* TALOS_TOKEN (secret) */
 	char           *token_path;
 	char           *accepted_cas_path;
+	char           *accepted_tokens_path;
 	int64_t         cert_ttl_ms, cert_backdate_ms;
 	enum log_format log_format;
 	enum log_level  log_level;

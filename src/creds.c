@@ -8,6 +8,8 @@
  */
 #include "creds.h"
 
+#include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +21,7 @@
 #include "log.h"
 
 static const char *const field_names[CF__MAX] = { "CA certificate", "CA key", "token",
-	"accepted CAs", "serving certificate", "serving key" };
+	"accepted CAs", "accepted tokens", "serving certificate", "serving key" };
 
 void
 creds_input_init(struct creds_input *in)
@@ -119,8 +121,8 @@ fail(char *err, size_t errlen, const struct creds_part *cp, enum creds_field f, 
 	    field_names[f], why);
 }
 
-static int
-key_usable(EVP_PKEY *k, char *why, size_t len)
+int
+creds_key_usable(EVP_PKEY *k, char *why, size_t len)
 {
 	int           bits;
 	enum key_type t = pki_key_type(k, &bits);
@@ -156,9 +158,121 @@ set_akid(struct creds *c)
 	return 0;
 }
 
+static void notef(creds_note_fn note, void *arg, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+notef(creds_note_fn note, void *arg, const char *fmt, ...)
+{
+	char    msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (note != NULL)
+		note(arg, msg);
+}
+
+int
+creds_token_is_talos(const char *tok, size_t len)
+{
+	size_t i;
+
+	while (len > 0 && isspace((unsigned char)tok[len - 1]))
+		len--;
+	if (len != 23 || tok[6] != '.')
+		return 0;
+	for (i = 0; i < len; i++) {
+		if (i == 6)
+			continue;
+		if (!((tok[i] >= 'a' && tok[i] <= 'z') || (tok[i] >= '0' && tok[i] <= '9')))
+			return 0;
+	}
+	return 1;
+}
+
+int
+creds_token_ok(const struct creds *c, const char *got, size_t len)
+{
+	unsigned char h[SHA256_DIGEST_LENGTH];
+	unsigned      ok = 0, in_use, same;
+	size_t        i;
+
+	if (SHA256((const unsigned char *)got, len, h) == NULL)
+		return 0;
+	/* Every slot, used or not, so the time says nothing about which or how many. */
+	for (i = 0; i < CREDS_MAX_TOKENS; i++) {
+		same = (unsigned)(CRYPTO_memcmp(h, c->token_digests[i], sizeof(h)) == 0);
+		in_use = (unsigned)(i < c->ntokens);
+		ok |= same & in_use;
+	}
+	OPENSSL_cleanse(h, sizeof(h));
+	return (int)ok;
+}
+
+/*
+ * Digests the machine token and each line of the accepted tokens into c.
+ * 0, or -1 with err naming the input at fault.
+ */
+static int
+load_tokens(struct creds *c, const struct creds_input *in, creds_note_fn note, void *arg, char *err,
+    size_t errlen)
+{
+	const struct creds_part *cp = &in->part[CF_TOKEN];
+	const char              *p, *end, *eol, *s, *e;
+
+	if (!creds_token_is_talos((const char *)cp->data.data, cp->data.len)) {
+		c->odd_tokens++;
+		notef(note, arg,
+		    "%s: the token does not look like a Talos token ([a-z0-9]{6}.[a-z0-9]{16}); "
+		    "accepted anyway",
+		    cp->origin[0] ? cp->origin : "token");
+	}
+	if (util_token_digest((const char *)cp->data.data, cp->data.len, c->token_digests[0]) ==
+	    -1) {
+		fail(err, errlen, cp, CF_TOKEN, "empty");
+		return -1;
+	}
+	c->ntokens = 1;
+	cp = &in->part[CF_ACCEPTED_TOKENS];
+	if (!cp->present)
+		return 0;
+	p = (const char *)cp->data.data;
+	end = p + cp->data.len;
+	for (; p < end; p = eol + 1) {
+		if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			eol = end;
+		for (s = p, e = eol; s < e && isspace((unsigned char)*s); s++)
+			;
+		while (e > s && isspace((unsigned char)e[-1]))
+			e--;
+		if (s == e)
+			continue; /* blank line */
+		if (c->ntokens == CREDS_MAX_TOKENS) {
+			snprintf(err, errlen, "%s: accepted tokens: more than %d tokens",
+			    cp->origin[0] ? cp->origin : "accepted tokens", CREDS_MAX_TOKENS - 1);
+			return -1;
+		}
+		if (!creds_token_is_talos(s, (size_t)(e - s))) {
+			c->odd_tokens++;
+			notef(note, arg,
+			    "%s: accepted token %zu does not look like a Talos token "
+			    "([a-z0-9]{6}.[a-z0-9]{16}); accepted anyway",
+			    cp->origin[0] ? cp->origin : "accepted tokens", c->ntokens);
+		}
+		if (util_token_digest(s, (size_t)(e - s), c->token_digests[c->ntokens]) == -1) {
+			fail(err, errlen, cp, CF_ACCEPTED_TOKENS, "cannot digest a token");
+			return -1;
+		}
+		c->ntokens++;
+	}
+	return 0;
+}
+
 /* Serving-certificate checks that warn without refusing. */
 static void
-soft_checks(struct creds *c, STACK_OF(X509) *chain)
+soft_checks(struct creds *c, STACK_OF(X509) *chain, creds_note_fn note, void *arg)
 {
 	X509_STORE     *st = NULL;
 	X509_STORE_CTX *ctx = NULL;
@@ -166,8 +280,14 @@ soft_checks(struct creds *c, STACK_OF(X509) *chain)
 	int             i;
 
 	if (!pki_has_any_ip_san(c->tls_leaf))
-		log_warnx("serving certificate has no IP SAN: Talos workers dial IP "
-			  "addresses and will refuse it");
+		notef(note, arg,
+		    "serving certificate has no IP SAN: Talos workers dial IP "
+		    "addresses and will refuse it");
+	if ((X509_get_extension_flags(c->tls_leaf) & EXFLAG_XKUSAGE) &&
+	    !(X509_get_extended_key_usage(c->tls_leaf) & XKU_SSL_SERVER))
+		notef(note, arg,
+		    "serving certificate lacks the serverAuth extended key usage: Talos workers "
+		    "will refuse it");
 	if ((st = X509_STORE_new()) == NULL || (ctx = X509_STORE_CTX_new()) == NULL ||
 	    (untrusted = sk_X509_new_null()) == NULL)
 		goto out;
@@ -178,8 +298,9 @@ soft_checks(struct creds *c, STACK_OF(X509) *chain)
 	if (!X509_STORE_CTX_init(ctx, st, c->tls_leaf, untrusted))
 		goto out;
 	if (X509_verify_cert(ctx) != 1)
-		log_warnx("serving certificate does not chain to an accepted CA (%s): "
-			  "workers of Talos 1.5, 1.6 and 1.8+ will refuse it",
+		notef(note, arg,
+		    "serving certificate does not chain to an accepted CA (%s): "
+		    "workers of Talos 1.5, 1.6 and 1.8+ will refuse it",
 		    X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
 out:
 	ERR_clear_error();
@@ -199,8 +320,22 @@ in_stack(STACK_OF(X509) *sk, X509 *x)
 	return 0;
 }
 
+static void
+log_note(void *arg, const char *msg)
+{
+	(void)arg;
+	log_warnx("%s", msg);
+}
+
 struct creds *
 creds_build(const struct creds_input *in, long long now, char *err, size_t errlen)
+{
+	return creds_validate(in, now, log_note, NULL, err, errlen);
+}
+
+struct creds *
+creds_validate(const struct creds_input *in, long long now, creds_note_fn note, void *arg,
+    char *err, size_t errlen)
 {
 	static const enum creds_field required[] = { CF_CA_CERT, CF_CA_KEY, CF_TOKEN, CF_TLS_CERT,
 		CF_TLS_KEY };
@@ -255,7 +390,7 @@ creds_build(const struct creds_input *in, long long now, char *err, size_t errle
 
 	cp = &in->part[CF_CA_KEY];
 	if ((c->ca_key = pki_load_key(cp->data.data, cp->data.len, why, sizeof(why))) == NULL ||
-	    !key_usable(c->ca_key, why, sizeof(why))) {
+	    !creds_key_usable(c->ca_key, why, sizeof(why))) {
 		fail(err, errlen, cp, CF_CA_KEY, why);
 		goto bad;
 	}
@@ -281,6 +416,13 @@ creds_build(const struct creds_input *in, long long now, char *err, size_t errle
 			goto bad;
 		}
 		while ((x = sk_X509_shift(sk)) != NULL) {
+			/* Workers put these in their root pool: only CA certificates. */
+			if (X509_check_ca(x) == 0) {
+				X509_free(x);
+				fail(err, errlen, cp, CF_ACCEPTED_CAS,
+				    "holds a certificate that is not a CA certificate");
+				goto bad;
+			}
 			if (X509_cmp(x, c->ca_cert) == 0 || in_stack(c->accepted, x)) {
 				X509_free(x);
 				continue;
@@ -302,11 +444,8 @@ creds_build(const struct creds_input *in, long long now, char *err, size_t errle
 	if (c->ca_bundle == NULL)
 		goto oom;
 
-	cp = &in->part[CF_TOKEN];
-	if (util_token_digest((const char *)cp->data.data, cp->data.len, c->token_digest) == -1) {
-		fail(err, errlen, cp, CF_TOKEN, "empty");
+	if (load_tokens(c, in, note, arg, err, errlen) == -1)
 		goto bad;
-	}
 
 	/* The serving certificate, its chain and its key. */
 	cp = &in->part[CF_TLS_CERT];
@@ -328,7 +467,7 @@ creds_build(const struct creds_input *in, long long now, char *err, size_t errle
 	pki_spki_fingerprint(c->tls_leaf, c->tls_fp);
 	cp = &in->part[CF_TLS_KEY];
 	if ((tlskey = pki_load_key(cp->data.data, cp->data.len, why, sizeof(why))) == NULL ||
-	    !key_usable(tlskey, why, sizeof(why))) {
+	    !creds_key_usable(tlskey, why, sizeof(why))) {
 		fail(err, errlen, cp, CF_TLS_KEY, why);
 		goto bad;
 	}
@@ -356,7 +495,7 @@ creds_build(const struct creds_input *in, long long now, char *err, size_t errle
 	EVP_MD_CTX_free(sha);
 	sha = NULL;
 
-	soft_checks(c, chain);
+	soft_checks(c, chain, note, arg);
 	creds_input_digest(in, c->input_digest);
 	EVP_PKEY_free(tlskey);
 	sk_X509_pop_free(chain, X509_free);

@@ -35,7 +35,8 @@ enum creds_field {
 	CF_CA_CERT,
 	CF_CA_KEY,
 	CF_TOKEN,
-	CF_ACCEPTED_CAS, /* optional */
+	CF_ACCEPTED_CAS,    /* optional */
+	CF_ACCEPTED_TOKENS, /* optional: one token per line, each also accepted */
 	CF_TLS_CERT,
 	CF_TLS_KEY,
 	CF__MAX
@@ -47,6 +48,8 @@ struct creds_input {
 
 /* Upper bound of any one input (a Secret value is at most 1 MiB). */
 #define CREDS_MAX_PART (1024 * 1024)
+/* Machine token plus accepted tokens; a token migration needs two or three. */
+#define CREDS_MAX_TOKENS 16
 
 struct creds {
 	atomic_int refs;
@@ -61,7 +64,11 @@ struct creds {
 	unsigned char  *ca_bundle; /* their PEM, each ending in \n */
 	size_t          ca_bundle_len;
 
-	unsigned char token_digest[SHA256_DIGEST_LENGTH];
+	/* SHA-256 of the machine token, then of each accepted token; compare
+	 * only through creds_token_ok(). */
+	unsigned char token_digests[CREDS_MAX_TOKENS][SHA256_DIGEST_LENGTH];
+	size_t        ntokens;
+	int           odd_tokens; /* tokens that do not look like a Talos token */
 
 	char         *tls_cert_pem; /* leaf (+ chain) as given */
 	char         *tls_key_pem;  /* PKCS#8; wiped on free */
@@ -84,14 +91,34 @@ void creds_input_free(struct creds_input *);
 /* SHA-256 over every present part, to detect "nothing changed". */
 void creds_input_digest(const struct creds_input *, unsigned char out[SHA256_DIGEST_LENGTH]);
 
+/* Receives one warning (a finding that does not refuse the credentials). */
+typedef void (*creds_note_fn)(void *arg, const char *warning);
+
 /*
+ * The one validator of credentials, shared by the daemon and `check`.
  * Validates `in` completely against the wall clock `now` (seconds) and builds
  * a snapshot with one reference. On failure returns NULL and writes a one-line
- * reason naming the offending setting into err. Soft problems (a serving
- * certificate that does not chain to an accepted CA, or has no IP SAN) are
- * logged as warnings and do not fail the build. Does not take ownership of in.
+ * reason naming the offending setting (file or Secret key) into err. Soft
+ * problems (a serving certificate that does not chain to an accepted CA or
+ * has no IP SAN, a token that does not look like a Talos token) go to
+ * `note` (may be NULL) and do not fail the build. Does not take ownership of in.
  */
+struct creds *creds_validate(const struct creds_input *in, long long now, creds_note_fn note,
+    void *arg, char *err, size_t errlen);
+/* creds_validate() with every warning logged (log_warnx). */
 struct creds *creds_build(const struct creds_input *in, long long now, char *err, size_t errlen);
+
+/*
+ * 1 if `got` (len bytes, exactly as sent) is the machine token or one of the
+ * accepted tokens. Constant time: one digest, then every slot compared, with
+ * no early exit that would tell which token matched. Any thread.
+ */
+int creds_token_ok(const struct creds *c, const char *got, size_t len);
+
+/* 1 if the token looks like a Talos token: [a-z0-9]{6}.[a-z0-9]{16} (trailing space ignored). */
+int creds_token_is_talos(const char *tok, size_t len);
+/* 1 if the key can serve as a CA or serving key (supported type, RSA >= 2048); else why. */
+int creds_key_usable(EVP_PKEY *k, char *why, size_t len);
 
 /* Adds a reference; returns c. */
 struct creds *creds_ref(struct creds *c);

@@ -58,6 +58,12 @@ credsrc_free(struct credsrc *cs)
 }
 
 void
+credsrc_set_waiting(struct credsrc *cs, const char *reason)
+{
+	credstore_set_waiting(cs->store, reason);
+}
+
+void
 credsrc_invalidate(struct credsrc *cs)
 {
 	pthread_mutex_lock(&cs->mtx);
@@ -78,6 +84,7 @@ changed_parts(const struct creds_input *old, const struct creds_input *cand, cha
 		[CF_CA_KEY] = "CA key",
 		[CF_TOKEN] = "token",
 		[CF_ACCEPTED_CAS] = "accepted CAs",
+		[CF_ACCEPTED_TOKENS] = "accepted tokens",
 		[CF_TLS_CERT] = "serving certificate",
 		[CF_TLS_KEY] = "serving key",
 	};
@@ -93,7 +100,8 @@ changed_parts(const struct creds_input *old, const struct creds_input *cand, cha
 			(a->data.len == b->data.len &&
 			    CRYPTO_memcmp(a->data.data, b->data.data, a->data.len) == 0)))
 			continue;
-		n = snprintf(buf + o, len - o, "%s%s", o ? ", " : "", names[f]);
+		n = snprintf(
+		    buf + o, len - o, "%s%s", o ? ", " : "", names[f] ? names[f] : "other");
 		if (n < 0 || (size_t)n >= len - o)
 			break;
 		o += (size_t)n;
@@ -115,6 +123,46 @@ copy_part(struct creds_input *dst, const struct creds_input *src, int f)
 	return creds_input_set(dst, (enum creds_field)f, p->data.data, p->data.len, p->origin);
 }
 
+/* Warnings of one validation, kept until the snapshot is published. */
+struct notes {
+	char   text[4][512];
+	size_t n;
+};
+
+static void
+keep_note(void *arg, const char *msg)
+{
+	struct notes *ns = arg;
+
+	if (ns->n < sizeof(ns->text) / sizeof(ns->text[0]))
+		snprintf(ns->text[ns->n++], sizeof(ns->text[0]), "%s", msg);
+}
+
+/*
+ * The source at fault for a refusal: the Secret (or setting) whose part the
+ * error names, which is not always the one that was just delivered (an
+ * expired serving certificate noticed when the CA Secret arrives).
+ */
+static const char *
+at_fault(
+    const struct creds_input *in, const char *err, const char *delivered, char *buf, size_t len)
+{
+	const char *o, *k;
+	int         f;
+
+	for (f = 0; f < CF__MAX; f++) {
+		o = in->part[f].origin;
+		if (*o == '\0' || strncmp(err, o, strlen(o)) != 0)
+			continue;
+		if (strncmp(o, "Secret ", 7) == 0 && (k = strstr(o, " key ")) != NULL)
+			snprintf(buf, len, "%.*s", (int)(k - o), o);
+		else
+			snprintf(buf, len, "%s", o);
+		return buf;
+	}
+	return delivered;
+}
+
 enum credsrc_result
 credsrc_submit(struct credsrc *cs, unsigned expect, unsigned mask, const struct creds_input *in,
     const char *related, char *err, size_t errlen)
@@ -125,7 +173,9 @@ credsrc_submit(struct credsrc *cs, unsigned expect, unsigned mask, const struct 
 	unsigned char             digest[SHA256_DIGEST_LENGTH];
 	const struct creds_input *base;
 	enum credsrc_result       res;
-	char                      note[512], changed[160];
+	char                      note[512], fault[160], changed[160];
+	struct notes              notes;
+	size_t                    i;
 	uint64_t                  gen;
 	int                       f;
 
@@ -156,7 +206,9 @@ credsrc_submit(struct credsrc *cs, unsigned expect, unsigned mask, const struct 
 		res = CREDSRC_UNCHANGED;
 		goto out;
 	}
-	if ((c = creds_build(&cand, (long long)time(NULL), err, errlen)) == NULL) {
+	memset(&notes, 0, sizeof(notes));
+	if ((c = creds_validate(&cand, (long long)time(NULL), keep_note, &notes, err, errlen)) ==
+	    NULL) {
 		metrics_inc(MC_RELOAD_FAIL);
 		memset(&ar, 0, sizeof(ar));
 		ar.kind = AK_CREDS_INVALID;
@@ -165,13 +217,14 @@ credsrc_submit(struct credsrc *cs, unsigned expect, unsigned mask, const struct 
 							: "nothing to serve yet",
 		    err);
 		ar.message = note;
-		ar.related = related;
+		ar.related = at_fault(&cand, err, related, fault, sizeof(fault));
 		audit_emit(&ar);
 		res = CREDSRC_INVALID;
 		goto out;
 	}
 	{
 		long long ca_na = c->ca_not_after, tls_na = c->tls_not_after;
+		int       odd_tokens = c->odd_tokens;
 		char      ca_fp[65], tls_fp[65];
 
 		memcpy(ca_fp, c->ca_fp, sizeof(ca_fp));
@@ -203,6 +256,16 @@ credsrc_submit(struct credsrc *cs, unsigned expect, unsigned mask, const struct 
 			    tls_fp);
 			ar.message = note;
 			ar.related = related;
+			audit_emit(&ar);
+		}
+		/* Served anyway, but an operator should look: log line, Event, metric. */
+		if (odd_tokens > 0)
+			metrics_inc(MC_TOKEN_FORMAT);
+		for (i = 0; i < notes.n; i++) {
+			memset(&ar, 0, sizeof(ar));
+			ar.kind = AK_CREDS_WARNING;
+			ar.message = notes.text[i];
+			ar.related = at_fault(&cand, notes.text[i], related, fault, sizeof(fault));
 			audit_emit(&ar);
 		}
 	}

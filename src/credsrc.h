@@ -22,7 +22,8 @@ struct credsrc;
 
 #define CF_MASK(f) (1u << (f))
 #define CF_GROUP_CA                                                                                \
-	(CF_MASK(CF_CA_CERT) | CF_MASK(CF_CA_KEY) | CF_MASK(CF_TOKEN) | CF_MASK(CF_ACCEPTED_CAS))
+	(CF_MASK(CF_CA_CERT) | CF_MASK(CF_CA_KEY) | CF_MASK(CF_TOKEN) | CF_MASK(CF_ACCEPTED_CAS) | \
+	    CF_MASK(CF_ACCEPTED_TOKENS))
 #define CF_GROUP_TLS (CF_MASK(CF_TLS_CERT) | CF_MASK(CF_TLS_KEY))
 
 struct credsrc *credsrc_new(struct credstore *);
@@ -45,6 +46,9 @@ enum credsrc_result {
  */
 enum credsrc_result credsrc_submit(struct credsrc *, unsigned expect, unsigned mask,
     const struct creds_input *in, const char *related, char *err, size_t errlen);
+
+/* Says what the source waits for while nothing is served (credstore_set_waiting()). */
+void credsrc_set_waiting(struct credsrc *, const char *reason);
 
 /* Forgets the "unchanged" memory so the next submit rebuilds (SIGHUP). */
 void credsrc_invalidate(struct credsrc *);

@@ -2,12 +2,14 @@
  * credstore.c: refcounted snapshot publication.
  *
  * Threads: any. The mutex guards only the `cur` pointer and its reference
- * increment; builds and frees happen outside it.
+ * increment, and the short "why nothing is served yet" text; builds and
+ * frees happen outside it.
  */
 #include "credstore.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "creds.h"
@@ -16,6 +18,7 @@ struct credstore {
 	pthread_mutex_t      mtx;
 	struct creds        *cur;
 	atomic_uint_fast64_t gen;
+	char                 waiting[CREDSTORE_WAITING_MAX];
 };
 
 struct credstore *
@@ -76,4 +79,20 @@ uint64_t
 credstore_generation(struct credstore *cs)
 {
 	return atomic_load(&cs->gen);
+}
+
+void
+credstore_set_waiting(struct credstore *cs, const char *reason)
+{
+	pthread_mutex_lock(&cs->mtx);
+	snprintf(cs->waiting, sizeof(cs->waiting), "%s", reason != NULL ? reason : "");
+	pthread_mutex_unlock(&cs->mtx);
+}
+
+void
+credstore_waiting(struct credstore *cs, char *buf, size_t len)
+{
+	pthread_mutex_lock(&cs->mtx);
+	snprintf(buf, len, "%s", cs->waiting);
+	pthread_mutex_unlock(&cs->mtx);
 }

@@ -11,7 +11,10 @@
 #ifndef TCS_CREDSTORE_H
 #define TCS_CREDSTORE_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#define CREDSTORE_WAITING_MAX 640
 
 struct creds;
 struct credstore;
@@ -32,5 +35,14 @@ struct creds *credstore_acquire(struct credstore *);
 
 /* The generation of the current snapshot (0 before the first). Lock-free. */
 uint64_t credstore_generation(struct credstore *);
+
+/*
+ * What the credential source is waiting for, while nothing is served (e.g.
+ * "waiting for Secret ns/name: HTTP 403: ..."); "" or NULL clears it. Shown
+ * by /readyz. Any thread; no secret may go into it.
+ */
+void credstore_set_waiting(struct credstore *, const char *reason);
+/* Copies the waiting text into buf ("" when there is none). Any thread. */
+void credstore_waiting(struct credstore *, char *buf, size_t len);
 
 #endif /* TCS_CREDSTORE_H */

@@ -192,7 +192,7 @@ events_note(const struct audit_rec *r, char *buf, size_t len)
 	if (len == 0)
 		return buf;
 	buf[0] = '\0';
-	if (r->kind != AK_CREDS_ROTATED && r->kind != AK_CREDS_INVALID) {
+	if (!audit_is_creds(r->kind)) {
 		o = put(buf, len, o, "peer ");
 		o = put(buf, len, o, r->peer && *r->peer ? r->peer : "-");
 		if (r->cn != NULL && *r->cn) {
@@ -271,7 +271,9 @@ action_of(enum audit_kind k)
 	switch (k) {
 	case AK_ISSUED: return "Issue";
 	case AK_CREDS_ROTATED:
-	case AK_CREDS_INVALID: return "Reload";
+	case AK_CREDS_INVALID:
+	case AK_CREDS_WARNING: return "Reload";
+	case AK_SECRET_ACCESS: return "Watch";
 	default: return "Reject";
 	}
 }
@@ -340,7 +342,7 @@ series_body(int count, int64_t last_us)
 static int
 is_creds(enum audit_kind k)
 {
-	return k == AK_CREDS_ROTATED || k == AK_CREDS_INVALID;
+	return audit_is_creds(k);
 }
 
 /*

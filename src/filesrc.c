@@ -69,6 +69,9 @@ specs(const struct filesrc *fs, struct filespec *out)
 		if (c->accepted_cas_path && *c->accepted_cas_path)
 			out[n++] = (struct filespec){ CF_ACCEPTED_CAS, "ACCEPTED_CAS_PATH",
 				c->accepted_cas_path, 0 };
+		if (c->accepted_tokens_path && *c->accepted_tokens_path)
+			out[n++] = (struct filespec){ CF_ACCEPTED_TOKENS, "ACCEPTED_TOKENS_PATH",
+				c->accepted_tokens_path, 0 };
 	}
 	if (fs->groups & CF_GROUP_TLS) {
 		out[n++] = (struct filespec){ CF_TLS_CERT, "TLS_CERT_PATH", c->tls_cert_path, 0 };

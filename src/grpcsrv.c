@@ -384,8 +384,8 @@ check_token(const struct call *c, const struct creds *cr)
 		return OUT_MISSING_TOKEN;
 	if (n > 1)
 		return OUT_INVALID_TOKEN; /* never guess which value counts */
-	if (!util_token_ok((const char *)GRPC_SLICE_START_PTR(tok->value),
-		GRPC_SLICE_LENGTH(tok->value), cr->token_digest))
+	if (!creds_token_ok(
+		cr, (const char *)GRPC_SLICE_START_PTR(tok->value), GRPC_SLICE_LENGTH(tok->value)))
 		return OUT_INVALID_TOKEN;
 	return OUT_OK;
 }

@@ -87,7 +87,9 @@ httpd_readiness(struct credstore *store, long long now, struct httpd_readiness *
 
 	r->ready = 0;
 	if ((c = credstore_acquire(store)) == NULL) {
-		snprintf(r->reason, sizeof(r->reason), "no valid credentials loaded");
+		credstore_waiting(store, r->reason, sizeof(r->reason));
+		if (r->reason[0] == '\0')
+			snprintf(r->reason, sizeof(r->reason), "no valid credentials loaded");
 		return;
 	}
 	if (!metrics_serving())
@@ -164,7 +166,7 @@ handle(void *arg, struct MHD_Connection *conn, const char *url, const char *meth
 	struct httpd_readiness r;
 	struct sbuf            b;
 	enum MHD_Result        rc;
-	char                   line[200];
+	char                   line[700];
 
 	(void)version;
 	(void)upload;

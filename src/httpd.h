@@ -24,7 +24,7 @@ struct httpd;
 /* The answer of /readyz, exposed for tests. */
 struct httpd_readiness {
 	int  ready;       /* 1/0 */
-	char reason[160]; /* why not ready, or "ready" */
+	char reason[640]; /* why not ready, or "ready" */
 };
 
 /*

@@ -4,9 +4,11 @@
  * DESIGN
  * main parses the configuration, hardens the process (no core dumps, not
  * dumpable), blocks the signals it handles so every thread inherits the mask,
- * builds the first credential snapshot (a failure here is a configuration
- * error: one line on stderr, exit 1), starts the credential source(s) and the
- * gRPC server, then waits in sigwait(): SIGHUP forces a credential reload,
+ * starts the HTTP probe listener (so that /readyz can say what it waits for
+ * while there are no credentials yet), builds the first credential snapshot
+ * (a failure here is a configuration error: one log record in LOG_FORMAT,
+ * exit 1), starts the credential source(s) and the gRPC server, then waits
+ * in sigwait(): SIGHUP forces a credential reload,
  * SIGTERM/SIGINT drain and stop everything in reverse order, exit 0.
  *
  * Threads started from here: the file watcher (filesrc) and, in Kubernetes
@@ -55,6 +57,15 @@ print_version(void)
 	printf("  microhttpd  %s\n", httpd_mhd_version());
 	printf("  libcurl     %s\n", kube_curl_version());
 	printf("  cjson       %s\n", secret_cjson_version());
+}
+
+/* One start-up error record on stderr, in the configured log format. */
+static void
+startup_error(const char *what, const char *err)
+{
+	struct log_field f[] = { LF_S("error", err) };
+
+	log_record(LOG_ERROR, what, f, sizeof(f) / sizeof(f[0]));
 }
 
 static void
@@ -129,7 +140,20 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (config_load(&cfg, argc, argv, 1, err, sizeof(err)) == -1) {
-		fprintf(stderr, "talos-csr-signer: configuration error: %s\n", err);
+		/* No configuration: the log format as --log-format or LOG_FORMAT says, else JSON. */
+		enum log_format lf = LOG_JSON;
+		const char     *want = getenv("LOG_FORMAT");
+		int             i;
+
+		for (i = 1; i < argc; i++)
+			if (strncmp(argv[i], "--log-format=", 13) == 0)
+				want = argv[i] + 13;
+			else if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc)
+				want = argv[++i];
+		if (want == NULL || log_format_parse(want, &lf) == -1)
+			lf = LOG_JSON;
+		log_init(lf, LOG_INFO);
+		startup_error("configuration error", err);
 		config_free(&cfg);
 		return 1;
 	}
@@ -146,6 +170,11 @@ main(int argc, char **argv)
 
 	if ((store = credstore_new()) == NULL || (src = credsrc_new(store)) == NULL)
 		fatalx("out of memory");
+	/* First, so that probes answer (and /readyz says why) before any credential. */
+	if (httpd_start(cfg.http_addr, store, &http, err, sizeof(err)) == -1) {
+		startup_error("configuration error", err);
+		goto out;
+	}
 	if (kube_global_init() == -1)
 		fatalx("curl_global_init failed");
 	if (config_kube_mode(&cfg)) {
@@ -153,7 +182,7 @@ main(int argc, char **argv)
 		if ((kube = kube_new(&cfg, err, sizeof(err))) == NULL ||
 		    (watcher = watch_new(kube, &cfg, src, expect, err, sizeof(err))) == NULL ||
 		    (events = events_new(kube, &cfg, err, sizeof(err))) == NULL) {
-			fprintf(stderr, "talos-csr-signer: configuration error: %s\n", err);
+			startup_error("configuration error", err);
 			goto out;
 		}
 		fgroups = expect & ~watch_groups(watcher);
@@ -165,7 +194,7 @@ main(int argc, char **argv)
 		if ((files = filesrc_new(&cfg, src, fgroups, expect)) == NULL)
 			fatalx("out of memory");
 		if (filesrc_load(files, err, sizeof(err)) == -1) {
-			fprintf(stderr, "talos-csr-signer: configuration error: %s\n", err);
+			startup_error("configuration error", err);
 			goto out;
 		}
 		if (filesrc_start(files) == -1)
@@ -184,11 +213,7 @@ main(int argc, char **argv)
 		 cfg.rate_limit_rps, cfg.rate_limit_burst, (size_t)cfg.rate_limit_table)) == NULL)
 		fatalx("out of memory");
 	if ((srv = grpcsrv_start(&cfg, store, rl, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "talos-csr-signer: %s\n", err);
-		goto out;
-	}
-	if (httpd_start(cfg.http_addr, store, &http, err, sizeof(err)) == -1) {
-		fprintf(stderr, "talos-csr-signer: configuration error: %s\n", err);
+		startup_error("cannot serve", err);
 		goto out;
 	}
 	{

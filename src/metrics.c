@@ -140,7 +140,7 @@ render_requests(struct sbuf *o)
 	    "# HELP talos_csr_signer_requests_total Certificate requests by result.\n"
 	    "# TYPE talos_csr_signer_requests_total counter\n");
 	for (i = 0; i < AK__MAX; i++) {
-		if (i == AK_CREDS_ROTATED || i == AK_CREDS_INVALID)
+		if (audit_is_creds((enum audit_kind)i))
 			continue;
 		rc |= addf(o, "talos_csr_signer_requests_total{result=\"%s\"} %llu\n",
 		    audit_result_label((enum audit_kind)i),
@@ -221,6 +221,9 @@ render_counters(struct sbuf *o)
 		{ "talos_csr_signer_events_posted_total", "Kubernetes Events posted." },
 		{ "talos_csr_signer_events_dropped_total",
 		    "Kubernetes Events dropped (queue full or capped)." },
+		{ "talos_csr_signer_token_format_warnings_total",
+		    "Credential loads with a token that does not look like a Talos token "
+		    "([a-z0-9]{6}.[a-z0-9]{16})." },
 	};
 	int i, rc = 0;
 

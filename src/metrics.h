@@ -20,6 +20,7 @@ enum metric_counter {
 	MC_WATCH_RESTARTS,
 	MC_EVENTS_POSTED,
 	MC_EVENTS_DROPPED,
+	MC_TOKEN_FORMAT, /* credentials published with a token not shaped like Talos's */
 	MC__MAX
 };
 

@@ -26,6 +26,7 @@ static const struct secret_key ca_keys[] = {
 	{ "tls.key", CF_CA_KEY, 0 },
 	{ "token", CF_TOKEN, 0 },
 	{ "accepted-cas.crt", CF_ACCEPTED_CAS, 1 },
+	{ "accepted-tokens", CF_ACCEPTED_TOKENS, 1 },
 };
 
 static const struct secret_key tls_keys[] = {
@@ -149,4 +150,43 @@ secret_json_free(cJSON *doc)
 		return;
 	wipe_tree(doc);
 	cJSON_Delete(doc);
+}
+
+int
+secret_decode_list(const void *body, size_t len, enum secret_kind kind, const char *label,
+    struct creds_input *in, char *err, size_t errlen)
+{
+	cJSON       *doc;
+	const cJSON *items, *item;
+	int          rc = -1;
+
+	if ((doc = cJSON_ParseWithLength((const char *)body, len)) == NULL ||
+	    !cJSON_IsArray(items = cJSON_GetObjectItemCaseSensitive(doc, "items"))) {
+		snprintf(err, errlen, "Secret %s: the answer is not a SecretList", label);
+		goto out;
+	}
+	if ((item = cJSON_GetArrayItem(items, 0)) == NULL) {
+		snprintf(err, errlen, "Secret %s: not found", label);
+		goto out;
+	}
+	rc = secret_decode(item, kind, label, in, err, errlen);
+out:
+	secret_json_free(doc);
+	return rc;
+}
+
+char *
+secret_status_message(const void *body, size_t len, char *buf, size_t buflen)
+{
+	cJSON       *doc;
+	const cJSON *m;
+
+	buf[0] = '\0';
+	if (len == 0 || (doc = cJSON_ParseWithLength((const char *)body, len)) == NULL)
+		return buf;
+	m = cJSON_GetObjectItemCaseSensitive(doc, "message");
+	if (cJSON_IsString(m))
+		snprintf(buf, buflen, "%s", m->valuestring);
+	secret_json_free(doc);
+	return buf;
 }

@@ -48,6 +48,17 @@ void secret_meta(
 int secret_decode(const struct cJSON *obj, enum secret_kind kind, const char *label,
     struct creds_input *in, char *err, size_t errlen);
 
+/*
+ * Decodes the one Secret of a SecretList answer (a LIST with a name field
+ * selector, as the watcher and `check` read it) like secret_decode().
+ * -1 with "not found" in err when the list is empty.
+ */
+int secret_decode_list(const void *body, size_t len, enum secret_kind kind, const char *label,
+    struct creds_input *in, char *err, size_t errlen);
+
+/* The `message` of a Kubernetes Status body into buf ("" if none). Returns buf. */
+char *secret_status_message(const void *body, size_t len, char *buf, size_t buflen);
+
 /* Wipes every string in the tree, then cJSON_Delete(). NULL is fine. */
 void secret_json_free(struct cJSON *);
 

@@ -244,11 +244,37 @@ set_serial(X509 *x, struct signer_result *r)
 	return ok;
 }
 
+/*
+ * The digest the certificate is signed with, as trustd chooses it: the CSR's
+ * own signature algorithm whenever it fits the CA key (trustd sets the
+ * template's SignatureAlgorithm from the CSR, and Go refuses one that does not
+ * match the CA key). An RSA CA with a sha512WithRSAEncryption CSR signs
+ * SHA512-RSA; an ECDSA CA signs with the CSR's ECDSA hash whatever its curve;
+ * Ed25519 is always pure. Where it cannot fit (the worker's key family differs
+ * from the CA's, which trustd refuses, or a hash trustd would not sign with),
+ * our own choice from the CA key: SHA-256, SHA-384 for P-384, SHA-512 for P-521.
+ * RSA-PSS CSRs get PKCS#1 v1.5 with the CSR's hash (XXX: trustd would sign PSS;
+ * no Talos release sends a PSS CSR).
+ */
 static const EVP_MD *
-sign_md(enum key_type t)
+sign_md(enum key_type ca, const X509_ALGOR *csr_alg)
 {
-	switch (t) {
-	case KEY_ED25519: return NULL;
+	const ASN1_OBJECT *obj = NULL;
+	int                mdnid = NID_undef, pknid = NID_undef, fits;
+
+	if (ca == KEY_ED25519)
+		return NULL;
+	if (csr_alg != NULL) {
+		X509_ALGOR_get0(&obj, NULL, NULL, csr_alg);
+		if (OBJ_find_sigid_algs(OBJ_obj2nid(obj), &mdnid, &pknid) &&
+		    (mdnid == NID_sha256 || mdnid == NID_sha384 || mdnid == NID_sha512)) {
+			fits = ca == KEY_RSA ? pknid == NID_rsaEncryption || pknid == NID_rsassaPss
+					     : pknid == NID_X9_62_id_ecPublicKey;
+			if (fits)
+				return EVP_get_digestbynid(mdnid);
+		}
+	}
+	switch (ca) {
 	case KEY_ECDSA_P384: return EVP_sha384();
 	case KEY_ECDSA_P521: return EVP_sha512();
 	default: return EVP_sha256();
@@ -402,6 +428,18 @@ fast_verify(const CSR_RAW *csr, EVP_PKEY *pub)
 		(size_t)csr->info->enc.len) == 1;
 	EVP_MD_CTX_free(ctx);
 	return ok;
+}
+
+/* The CSR's signature algorithm, from whichever path read it. */
+static const X509_ALGOR *
+csr_sig_alg(const X509_REQ *req, const CSR_RAW *raw)
+{
+	const X509_ALGOR *alg = NULL;
+
+	if (raw != NULL)
+		return raw->sig_alg;
+	X509_REQ_get0_signature(req, NULL, &alg);
+	return alg;
 }
 
 /*
@@ -607,7 +645,7 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 		log_ssl("signer: authorityKeyIdentifier");
 		goto out;
 	}
-	if (X509_sign(x, c->ca_key, sign_md(c->ca_type)) <= 0) {
+	if (X509_sign(x, c->ca_key, sign_md(c->ca_type, csr_sig_alg(req, raw))) <= 0) {
 		log_ssl("signer: X509_sign");
 		goto out;
 	}

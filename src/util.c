@@ -241,6 +241,9 @@ util_parse_duration_ms(const char *s, int64_t *ms)
 		if (strncmp(p, "ms", 2) == 0) {
 			unit = 1;
 			p += 2;
+		} else if (*p == 'd') {
+			unit = 86400e3;
+			p++;
 		} else if (*p == 'h') {
 			unit = 3600e3;
 			p++;

@@ -48,10 +48,13 @@ void freezero(void *p, size_t len);
 int util_base64_decode(const char *in, size_t inlen, struct sbuf *out);
 
 /*
- * Parses a duration: Go style ("90s", "10m", "1h30m", "250ms") or plain
- * seconds ("3600"). Stores milliseconds. 0 or -1.
+ * Parses a duration: Go style ("90s", "10m", "1h30m", "250ms"), plus days
+ * ("1d", "7d12h"), or plain seconds ("3600"). Stores milliseconds. 0 or -1.
  */
 int util_parse_duration_ms(const char *, int64_t *ms);
+/* What util_parse_duration_ms() accepts, for error messages. */
+#define UTIL_DURATION_FORMAT "a duration such as 1d, 24h, 1h30m, 90s, 250ms or plain seconds"
+
 /* Formats milliseconds back as "24h0m0s"-like text. */
 void util_format_duration(int64_t ms, char *buf, size_t len);
 

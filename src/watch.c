@@ -44,6 +44,7 @@
 #include "audit.h"
 #include "config.h"
 #include "credsrc.h"
+#include "credstore.h"
 #include "kube.h"
 #include "log.h"
 #include "metrics.h"
@@ -247,23 +248,60 @@ rnd(struct watch *w)
 	return w->rng * 2685821657736338717ULL;
 }
 
-/* Logs a failure only when it differs from the last one of this target. */
-static void fail_note(struct target *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * Logs a failure only when it differs from the last one of this target, and
+ * tells /readyz what the source is waiting for. 1 when it is a new failure.
+ */
+static int fail_note(struct target *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void
+static int
 fail_note(struct target *t, const char *fmt, ...)
 {
-	char    msg[256];
+	char    msg[256], waiting[CREDSTORE_WAITING_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (strcmp(msg, t->last_err) != 0) {
-		log_warnx("watch %s: %s", t->label, msg);
-		snprintf(t->last_err, sizeof(t->last_err), "%s", msg);
-	} else
+	if (strcmp(msg, t->last_err) == 0) {
 		log_debug("watch %s: %s", t->label, msg);
+		return 0;
+	}
+	log_warnx("watch %s: %s", t->label, msg);
+	snprintf(t->last_err, sizeof(t->last_err), "%s", msg);
+	snprintf(waiting, sizeof(waiting), "waiting for %s: %s", t->label, msg);
+	credsrc_set_waiting(t->w->cs, waiting);
+	return 1;
+}
+
+/*
+ * A 403 or 404 from the API server: a missing RBAC verb, a wrong namespace
+ * or a Secret name typo. Posts a Warning Event naming the Secret and the
+ * verb the ServiceAccount needs (once per change; retries back off).
+ */
+static void
+access_failed(struct target *t, const char *verb, long status, const char *why)
+{
+	struct audit_rec ar;
+	char             note[640];
+
+	if (!fail_note(t, "%s: %s", verb, why))
+		return;
+	if (status == 403)
+		snprintf(note, sizeof(note),
+		    "cannot %s %s (%s): the ServiceAccount needs the \"%s\" verb on secrets "
+		    "in namespace %s; retrying with backoff",
+		    verb, t->label, why, verb, t->ns);
+	else
+		snprintf(note, sizeof(note),
+		    "cannot %s %s (%s): check the namespace and the Secret name; retrying with "
+		    "backoff",
+		    verb, t->label, why);
+	memset(&ar, 0, sizeof(ar));
+	ar.kind = AK_SECRET_ACCESS;
+	ar.message = note;
+	ar.related = t->label;
+	audit_emit(&ar);
 }
 
 static void
@@ -272,6 +310,7 @@ healthy(struct target *t)
 	if (t->last_err[0] != '\0') {
 		log_info("watch %s: recovered", t->label);
 		t->last_err[0] = '\0';
+		credsrc_set_waiting(t->w->cs, "");
 	}
 	t->retried_401 = 0;
 }
@@ -407,6 +446,9 @@ absent(struct target *t)
 	    "if any, keep serving)",
 	    t->label);
 	report_invalid(t, note);
+	snprintf(note, sizeof(note), "waiting for %s: not found (check the name and the namespace)",
+	    t->label);
+	credsrc_set_waiting(t->w->cs, note);
 }
 
 static void
@@ -552,7 +594,10 @@ list_done(struct target *t)
 	}
 	if (st != 200) {
 		status_reason(t->call, why, sizeof(why));
-		fail_note(t, "list: %s", why);
+		if (st == 403 || st == 404)
+			access_failed(t, "list", st, why);
+		else
+			fail_note(t, "list: %s", why);
 		backoff(t, WATCH_LIST, kube_call_retry_after(t->call) * 1000);
 		return;
 	}
@@ -624,7 +669,10 @@ stream_done(struct target *t)
 	}
 	if (st / 100 != 2) {
 		status_reason(t->call, why, sizeof(why));
-		fail_note(t, "watch: %s", why);
+		if (st == 403 || st == 404)
+			access_failed(t, "watch", st, why);
+		else
+			fail_note(t, "watch: %s", why);
 	}
 	backoff(t, WATCH_LIST, kube_call_retry_after(t->call) * 1000);
 }

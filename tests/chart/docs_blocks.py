@@ -16,9 +16,9 @@ A block that cannot run here carries, on the line right above its fence:
 Skipped blocks are never silent: each is printed with its reason, and the
 set of skipped blocks must be exactly tests/chart/docs-skipped.txt, the
 reviewed list ("FILE: FIRST LINE OF THE BLOCK -- WHY"), or the run fails.
-Another suite may run some blocks itself (the rotation runbooks of
-docs/operations.md against the apiserver): it marks them
-<!-- docs-test: skip: run by tests/... --> and they are listed here too.
+A block whose first line is "# runbook: NAME STEP" is a rotation runbook
+step that tests/runbook/run.sh runs against the apiserver with workers
+asking: it is skipped here for that reason, and listed like the others.
 
 usage: docs_blocks.py [--list]      (--list: print the blocks and exit)
 Ends with "N passed, M failed"; exits 1 on any failure.
@@ -56,7 +56,11 @@ def blocks(path):
             prev -= 1
         mark = MARK.match(lines[prev]) if prev >= 0 else None
         if info in RUN_INFO:
-            out.append({"line": i + 1, "body": "\n".join(body), "skip": mark.group(1) if mark else None})
+            skip = mark.group(1) if mark else None
+            first = next((l.strip() for l in body if l.strip()), "")
+            if skip is None and first.startswith("# runbook:"):
+                skip = "a rotation runbook step, run by make test-runbook (tests/runbook/run.sh)"
+            out.append({"line": i + 1, "body": "\n".join(body), "skip": skip})
         i = j + 1
     return out
 

@@ -117,6 +117,24 @@ for alg in ed25519 ecdsa; do
 done
 
 d="$work/ed25519"
+# A token migration: keep the workers' current token, or serve the bundle's and accept the current one.
+printf 'cur123.0123456789abcdef\n' >"$work/current-token"
+if "$tool" -t "$work/current-token" "$d/secrets.yaml" >"$work/keep.yaml" 2>"$work/keep-patch.yaml"; then
+	check "--token-file: the Secret keeps the current token" \
+		test "$(secret_field "$work/keep.yaml" token)" = cur123.0123456789abcdef
+	check "--token-file: the worker patch carries the current token" \
+		grep -q '^  token: cur123.0123456789abcdef$' "$work/keep-patch.yaml"
+else
+	ko "--token-file: tool exits 0 ($(cat "$work/keep-patch.yaml"))"
+fi
+if "$tool" -A "$work/current-token" "$d/secrets.yaml" >"$work/acc.yaml" 2>/dev/null; then
+	check "--accepted-tokens: the bundle's token serves" test "$(secret_field "$work/acc.yaml" token)" = "$token"
+	check "--accepted-tokens: the current token is accepted" \
+		test "$(secret_field "$work/acc.yaml" accepted-tokens)" = cur123.0123456789abcdef
+else
+	ko "--accepted-tokens: tool exits 0"
+fi
+
 # Output files and the worker patch file, accepted CAs.
 make_ca "$work/old" ecdsa
 if "$tool" -o "$work/s.yaml" -w "$work/p.yaml" -a "$work/old/ca.crt" \
@@ -146,6 +164,17 @@ expect_fail() { # expect_fail DESCRIPTION REGEX FILE [ARGS...]
 }
 grep -v '^    token:' "$d/secrets.yaml" >"$work/notoken.yaml"
 expect_fail "missing trustdinfo.token" 'field trustdinfo.token not found' "$work/notoken.yaml"
+if "$tool" -t "$work/current-token" -N "$d/secrets.yaml" >"$work/accnew.yaml" 2>/dev/null; then
+	check "--accept-new-token: the current token keeps serving" \
+		test "$(secret_field "$work/accnew.yaml" token)" = cur123.0123456789abcdef
+	check "--accept-new-token: the bundle's token is accepted" \
+		test "$(secret_field "$work/accnew.yaml" accepted-tokens)" = "$token"
+else
+	ko "--accept-new-token: tool exits 0"
+fi
+expect_fail "--accept-new-token without --token-file" 'needs --token-file' "$d/secrets.yaml" -N
+: >"$work/empty-tokens"
+expect_fail "empty --accepted-tokens file" 'holds no token' "$d/secrets.yaml" -A "$work/empty-tokens"
 make_ca "$work/other" ed25519
 awk -v k="$(base64 -w0 <"$work/other/ca.key.talos")" \
 	'/^    os:/ {os=1} os && /^        key:/ {print "        key: " k; next} {print}' \

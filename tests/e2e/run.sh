@@ -402,6 +402,92 @@ stop_daemon() {
 check "SIGTERM stops the daemon (aborting its open watches) with exit 0" stop_daemon
 check "it stopped within 3 s" test "$(cat "$WORK/out/stop.ms")" -lt 3000
 
+say "failures an operator can see: HTTP first, /readyz reasons, Events, check in Kubernetes mode"
+# A second daemon with its HTTP port, started on purpose with what goes wrong in real life.
+# probe_daemon NAME TOKEN_FILE ENV...: starts it; sets PD_PID and PD_HTTP; its log is $WORK/NAME.log.
+probe_daemon() {
+	local name=$1 tok=$2
+	shift 2
+	env -i PATH=/usr/bin:/bin TLS_SECRET="$TLS_SECRET" KUBE_NAMESPACE="$NS" \
+		KUBE_API_URL="$APISERVER_URL" KUBE_TOKEN_PATH="$tok" KUBE_CA_PATH="$APISERVER_CA" \
+		POD_NAME="$POD" POD_NAMESPACE="$NS" POD_UID="$POD_UID" PORT=0 LISTEN_ADDRESS=127.0.0.1 \
+		HTTP_ADDR=127.0.0.1:0 SHUTDOWN_GRACE=1s CA_SECRET="$CA_SECRET" "$@" "$BIN" >"$WORK/$name.log" 2>&1 &
+	PD_PID=$!
+	BG_PIDS+=("$PD_PID")
+	wait_for 15 grep -q '"msg":"http listening"' "$WORK/$name.log" || return 1
+	PD_HTTP=$(sed -n 's/.*"msg":"http listening".*"port":\([0-9]*\).*/\1/p' "$WORK/$name.log" | head -n 1)
+	[[ -n $PD_HTTP ]]
+}
+readyz() { curl -s -w ' %{http_code}' "http://127.0.0.1:$PD_HTTP/readyz"; }
+kc -n "$NS" create serviceaccount half >/dev/null
+kc -n "$NS" create role half --verb=create,patch --resource=events.events.k8s.io >/dev/null
+kc -n "$NS" create rolebinding half --role=half --serviceaccount="$NS:half" >/dev/null
+kc -n "$NS" create token half --duration=1h >"$WORK/half.token"
+check "missing RoleBinding: the HTTP port answers before any credential" probe_daemon half "$WORK/half.token"
+check "... /healthz 200" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$PD_HTTP/healthz) == 200 ]]"
+check "... /readyz 503 names the Secret, the 403 and the verb" wait_for 15 bash -c "r=\$(curl -s -w ' %{http_code}' http://127.0.0.1:$PD_HTTP/readyz)
+	[[ \$r == 'not ready: waiting for Secret $NS/$CA_SECRET: list: HTTP 403: '*'cannot list resource \"secrets\"'*' 503' ]] ||
+	[[ \$r == 'not ready: waiting for Secret $NS/$TLS_SECRET: list: HTTP 403: '*'cannot list resource \"secrets\"'*' 503' ]]"
+readyz >"$WORK/out/readyz-403.txt" || true
+echo "  what the operator sees: $(cat "$WORK/out/readyz-403.txt")"
+check "... a Warning Event SecretAccessFailed names the Secret and the missing verb" \
+	wait_for 20 event_match "e['reason']=='SecretAccessFailed' and e['type']=='Warning' and
+		'the ServiceAccount needs the \"list\" verb on secrets in namespace $NS' in e['note'] and
+		e.get('related',{}).get('kind')=='Secret'"
+events_json | "$PY" -c "import json,sys; [print('  Event:', e['type'], e['reason'], '-', e['note']) for e in json.load(sys.stdin)['items'] if e['reason']=='SecretAccessFailed'][:1]"
+kc -n "$NS" create rolebinding half-secrets --role="$SA" --serviceaccount="$NS:half" >/dev/null
+check "... after the RoleBinding is added, it serves without a restart (retried with backoff)" \
+	wait_for 45 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$PD_HTTP/readyz) == 200 ]]"
+kill -TERM "$PD_PID"; wait "$PD_PID" || true
+
+check "Secret name typo: serves HTTP, /readyz says which Secret is missing" probe_daemon typo "$WORK/sa.token" \
+	CA_SECRET=talos-caa
+# The Role names its Secrets, so a typo is a 403 on the name that was typed.
+check "... /readyz 503 names the mistyped Secret and the 403" wait_for 15 bash -c "[[ \$(curl -s -w ' %{http_code}' \
+	http://127.0.0.1:$PD_HTTP/readyz) == 'not ready: waiting for Secret $NS/talos-caa: list: HTTP 403: '*' 503' ]]"
+readyz >"$WORK/out/readyz-typo.txt" || true
+echo "  what the operator sees: $(cat "$WORK/out/readyz-typo.txt")"
+kill -TERM "$PD_PID"; wait "$PD_PID" || true
+
+# An expired serving certificate at start: the refusal names the serving Secret, not the CA Secret.
+mkdir -p "$WORK/pki-exp"
+cp "$WORK/pki2/ca.crt" "$WORK/pki2/ca.key" "$WORK/pki2/token" "$WORK/pki-exp/"
+"$TOOL" pki --family ecdsa --out "$WORK/pki-exp" --reuse-ca --keep-token --serving-ttl 1s >/dev/null
+sleep 2
+kc -n "$NS" create secret tls expired-tls --cert="$WORK/pki-exp/server.crt" --key="$WORK/pki-exp/server.key" \
+	>/dev/null
+kc -n "$NS" patch role "$SA" --type json -p '[{"op":"add","path":"/rules/0/resourceNames/-","value":"expired-tls"}]' \
+	>/dev/null
+check "expired serving certificate at start" probe_daemon expired "$WORK/sa.token" TLS_SECRET=expired-tls
+check "... the refusal names the serving Secret as the one at fault" wait_for 15 bash -c "grep '\"reason\":\"CredentialsInvalid\"' '$WORK/expired.log' |
+	grep -q '\"related\":\"Secret $NS/expired-tls\"'"
+check "... and its key, and says expired" bash -c "grep '\"reason\":\"CredentialsInvalid\"' '$WORK/expired.log' |
+	grep -q 'Secret $NS/expired-tls key tls.crt: serving certificate: expired'"
+grep -m1 '"reason":"CredentialsInvalid"' "$WORK/expired.log" | sed 's/^/  log: /' || true
+kill -TERM "$PD_PID"; wait "$PD_PID" || true
+
+# check, in Kubernetes mode, before installing: the same Secrets, through the same account.
+kcheck() {
+	env -i PATH=/usr/bin:/bin CA_SECRET="$CA_SECRET" TLS_SECRET="$1" KUBE_NAMESPACE="$NS" \
+		KUBE_API_URL="$APISERVER_URL" KUBE_TOKEN_PATH="$2" KUBE_CA_PATH="$APISERVER_CA" "$BIN" check
+}
+rc=0
+kcheck "$TLS_SECRET" "$WORK/sa.token" >"$WORK/out/kcheck-ok.txt" 2>&1 || rc=$?
+check "check in Kubernetes mode: reads both Secrets and would serve (exit $rc)" bash -c "(( $rc <= 1 )) &&
+	grep -q 'CA_SECRET: Secret $NS/$CA_SECRET read from' '$WORK/out/kcheck-ok.txt' &&
+	grep -q 'daemon would load and serve' '$WORK/out/kcheck-ok.txt'"
+kc -n "$NS" create serviceaccount nobody >/dev/null
+kc -n "$NS" create token nobody --duration=1h >"$WORK/nobody.token"
+rc=0
+kcheck "$TLS_SECRET" "$WORK/nobody.token" >"$WORK/out/kcheck-403.txt" 2>&1 || rc=$?
+check "check in Kubernetes mode without RBAC: exit 2, the 403 and the verb named" bash -c "(( $rc == 2 )) &&
+	grep -Eq '^error +CA_SECRET \\(Secret $NS/$CA_SECRET\\): HTTP 403: .*cannot list resource' '$WORK/out/kcheck-403.txt'"
+sed 's/^/  check: /' "$WORK/out/kcheck-403.txt" | head -4
+rc=0
+kcheck expired-tls "$WORK/sa.token" >"$WORK/out/kcheck-exp.txt" 2>&1 || rc=$?
+check "check in Kubernetes mode: an expired serving Secret is an error naming it" bash -c "(( $rc == 2 )) &&
+	grep -q 'Secret $NS/expired-tls key tls.crt: serving certificate: expired' '$WORK/out/kcheck-exp.txt'"
+
 say "faults from fakeapi.py: 429, torn chunks, ERROR 410, oversized event, HTTP 410, 401 after a token rotation"
 F=$WORK/fake
 mkdir -p "$F/secrets" "$F/pki"

@@ -81,6 +81,18 @@ Test(config, flags_win_over_environment, .init = clean_env)
 	config_free(&c);
 }
 
+Test(config, durations_take_days, .init = clean_env)
+{
+	struct config c;
+	char          err[256];
+
+	setenv("TALOS_TOKEN", "t", 1);
+	setenv("CERT_TTL", "1d", 1);
+	cr_assert_eq(load(&c, NULL, 0, err), 0, "%s", err);
+	cr_assert_eq(c.cert_ttl_ms, 86400000LL);
+	config_free(&c);
+}
+
 Test(config, errors_name_the_setting, .init = clean_env)
 {
 	struct {
@@ -88,7 +100,10 @@ Test(config, errors_name_the_setting, .init = clean_env)
 	} cases[] = {
 		{ "PORT", "70000", "PORT: invalid value" },
 		{ "PORT", "abc", "PORT: invalid value" },
-		{ "CERT_TTL", "1d", "CERT_TTL: invalid value" },
+		{ "CERT_TTL", "1x",
+		    "CERT_TTL: invalid value \"1x\" (from environment): want a "
+		    "duration such as 1d, 24h" },
+		{ "CERT_BACKDATE", "soon", "want a duration such as 1d" },
 		{ "CERT_TTL", "30s", "CERT_TTL: must be at least 1m" },
 		{ "LOG_LEVEL", "loud", "LOG_LEVEL: invalid value" },
 		{ "ALLOWED_KEY_TYPES", "dsa", "ALLOWED_KEY_TYPES: invalid value" },

@@ -41,8 +41,8 @@ Test(creds, valid_and_bundle_order)
 	cr_assert_eq(c->ca_bundle[c->ca_bundle_len - 1], '\n');
 	cr_assert_eq(c->ca_type, KEY_ED25519);
 	cr_assert_gt(c->akid_len, 0);
-	cr_assert(util_token_ok(TU_TOKEN, strlen(TU_TOKEN), c->token_digest), "token trimmed");
-	cr_assert_not(util_token_ok(TU_TOKEN "x", strlen(TU_TOKEN) + 1, c->token_digest));
+	cr_assert(creds_token_ok(c, TU_TOKEN, strlen(TU_TOKEN)), "token trimmed");
+	cr_assert_not(creds_token_ok(c, TU_TOKEN "x", strlen(TU_TOKEN) + 1));
 	cr_assert(strstr(c->tls_key_pem, "-----BEGIN PRIVATE KEY-----") != NULL);
 	creds_release(c);
 	creds_input_free(&in);
@@ -195,4 +195,121 @@ Test(creds, input_digest_tracks_changes)
 	cr_assert_neq(memcmp(a, b, 32), 0);
 	creds_input_free(&in);
 	tu_pki_free(&pki);
+}
+
+struct seen {
+	char   text[8][512];
+	size_t n;
+};
+
+static void
+collect(void *arg, const char *msg)
+{
+	struct seen *s = arg;
+
+	if (s->n < 8)
+		snprintf(s->text[s->n++], sizeof(s->text[0]), "%s", msg);
+}
+
+Test(creds, accepted_tokens_each_accepted)
+{
+	struct tu_pki      pki;
+	struct creds_input in;
+	struct creds      *c;
+	struct seen        seen = { .n = 0 };
+	char               err[512];
+	const char        *more = "\n  newtok.0123456789abcdef  \n\nabc123.zzzzzzzzzzzzzzzz\n";
+
+	tu_pki_make(&pki, TU_P256);
+	tu_pki_input(&pki, &in);
+	creds_input_set(&in, CF_ACCEPTED_TOKENS, more, strlen(more), "ACCEPTED_TOKENS_PATH (test)");
+	c = creds_validate(&in, (long long)time(NULL), collect, &seen, err, sizeof(err));
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->ntokens, 3, "machine token plus two accepted (blank lines skipped)");
+	cr_assert(creds_token_ok(c, TU_TOKEN, strlen(TU_TOKEN)), "the machine token");
+	cr_assert(creds_token_ok(c, "newtok.0123456789abcdef", 23), "an accepted token");
+	cr_assert(creds_token_ok(c, "abc123.zzzzzzzzzzzzzzzz", 23), "the last accepted token");
+	cr_assert_not(creds_token_ok(c, "newtok.0123456789abcdef ", 24), "presented exactly");
+	cr_assert_not(creds_token_ok(c, "other1.0123456789abcdef", 23));
+	cr_assert_not(creds_token_ok(c, "", 0), "an empty token matches no unused slot");
+	cr_assert_eq(c->odd_tokens, 0);
+	cr_assert_eq(seen.n, 0, "no warning for Talos-shaped tokens: %s", seen.text[0]);
+	creds_release(c);
+	creds_input_free(&in);
+	tu_pki_free(&pki);
+}
+
+Test(creds, odd_token_accepted_with_a_warning)
+{
+	struct tu_pki      pki;
+	struct creds_input in;
+	struct creds      *c;
+	struct seen        seen = { .n = 0 };
+	char               err[512];
+	const char        *tok = "3f9a1c2b7e", *more = "short\n";
+
+	tu_pki_make(&pki, TU_ED25519);
+	tu_pki_input(&pki, &in);
+	creds_input_set(&in, CF_TOKEN, tok, strlen(tok), "TOKEN_PATH (t)");
+	creds_input_set(&in, CF_ACCEPTED_TOKENS, more, strlen(more), "ACCEPTED_TOKENS_PATH (a)");
+	c = creds_validate(&in, (long long)time(NULL), collect, &seen, err, sizeof(err));
+	cr_assert_not_null(c, "%s", err);
+	cr_assert(creds_token_ok(c, tok, strlen(tok)), "accepted anyway");
+	cr_assert_eq(c->odd_tokens, 2);
+	cr_assert_eq(seen.n, 2);
+	cr_assert(strstr(seen.text[0], "TOKEN_PATH (t)") != NULL &&
+		strstr(seen.text[0], "does not look like a Talos token") != NULL,
+	    "%s", seen.text[0]);
+	cr_assert(strstr(seen.text[1], "ACCEPTED_TOKENS_PATH (a)") != NULL, "%s", seen.text[1]);
+	cr_assert(strstr(seen.text[0], tok) == NULL, "the token itself is never in a message");
+	creds_release(c);
+	creds_input_free(&in);
+	tu_pki_free(&pki);
+}
+
+Test(creds, too_many_accepted_tokens_refused)
+{
+	struct tu_pki      pki;
+	struct creds_input in;
+	char               err[512] = "", many[CREDS_MAX_TOKENS * 32];
+	size_t             i, o = 0;
+
+	for (i = 0; i < CREDS_MAX_TOKENS; i++)
+		o += (size_t)snprintf(many + o, sizeof(many) - o, "tok%03zu.0123456789abcdef\n", i);
+	tu_pki_make(&pki, TU_ED25519);
+	tu_pki_input(&pki, &in);
+	creds_input_set(&in, CF_ACCEPTED_TOKENS, many, o, "Secret ns/ca key accepted-tokens");
+	cr_assert_null(build(&in, err, sizeof(err)));
+	cr_assert(strstr(err, "Secret ns/ca key accepted-tokens") != NULL, "%s", err);
+	creds_input_free(&in);
+	tu_pki_free(&pki);
+}
+
+Test(creds, accepted_ca_must_be_a_ca)
+{
+	struct tu_pki      pki;
+	struct creds_input in;
+	char               err[512] = "";
+
+	tu_pki_make(&pki, TU_ED25519);
+	tu_pki_input(&pki, &in);
+	/* The serving certificate is no CA: workers would put it in their root pool. */
+	creds_input_set(
+	    &in, CF_ACCEPTED_CAS, pki.tls_pem, strlen(pki.tls_pem), "ACCEPTED_CAS_PATH (x)");
+	cr_assert_null(build(&in, err, sizeof(err)));
+	cr_assert(strstr(err, "ACCEPTED_CAS_PATH (x)") != NULL && strstr(err, "not a CA") != NULL,
+	    "%s", err);
+	creds_input_free(&in);
+	tu_pki_free(&pki);
+}
+
+Test(creds, rsa_ca_key_below_2048_refused)
+{
+	EVP_PKEY *small = tu_key(TU_RSA1024);
+	char      why[128];
+
+	/* The predicate both the daemon and `check` apply to a CA or serving key. */
+	cr_assert_not(creds_key_usable(small, why, sizeof(why)));
+	cr_assert(strstr(why, "1024") != NULL, "%s", why);
+	EVP_PKEY_free(small);
 }

@@ -8,11 +8,14 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <openssl/x509.h>
 
+#include "audit.h"
 #include "creds.h"
 #include "credsrc.h"
 #include "credstore.h"
 #include "log.h"
+#include "metrics.h"
 #include "testutil.h"
 
 #define ALL (CF_GROUP_CA | CF_GROUP_TLS)
@@ -49,7 +52,7 @@ Test(credsrc, keeps_last_good_and_skips_unchanged)
 	    CREDSRC_PUBLISHED, "%s", err);
 	cr_assert_eq(credstore_generation(st), 2);
 	c = credstore_acquire(st);
-	cr_assert(util_token_ok("zzzzzz.0123456789abcdef", 23, c->token_digest));
+	cr_assert(creds_token_ok(c, "zzzzzz.0123456789abcdef", 23));
 	creds_release(c);
 	creds_input_free(&in);
 	credsrc_free(cs);
@@ -85,6 +88,107 @@ Test(credsrc, waits_for_every_source)
 	creds_input_free(&in);
 	creds_input_free(&ca);
 	creds_input_free(&tls);
+	credsrc_free(cs);
+	credstore_free(st);
+	tu_pki_free(&pki);
+}
+
+struct seen_rec {
+	enum audit_kind kind[8];
+	char            related[8][160], message[8][600];
+	int             n;
+};
+
+static void
+sink(const struct audit_rec *r, void *arg)
+{
+	struct seen_rec *s = arg;
+
+	if (s->n < 8) {
+		s->kind[s->n] = r->kind;
+		snprintf(
+		    s->related[s->n], sizeof(s->related[0]), "%s", r->related ? r->related : "");
+		snprintf(
+		    s->message[s->n], sizeof(s->message[0]), "%s", r->message ? r->message : "");
+		s->n++;
+	}
+}
+
+/* An expired serving certificate noticed when the CA Secret arrives names the serving Secret. */
+Test(credsrc, refusal_names_the_source_at_fault)
+{
+	struct credstore  *st = credstore_new();
+	struct credsrc    *cs = credsrc_new(st);
+	struct tu_pki      pki;
+	struct creds_input in;
+	struct seen_rec    seen = { .n = 0 };
+	X509              *old;
+	char              *oldpem, err[512];
+
+	tu_pki_make(&pki, TU_ED25519);
+	old = tu_leaf(pki.ca, pki.ca_key, X509_get0_pubkey(pki.tls), "127.0.0.1", -7200, -3600);
+	oldpem = tu_cert_pem(old);
+	tu_pki_input(&pki, &in);
+	creds_input_set(&in, CF_TLS_CERT, oldpem, strlen(oldpem), "Secret ns/serving key tls.crt");
+	audit_set_sink(sink, &seen);
+	cr_assert_eq(
+	    credsrc_submit(cs, ALL, CF_GROUP_TLS, &in, "Secret ns/serving", err, sizeof(err)),
+	    CREDSRC_PENDING);
+	cr_assert_eq(credsrc_submit(cs, ALL, CF_GROUP_CA, &in, "Secret ns/ca", err, sizeof(err)),
+	    CREDSRC_INVALID);
+	audit_set_sink(NULL, NULL);
+	cr_assert_eq(seen.n, 1);
+	cr_assert_eq(seen.kind[0], AK_CREDS_INVALID);
+	cr_assert_str_eq(
+	    seen.related[0], "Secret ns/serving", "not the CA Secret that just arrived");
+	cr_assert(
+	    strstr(seen.message[0], "Secret ns/serving key tls.crt: serving certificate: expired"),
+	    "%s", seen.message[0]);
+	X509_free(old);
+	free(oldpem);
+	creds_input_free(&in);
+	credsrc_free(cs);
+	credstore_free(st);
+	tu_pki_free(&pki);
+}
+
+/* Served with a warning: one CredentialsWarning record per finding. */
+Test(credsrc, odd_token_warned_once_published)
+{
+	struct credstore  *st = credstore_new();
+	struct credsrc    *cs = credsrc_new(st);
+	struct tu_pki      pki;
+	struct creds_input in;
+	struct seen_rec    seen = { .n = 0 };
+	char               err[512];
+
+	tu_pki_make(&pki, TU_ED25519);
+	tu_pki_input(&pki, &in);
+	creds_input_set(&in, CF_TOKEN, "tooshort", 8, "Secret ns/ca key token");
+	audit_set_sink(sink, &seen);
+	cr_assert_eq(credsrc_submit(cs, ALL, ALL, &in, "Secret ns/ca", err, sizeof(err)),
+	    CREDSRC_PUBLISHED, "%s", err);
+	cr_assert_eq(
+	    credsrc_submit(cs, ALL, ALL, &in, "Secret ns/ca", err, sizeof(err)), CREDSRC_UNCHANGED);
+	audit_set_sink(NULL, NULL);
+	cr_assert_eq(seen.n, 1, "warned once, not on every unchanged resubmit");
+	cr_assert_eq(seen.kind[0], AK_CREDS_WARNING);
+	cr_assert_str_eq(seen.related[0], "Secret ns/ca");
+	cr_assert(
+	    strstr(seen.message[0], "does not look like a Talos token"), "%s", seen.message[0]);
+	cr_assert(strstr(seen.message[0], "tooshort") == NULL, "never the token itself");
+	{
+		struct sbuf m;
+
+		sbuf_init(&m, 1 << 20);
+		cr_assert_eq(metrics_render(&m), 0);
+		cr_assert_eq(sbuf_add(&m, "", 1), 0); /* NUL-terminate */
+		cr_assert(strstr((const char *)m.data,
+			      "\ntalos_csr_signer_token_format_warnings_total 1\n") != NULL,
+		    "counted once");
+		sbuf_free(&m);
+	}
+	creds_input_free(&in);
 	credsrc_free(cs);
 	credstore_free(st);
 	tu_pki_free(&pki);

@@ -120,7 +120,7 @@ Test(filesrc, kubelet_symlink_swap_and_broken_update, .timeout = 60)
 	cr_assert(wait_gen(st, 2), "symlink swap not picked up");
 	c = credstore_acquire(st);
 	cr_assert_eq(c->ca_type, KEY_ECDSA_P256);
-	cr_assert(util_token_ok("newtok.0123456789abcdef", 23, c->token_digest));
+	cr_assert(creds_token_ok(c, "newtok.0123456789abcdef", 23));
 	creds_release(c);
 
 	/* A broken CA key: the ECDSA credentials keep serving. */

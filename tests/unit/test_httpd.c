@@ -71,6 +71,15 @@ Test(httpd, readiness_rules)
 	cr_assert_eq(r.ready, 0);
 	cr_assert(strstr(r.reason, "no valid credentials") != NULL, "%s", r.reason);
 
+	/* What the source waits for (the watcher's 403, a missing Secret) is the reason. */
+	credstore_set_waiting(cs, "waiting for Secret tcs/talos-ca: list: HTTP 403: forbidden");
+	httpd_readiness(cs, now, &r);
+	cr_assert_eq(r.ready, 0);
+	cr_assert_str_eq(r.reason, "waiting for Secret tcs/talos-ca: list: HTTP 403: forbidden");
+	credstore_set_waiting(cs, "");
+	httpd_readiness(cs, now, &r);
+	cr_assert(strstr(r.reason, "no valid credentials") != NULL, "%s", r.reason);
+
 	credstore_publish(cs, c);
 	httpd_readiness(cs, now, &r);
 	cr_assert_eq(r.ready, 0, "credentials alone are not enough");

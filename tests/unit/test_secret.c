@@ -100,7 +100,7 @@ Test(secret, ca_secret_decodes_every_key_and_builds)
 	cr_assert(part_is(&in, CF_TLS_CERT, pki.tls_pem));
 	c = creds_build(&in, (long long)time(NULL), err, sizeof(err));
 	cr_assert_not_null(c, "%s", err);
-	cr_assert(util_token_ok(TU_TOKEN, strlen(TU_TOKEN), c->token_digest));
+	cr_assert(creds_token_ok(c, TU_TOKEN, strlen(TU_TOKEN)));
 	creds_release(c);
 	creds_input_free(&in);
 	secret_json_free(o);
@@ -253,4 +253,50 @@ Test(secret, through_the_assembler_a_broken_secret_keeps_the_last_good)
 	credstore_free(st);
 	tu_pki_free(&pki);
 	tu_pki_free(&pki2);
+}
+
+/* What `check` reads in Kubernetes mode: a LIST answer, and a Status on refusal. */
+Test(secret, list_answers_and_status_messages)
+{
+	struct tu_pki      pki;
+	struct creds_input in;
+	cJSON             *list, *items, *o, *data;
+	char              *body, err[512], msg[256];
+	const char *status = "{\"kind\":\"Status\",\"status\":\"Failure\",\"message\":\"secrets "
+			     "\\\"talos-ca\\\" is forbidden: cannot list resource\",\"code\":403}";
+
+	tu_pki_make(&pki, TU_ED25519);
+	o = secret_obj(NULL, &data); /* list items carry no kind */
+	put(data, "tls.crt", pki.ca_pem);
+	put(data, "tls.key", pki.ca_key_pem);
+	put(data, "token", TU_TOKEN);
+	put(data, "accepted-tokens", "newtok.0123456789abcdef\n");
+	list = cJSON_CreateObject();
+	items = cJSON_AddArrayToObject(list, "items");
+	cJSON_AddItemToArray(items, o);
+	body = cJSON_PrintUnformatted(list);
+	creds_input_init(&in);
+	cr_assert_eq(secret_decode_list(
+			 body, strlen(body), SECRET_CA, "tcs/talos-ca", &in, err, sizeof(err)),
+	    0, "%s", err);
+	cr_assert(part_is(&in, CF_ACCEPTED_TOKENS, "newtok.0123456789abcdef\n"));
+	cr_assert_str_eq(
+	    in.part[CF_ACCEPTED_TOKENS].origin, "Secret tcs/talos-ca key accepted-tokens");
+	creds_input_free(&in);
+	free(body);
+	secret_json_free(list);
+
+	creds_input_init(&in);
+	cr_assert_eq(
+	    secret_decode_list("{\"items\":[]}", 12, SECRET_CA, "tcs/typo", &in, err, sizeof(err)),
+	    -1);
+	cr_assert_str_eq(err, "Secret tcs/typo: not found");
+	cr_assert_eq(
+	    secret_decode_list("not json", 8, SECRET_CA, "tcs/x", &in, err, sizeof(err)), -1);
+	creds_input_free(&in);
+
+	cr_assert_str_eq(secret_status_message(status, strlen(status), msg, sizeof(msg)),
+	    "secrets \"talos-ca\" is forbidden: cannot list resource");
+	cr_assert_str_eq(secret_status_message("", 0, msg, sizeof(msg)), "");
+	tu_pki_free(&pki);
 }

@@ -78,7 +78,13 @@ Test(util, durations)
 	cr_assert_eq(util_parse_duration_ms("1.5s", &ms), 0);
 	cr_assert_eq(ms, 1500);
 	cr_assert_eq(util_parse_duration_ms("", &ms), -1);
-	cr_assert_eq(util_parse_duration_ms("5d", &ms), -1);
+	cr_assert_eq(
+	    util_parse_duration_ms("1d", &ms), 0, "days, as check --warn-within takes them");
+	cr_assert_eq(ms, 86400000);
+	cr_assert_eq(util_parse_duration_ms("7d12h", &ms), 0);
+	cr_assert_eq(ms, (7 * 24 + 12) * 3600000LL);
+	cr_assert_eq(util_parse_duration_ms("5w", &ms), -1);
+	cr_assert_eq(util_parse_duration_ms("d", &ms), -1);
 	cr_assert_eq(util_parse_duration_ms("-5s", &ms), -1);
 	cr_assert_eq(util_parse_duration_ms("h", &ms), -1);
 	util_format_duration(86400000, buf, sizeof(buf));

@@ -191,6 +191,13 @@ char *
 tu_csr_pem(EVP_PKEY *key, const char *cn, const char *org, const char *const *dns,
     const char *const *ips, int with_email)
 {
+	return tu_csr_pem_md(key, md_for(key), cn, org, dns, ips, with_email);
+}
+
+char *
+tu_csr_pem_md(EVP_PKEY *key, const EVP_MD *md, const char *cn, const char *org,
+    const char *const *dns, const char *const *ips, int with_email)
+{
 	X509_REQ                 *r = X509_REQ_new();
 	X509_NAME                *n = X509_NAME_new();
 	STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
@@ -225,7 +232,7 @@ tu_csr_pem(EVP_PKEY *key, const char *cn, const char *org, const char *const *dn
 		X509_REQ_add_extensions(r, exts);
 	}
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-	cr_assert(X509_REQ_sign(r, key, md_for(key)) > 0);
+	cr_assert(X509_REQ_sign(r, key, md) > 0);
 	PEM_write_bio_X509_REQ(b, r);
 	X509_REQ_free(r);
 	return bio_string(b);

@@ -34,6 +34,9 @@ char *tu_key_pem_traditional(EVP_PKEY *);
  */
 char *tu_csr_pem(EVP_PKEY *key, const char *cn, const char *org, const char *const *dns,
     const char *const *ips, int with_email);
+/* The same, signed with `md` (NULL for Ed25519) instead of SHA-256. */
+char *tu_csr_pem_md(EVP_PKEY *key, const EVP_MD *md, const char *cn, const char *org,
+    const char *const *dns, const char *const *ips, int with_email);
 
 /* A complete valid input: CA of `fam`, serving cert for 127.0.0.1, token "abcdef.0123456789abcdef". */
 struct tu_pki {

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/tls"
 	stdx509 "crypto/x509"
 	"crypto/x509/pkix"
@@ -42,6 +43,10 @@ type expectations struct {
 	issuer   *stdx509.Certificate   // expected issuing CA (nil: the last cert of `ca`)
 	start    time.Time              // when the call started
 	end      time.Time              // when the answer arrived
+	// trustd: the issuing CA with its key. When set, the certificate is
+	// compared field by field with the one siderolabs/crypto (trustd's
+	// signer) issues for the same CSR and CA.
+	trustd *x509.CertificateAuthority
 }
 
 // checkSummary is what a successful check reports.
@@ -244,9 +249,13 @@ func checkProfile(leaf *stdx509.Certificate, req *stdx509.CertificateRequest, is
 		fail("notAfter %s, want about %s after the call (%s)", leaf.NotAfter.UTC().Format(time.RFC3339), exp.ttl, exp.start.UTC().Format(time.RFC3339))
 	}
 
-	// Signature algorithm chosen from the CA key.
-	if want := sigAlgsFor(issuer); !slices.Contains(want, leaf.SignatureAlgorithm) {
-		fail("signature algorithm %s, want one of %v for a %s CA", leaf.SignatureAlgorithm, want, keyFamily(issuer.PublicKey))
+	// Signature algorithm: trustd's, the CSR's own whenever it fits the CA key.
+	if want := trustdSigAlg(issuer, req); leaf.SignatureAlgorithm != want {
+		fail("signature algorithm %s, want %s (CSR signed %s, %s CA)", leaf.SignatureAlgorithm, want, req.SignatureAlgorithm, keyFamily(issuer.PublicKey))
+	}
+
+	if exp.trustd != nil {
+		compareWithTrustd(leaf, req, exp, fail)
 	}
 
 	// The issued key is the CSR's key.
@@ -275,25 +284,136 @@ func withoutOrganization(in pkix.RDNSequence) pkix.RDNSequence {
 	return out
 }
 
-func sigAlgsFor(ca *stdx509.Certificate) []stdx509.SignatureAlgorithm {
+// trustdSigAlg is the signature algorithm trustd's certificate carries:
+// siderolabs/crypto copies the CSR's, and Go signs with it whenever it fits
+// the CA key. Where it does not (a worker key of another family), trustd
+// refuses and the daemon chooses from the CA key: ECDSA SHA-256 (SHA-384 for
+// P-384, SHA-512 for P-521), SHA256-RSA, pure Ed25519.
+func trustdSigAlg(ca *stdx509.Certificate, req *stdx509.CertificateRequest) stdx509.SignatureAlgorithm {
+	csr := req.SignatureAlgorithm
+
 	switch k := ca.PublicKey.(type) {
 	case *ecdsa.PublicKey:
+		if slices.Contains([]stdx509.SignatureAlgorithm{stdx509.ECDSAWithSHA256, stdx509.ECDSAWithSHA384, stdx509.ECDSAWithSHA512}, csr) {
+			return csr
+		}
+
 		switch k.Curve {
 		case elliptic.P384():
-			return []stdx509.SignatureAlgorithm{stdx509.ECDSAWithSHA384}
+			return stdx509.ECDSAWithSHA384
 		case elliptic.P521():
-			return []stdx509.SignatureAlgorithm{stdx509.ECDSAWithSHA512}
+			return stdx509.ECDSAWithSHA512
 		default:
-			return []stdx509.SignatureAlgorithm{stdx509.ECDSAWithSHA256}
+			return stdx509.ECDSAWithSHA256
 		}
-	case interface{ Size() int }: // *rsa.PublicKey
-		return []stdx509.SignatureAlgorithm{
-			stdx509.SHA256WithRSA, stdx509.SHA384WithRSA, stdx509.SHA512WithRSA,
-			stdx509.SHA256WithRSAPSS, stdx509.SHA384WithRSAPSS, stdx509.SHA512WithRSAPSS,
+	case *rsa.PublicKey:
+		if slices.Contains([]stdx509.SignatureAlgorithm{stdx509.SHA256WithRSA, stdx509.SHA384WithRSA, stdx509.SHA512WithRSA}, csr) {
+			return csr
 		}
+
+		return stdx509.SHA256WithRSA
 	default:
-		return []stdx509.SignatureAlgorithm{stdx509.PureEd25519}
+		return stdx509.PureEd25519
 	}
+}
+
+// compareWithTrustd issues, with siderolabs/crypto exactly as trustd calls it
+// (KeyUsage digitalSignature, ExtKeyUsage serverAuth, Organization removed),
+// a certificate for the same CSR from the same CA, and compares: signature
+// algorithm, every extension (OID, criticality and value), subject, issuer,
+// SANs and validity length (trustd's 24 h plus the daemon's backdate). For a
+// cross-family CSR, which trustd refuses, the reference is trustd's answer to
+// the same request from a worker whose key fits the CA (the Talos 1.11+
+// shape); everything but the key-dependent signature algorithm is compared.
+func compareWithTrustd(leaf *stdx509.Certificate, req *stdx509.CertificateRequest, exp expectations, fail func(string, ...any)) {
+	ca := exp.trustd
+	opts := []x509.Option{
+		x509.KeyUsage(stdx509.KeyUsageDigitalSignature),
+		x509.ExtKeyUsage([]stdx509.ExtKeyUsage{stdx509.ExtKeyUsageServerAuth}),
+		x509.OverrideSubject(func(n *pkix.Name) { n.Organization = nil }),
+	}
+
+	ref, err := x509.NewCertificateFromCSR(ca.Crt, ca.Key, req, opts...)
+	crossFamily := err != nil
+
+	if crossFamily {
+		if !strings.Contains(err.Error(), "does not match private key type") {
+			fail("trustd's signer refused the CSR: %v", err)
+
+			return
+		}
+
+		same, _, err2 := x509.NewCSRAndIdentityFromCA(ca.Crt, x509.CommonName(req.Subject.CommonName),
+			x509.Organization(req.Subject.Organization...), x509.DNSNames(req.DNSNames), x509.IPAddresses(req.IPAddresses))
+		if err2 != nil {
+			fail("reference CSR: %v", err2)
+
+			return
+		}
+
+		sameReq, err2 := stdx509.ParseCertificateRequest(csrDER(same))
+		if err2 != nil {
+			fail("reference CSR: %v", err2)
+
+			return
+		}
+
+		if ref, err = x509.NewCertificateFromCSR(ca.Crt, ca.Key, sameReq, opts...); err != nil {
+			fail("trustd's signer refused a CSR that fits the CA: %v", err)
+
+			return
+		}
+	}
+
+	want := ref.X509Certificate
+
+	if !crossFamily && leaf.SignatureAlgorithm != want.SignatureAlgorithm {
+		fail("trustd: signature algorithm %s, trustd's %s", leaf.SignatureAlgorithm, want.SignatureAlgorithm)
+	}
+
+	if leaf.Version != want.Version {
+		fail("trustd: version %d, trustd's %d", leaf.Version, want.Version)
+	}
+
+	if got, w := extensionSummary(leaf), extensionSummary(want); got != w {
+		fail("trustd: extensions %s, trustd's %s", got, w)
+	}
+
+	if !bytes.Equal(leaf.RawSubject, want.RawSubject) {
+		fail("trustd: subject %q, trustd's %q", leaf.Subject, want.Subject)
+	}
+
+	if !bytes.Equal(leaf.RawIssuer, want.RawIssuer) {
+		fail("trustd: issuer %q, trustd's %q", leaf.Issuer, want.Issuer)
+	}
+
+	if !slices.Equal(leaf.DNSNames, want.DNSNames) ||
+		!slices.EqualFunc(leaf.IPAddresses, want.IPAddresses, func(a, b net.IP) bool { return a.Equal(b) }) {
+		fail("trustd: SANs %v %v, trustd's %v %v", leaf.DNSNames, leaf.IPAddresses, want.DNSNames, want.IPAddresses)
+	}
+
+	// trustd issues for 24 h from now; the daemon for CERT_TTL from now,
+	// with notBefore backdated by CERT_BACKDATE.
+	got := leaf.NotAfter.Sub(leaf.NotBefore) - exp.backdate
+	wantLen := want.NotAfter.Sub(want.NotBefore) + exp.ttl - 24*time.Hour
+
+	if d := got - wantLen; d < -time.Second || d > time.Second {
+		fail("trustd: validity %s (+%s backdate), trustd's %s for CERT_TTL %s", got, exp.backdate, want.NotAfter.Sub(want.NotBefore), exp.ttl)
+	}
+}
+
+// extensionSummary renders every extension as OID, criticality and value, in
+// OID order (the order of extensions carries no meaning).
+func extensionSummary(c *stdx509.Certificate) string {
+	parts := make([]string, 0, len(c.Extensions))
+
+	for _, e := range c.Extensions {
+		parts = append(parts, fmt.Sprintf("%s(critical=%t)=%x", e.Id, e.Critical, e.Value))
+	}
+
+	slices.Sort(parts)
+
+	return "[" + strings.Join(parts, " ") + "]"
 }
 
 func publicKeysEqual(a, b any) bool {

@@ -43,11 +43,61 @@ func newTalosCA(family string) (*x509.CertificateAuthority, error) {
 		opts = append(opts, x509.ECDSA(true))
 	case "rsa":
 		opts = append(opts, x509.RSA(true)) // 4096 bits, SHA512WithRSA
+	case "ecdsa384":
+		return newP384CA(now)
 	default:
-		return nil, fmt.Errorf("unknown CA family %q (ed25519, ecdsa, rsa)", family)
+		return nil, fmt.Errorf("unknown CA family %q (ed25519, ecdsa, ecdsa384, rsa)", family)
 	}
 
 	return x509.NewSelfSignedCertificateAuthority(opts...)
+}
+
+// newP384CA makes a machine CA like newTalosCA's ECDSA one but on P-384
+// (siderolabs/crypto only generates P-256 CA keys; an operator may bring
+// their own): the same template, self-signed with ECDSA-SHA384.
+func newP384CA(now time.Time) (*x509.CertificateAuthority, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+
+	serial, err := x509.NewSerialNumber()
+	if err != nil {
+		return nil, err
+	}
+
+	skid, err := x509.NewSubjectKeyID()
+	if err != nil {
+		return nil, err
+	}
+
+	tmpl := &stdx509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{Organization: []string{"talos"}},
+		SubjectKeyId:          skid,
+		SignatureAlgorithm:    stdx509.ECDSAWithSHA384,
+		NotBefore:             now,
+		NotAfter:              now.Add(caValidity),
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		KeyUsage:              stdx509.KeyUsageCertSign | stdx509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []stdx509.ExtKeyUsage{stdx509.ExtKeyUsageServerAuth, stdx509.ExtKeyUsageClientAuth},
+	}
+
+	der, err := stdx509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, err
+	}
+
+	keyPEM, err := marshalKeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+
+	return x509.NewCertificateAuthorityFromCertificateAndKey(&x509.PEMEncodedCertificateAndKey{
+		Crt: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		Key: keyPEM,
+	})
 }
 
 // genToken makes a machine token in Talos's format [a-z0-9]{6}.[a-z0-9]{16}.
@@ -236,7 +286,7 @@ func parseIPs(list []string) ([]net.IP, error) {
 
 func runPKI(args []string) error {
 	fs := flag.NewFlagSet("pki", flag.ContinueOnError)
-	family := fs.String("family", "ed25519", "CA key family: ed25519, ecdsa, rsa")
+	family := fs.String("family", "ed25519", "CA key family: ed25519, ecdsa, ecdsa384, rsa")
 	out := fs.String("out", "", "output directory (created)")
 	servingFamily := fs.String("serving-family", "", "serving key family (default: like Talos's trustd, the CA's family)")
 	reuseCA := fs.Bool("reuse-ca", false, "keep ca.crt/ca.key already in --out (issue a new serving cert only)")

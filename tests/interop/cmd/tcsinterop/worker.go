@@ -78,6 +78,7 @@ func runWorker(args []string) error {
 	cs.register(fs)
 	fs.Var(&expectCA, "expect-ca", "PEM file(s) whose certificates must be exactly the response's ca, in order (repeatable)")
 	fs.StringVar(&expIssuer, "expect-issuer", "", "PEM file of the CA that must have signed crt")
+	trustdCA := fs.String("trustd-ca", "", "directory holding ca.crt and ca.key: compare crt with what siderolabs/crypto (trustd) issues for the same CSR")
 	ttl := fs.Duration("ttl", 24*time.Hour, "expected certificate lifetime (daemon CERT_TTL)")
 	backdate := fs.Duration("backdate", time.Minute, "expected notBefore backdating (daemon CERT_BACKDATE)")
 	fs.StringVar(&expectCode, "expect-code", "", "expect this gRPC status instead of success (e.g. UNAUTHENTICATED)")
@@ -111,6 +112,12 @@ func runWorker(args []string) error {
 		}
 
 		exp.issuer = certs[len(certs)-1]
+	}
+
+	if *trustdCA != "" {
+		if exp.trustd, err = loadCA(*trustdCA); err != nil {
+			return fmt.Errorf("--trustd-ca: %w", err)
+		}
 	}
 
 	cc, err := co.dial()
