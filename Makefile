@@ -13,7 +13,7 @@ RUN_HTTP   ?= 127.0.0.1:8081
 FUZZ_TIME  ?= 60
 
 .PHONY: help deps deps-build build build-daemon test test-unit test-asan test-tsan test-interop test-ops \
-	test-e2e test-runbook test-faults test-soak test-chart test-image run lint fuzz fuzz-smoke bench clean version
+	test-e2e test-runbook test-faults test-soak test-chart test-image test-abuse test-cluster run lint fuzz fuzz-smoke bench clean version
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,18 +36,20 @@ build-daemon: deps-build
 		cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTS=OFF
 	cmake --build $(BUILD) -j $(JOBS) --target talos-csr-signer
 
-test: deps build ## Run every suite (unit, sanitizers, interop, ops, e2e, chart)
+test: deps build ## Run every suite (unit, sanitizers, interop, ops, abuse, e2e, chart)
 	$(MAKE) test-unit
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 	$(MAKE) test-interop
 	$(MAKE) test-ops
+	$(MAKE) test-abuse
 	$(MAKE) test-e2e
 	$(MAKE) test-runbook
 	$(MAKE) test-faults
 	$(MAKE) test-soak
 	$(MAKE) test-chart
 	$(MAKE) test-image
+	$(MAKE) test-cluster
 	@echo "make test: all suites passed"
 
 test-unit: build ## Criterion unit tests
@@ -81,6 +83,9 @@ test-interop: build ## Real Talos client code (Go) and other gRPC clients agains
 test-ops: build ## Health/metrics endpoint, policy, rate limit, request and check
 	TCS_BIN=$(BIN) tests/ops/run.sh
 
+test-abuse: build ## Attacks of issue 10 (floods, rapid reset, slowloris...) on loopback, with a legitimate worker calling
+	TCS_BIN=$(BIN) tests/abuse/run.sh
+
 test-e2e: build ## Against a real kube-apiserver and etcd (built once, cached)
 	TCS_BIN=$(BIN) tests/e2e/run.sh
 
@@ -111,8 +116,11 @@ run: build-daemon ## Serve on 127.0.0.1:$(RUN_PORT) with a throwaway development
 	TOKEN_PATH=$(DEV)/pki/token LISTEN_ADDRESS=127.0.0.1 PORT=$(RUN_PORT) \
 	HTTP_ADDR=$(RUN_HTTP) LOG_FORMAT=text exec $(BIN)
 
-test-image: ## Build the Dockerfile with buildah (no Docker engine), run --version and one Certificate call in it
+test-image: ## Build the distroless image for amd64 and arm64 with buildah, check size/contents/SBOM, serve a Certificate call (arm64 under qemu)
 	hack/image/build.sh
+
+test-cluster: ## The chart in a real single-node Kubernetes with the real cert-manager (root; see tests/cluster/README.md)
+	tests/cluster/run.sh
 
 lint: deps ## clang-format check, clang-tidy and cppcheck with the committed configurations
 	hack/lint.sh $(BUILD)

@@ -10,9 +10,19 @@
 #   steady    BENCH_CONC concurrent calls over BENCH_CONNS long-lived
 #             connections for BENCH_SECONDS: calls/s, p50/p90/p99, server CPU
 #             per 1,000 calls (/proc/PID/stat), peak RSS (VmHWM)
-#   storm     BENCH_STORM new TLS connections with one call each,
-#             BENCH_STORM_PAR at once: completions/s, p99, CPU per connection
+#   storm     the primary workload, as Talos workers call: BENCH_STORM new
+#             TLS connections with one call each, BENCH_STORM_PAR at once:
+#             completions/s, p99, server CPU per connection
 # and once (Ed25519): RSS idle, and with BENCH_HOLD open connections.
+#
+# Peer: with GO_SIGNER_SRC set to a checkout of the Go signer this project
+# replaces (github.com/clastix/talos-csr-signer; its source never enters this
+# repository), it is built once into the tool cache and measured in the same
+# run, interleaved with the daemon for BENCH_PEER_ROUNDS rounds per family of
+# BENCH_PEER_FAMILIES: server CPU per new connection + call (storm of
+# BENCH_PEER_STORM), server CPU per call in the steady state, RSS idle and
+# with BENCH_HOLD open connections; reported as medians and as ratios
+# daemon / Go signer. Without GO_SIGNER_SRC: "peer skipped".
 #
 # Usage: bench/run.sh [BIN]   (default build/talos-csr-signer; `make bench`)
 # Output: results/bench-<UTC time>/ with bench.json, bench.md, bench.png
@@ -20,7 +30,9 @@
 #
 # Environment: BENCH_FAMILIES ("ed25519 ecdsa rsa"), BENCH_SECONDS (10),
 # BENCH_CONC (64), BENCH_CONNS (4), BENCH_STORM (2000), BENCH_STORM_PAR (64),
-# BENCH_HOLD (1000), BENCH_OUT (output directory), TCS_CACHE (tool cache).
+# BENCH_HOLD (1000), BENCH_OUT (output directory), TCS_CACHE (tool cache),
+# GO_SIGNER_SRC (unset), BENCH_PEER_FAMILIES ("ed25519 ecdsa"),
+# BENCH_PEER_ROUNDS (3), BENCH_PEER_STORM (1000).
 # CI=true turns a missing tool into a failure instead of a skip.
 #
 # Nothing here asserts a timing: the script fails only when calls fail or a
@@ -39,6 +51,10 @@ storm=${BENCH_STORM:-2000}
 storm_par=${BENCH_STORM_PAR:-64}
 hold=${BENCH_HOLD:-1000}
 cache=${TCS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer}
+peer_src=${GO_SIGNER_SRC:-}
+peer_families=${BENCH_PEER_FAMILIES:-ed25519 ecdsa}
+peer_rounds=${BENCH_PEER_ROUNDS:-3}
+peer_storm=${BENCH_PEER_STORM:-1000}
 out=${BENCH_OUT:-$root/results/bench-$(date -u +%Y%m%dT%H%M%SZ)}
 
 missing() {
@@ -99,11 +115,16 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 # start_daemon PKI_DIR -> sets dpid, dport
+# The load generator is one source (127.0.0.1) standing in for a fleet: the
+# front door's per-source cap is lifted to the global one so that holding
+# BENCH_HOLD connections measures memory, not the cap.
 start_daemon() {
 	dport=$(freeport)
 	CA_CERT_PATH=$1/ca.crt CA_KEY_PATH=$1/ca.key TLS_CERT_PATH=$1/server.crt \
 		TLS_KEY_PATH=$1/server.key TOKEN_PATH=$1/token LISTEN_ADDRESS=127.0.0.1 \
 		PORT=$dport HTTP_ADDR='' LOG_FORMAT=json LOG_LEVEL=info \
+		MAX_CONNECTIONS=$((hold + 2 * storm_par + 64)) \
+		MAX_CONNECTIONS_PER_SOURCE=$((hold + 2 * storm_par + 64)) \
 		"$bin" 2>>"$work/daemon.log" &
 	dpid=$!
 	pids+=("$dpid")
@@ -207,6 +228,132 @@ for fam in $families; do
 		"$(awk -v a="$c0" -v b="$c1" -v t="$tck" 'BEGIN {printf "%.2f", (b - a) / t}')" "$sm" \
 		"$(awk -v a="$c2" -v b="$c3" -v t="$tck" 'BEGIN {printf "%.2f", (b - a) / t}')")")
 done
+
+# --- peer: the Go signer, side by side ---------------------------------------
+# build_peer: prints the path of the Go signer built from $peer_src (cached
+# by a hash of its sources and the Go version), or fails.
+build_peer() {
+	local key pbin
+	key=$(cd "$peer_src" && { find . -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort |
+		xargs cat; go version; } | sha256sum | cut -c1-16)
+	pbin=$cache/tools/go-signer-$key/talos-csr-signer-go
+	if [ ! -x "$pbin" ]; then
+		echo "bench: building the Go signer from $peer_src into $(dirname "$pbin")" >&2
+		mkdir -p "$(dirname "$pbin")"
+		(cd "$peer_src" && GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -o "$pbin.tmp" .) >&2 ||
+			return 1
+		mv "$pbin.tmp" "$pbin"
+	fi
+	echo "$pbin"
+}
+
+# start_peer PKI_DIR -> sets dpid, dport (the Go signer, its own environment names)
+start_peer() {
+	dport=$(freeport)
+	env -i PATH="$PATH" HOME="$HOME" PORT="$dport" CA_CERT_PATH="$1/ca.crt" CA_KEY_PATH="$1/ca.key" \
+		TLS_CERT_PATH="$1/server.crt" TLS_KEY_PATH="$1/server.key" TALOS_TOKEN="$(cat "$1/token")" \
+		"$peer_bin" >>"$work/peer.log" 2>&1 &
+	dpid=$!
+	pids+=("$dpid")
+	local _
+	for _ in $(seq 1 100); do
+		if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' "$dport" 2>/dev/null; then
+			sleep 0.5
+			return 0
+		fi
+		kill -0 "$dpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "bench/run.sh: the Go signer did not start:" >&2
+	tail -5 "$work/peer.log" >&2
+	exit 1
+}
+
+# stop_peer: the Go signer traps SIGTERM and never acts on it (its main
+# cancels a context nothing reads), so it is killed.
+stop_peer() {
+	kill -KILL "$dpid" 2>/dev/null || true
+	wait "$dpid" 2>/dev/null || true
+}
+
+# measure WHO FAMILY PKI: one round against the server just started (dpid,
+# dport): prints {"storm_cpu_us_per_conn":..,"steady_cpu_us_per_call":..,"failed":..}
+measure() {
+	local fam=$2 pki=$3 c0 c1 c2 c3 sm st
+	c0=$(cpu_ticks "$dpid")
+	sm=$(client storm "$fam" "$pki" --total "$peer_storm" --parallel "$storm_par")
+	c1=$(cpu_ticks "$dpid")
+	client steady "$fam" "$pki" --conns "$conns" --concurrency "$conc" --duration 1s >/dev/null
+	c2=$(cpu_ticks "$dpid")
+	st=$(client steady "$fam" "$pki" --conns "$conns" --concurrency "$conc" --duration 5s)
+	c3=$(cpu_ticks "$dpid")
+	python3 - "$sm" "$st" "$c0" "$c1" "$c2" "$c3" "$tck" "$1" <<'PY'
+import json, sys
+sm, st = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+c0, c1, c2, c3, tck = (float(x) for x in sys.argv[3:8])
+print(json.dumps({"who": sys.argv[8], "storm_cpu_us_per_conn": (c1 - c0) / tck / max(sm["ok"], 1) * 1e6,
+                  "steady_cpu_us_per_call": (c3 - c2) / tck / max(st["ok"], 1) * 1e6,
+                  "storm_p99_ms": sm["p99_ms"], "steady_p99_ms": st["p99_ms"],
+                  "failed": sm["failed"] + st["failed"]}))
+PY
+}
+
+# hold_rss PKI: RSS idle and with $hold open connections of the server just started.
+hold_rss() {
+	local idle held hp
+	idle=$(rss_kb "$dpid" VmRSS)
+	rm -f "$work/ready" "$work/stop"
+	client hold ed25519 "$1" --conns "$hold" --ready-file "$work/ready" \
+		--stop-file "$work/stop" --duration 5m >/dev/null &
+	hp=$!
+	pids+=("$hp")
+	for _ in $(seq 1 1200); do
+		[ -f "$work/ready" ] && break
+		kill -0 "$hp" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -f "$work/ready" ] || { echo "bench/run.sh: hold did not get ready" >&2; exit 1; }
+	sleep 1
+	held=$(rss_kb "$dpid" VmRSS)
+	touch "$work/stop"
+	wait "$hp" || true
+	printf '{"idle_rss_kb":%s,"held_rss_kb":%s,"held_connections":%s}' "$idle" "$held" "$hold"
+}
+
+peer='null'
+if [ -z "$peer_src" ]; then
+	echo "== peer skipped (set GO_SIGNER_SRC to a checkout of github.com/clastix/talos-csr-signer)"
+elif ! peer_bin=$(build_peer); then
+	echo "== peer skipped: the Go signer in $peer_src did not build (see above)"
+else
+	rounds=()
+	for fam in $peer_families; do
+		pki=$work/pki-$fam
+		[ -d "$pki" ] || "$root/hack/dev-pki.sh" "$pki" --family "$fam" --ip 127.0.0.1 >/dev/null
+		for r in $(seq 1 "$peer_rounds"); do
+			echo "== peer: $fam round $r/$peer_rounds (daemon, then Go signer)"
+			start_daemon "$pki"
+			rounds+=("$(printf '{"family":"%s","round":%s,"m":%s}' "$fam" "$r" "$(measure daemon "$fam" "$pki")")")
+			stop_daemon
+			start_peer "$pki"
+			rounds+=("$(printf '{"family":"%s","round":%s,"m":%s}' "$fam" "$r" "$(measure go "$fam" "$pki")")")
+			stop_peer
+		done
+	done
+	echo "== peer: memory, idle and with $hold open connections (Ed25519 CA)"
+	pki=$work/pki-ed25519
+	[ -d "$pki" ] || "$root/hack/dev-pki.sh" "$pki" --family ed25519 --ip 127.0.0.1 >/dev/null
+	start_daemon "$pki"
+	mem_d=$(hold_rss "$pki")
+	stop_daemon
+	start_peer "$pki"
+	mem_g=$(hold_rss "$pki")
+	stop_peer
+	(IFS=,; peer=$(printf '{"source":"%s","rounds":[%s],"memory":{"daemon":%s,"go":%s}}' \
+		"$(cd "$peer_src" && git rev-parse --short=12 HEAD 2>/dev/null || echo "(not a git checkout)")" \
+		"${rounds[*]}" "$mem_d" "$mem_g"); echo "$peer" >"$work/peer.json")
+	peer=$(cat "$work/peer.json")
+fi
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- report ----------------------------------------------------------------
@@ -214,8 +361,8 @@ machine=$(printf '{"cpu":"%s","cores":%s,"kernel":"%s","openssl":"%s","go":"%s",
 	"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)" "$(nproc)" "$(uname -r)" \
 	"$(openssl version | cut -d' ' -f2)" "$(go version | cut -d' ' -f3)" "$load0" "$load1" \
 	"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)")
-(IFS=,; printf '{"machine":%s,"config":{"seconds":%s,"concurrency":%s,"connections":%s,"storm":%s,"storm_parallel":%s},"results":[%s],"memory":%s}\n' \
-	"$machine" "$secs" "$conc" "$conns" "$storm" "$storm_par" "${results[*]}" "$memory") >"$out/bench.json"
+(IFS=,; printf '{"machine":%s,"config":{"seconds":%s,"concurrency":%s,"connections":%s,"storm":%s,"storm_parallel":%s},"results":[%s],"memory":%s,"peer":%s}\n' \
+	"$machine" "$secs" "$conc" "$conns" "$storm" "$storm_par" "${results[*]}" "$memory" "$peer") >"$out/bench.json"
 
 rc=0
 python3 - "$out" <<'PY' || rc=$?
@@ -253,6 +400,18 @@ L.append("Steady: %d concurrent calls over %d connections for %d s. Storm: %d ne
          "CPU figures are server CPU time (user+system, /proc/PID/stat) per call; floors are OpenSSL CPU time on one core with keys built once (lower of a run before and after the load)." %
          (cfg["concurrency"], cfg["connections"], cfg["seconds"], cfg["storm"], cfg["storm_parallel"]))
 L.append("")
+L.append("Primary workload, as Talos workers call: a new TLS connection per call.")
+L.append("")
+L.append("| new connection per call, CA / serving key | connections/s | p50 ms | p99 ms | server CPU per connection | floor per connection (call + handshake sign + X25519) | ratio | failed |")
+L.append("|---|---|---|---|---|---|---|---|")
+for r, f in rows:
+    sm, dv = r["storm"], r["derived"]
+    L.append("| %s / %s | %.0f | %.1f | %.1f | %.0f µs | %.0f µs | %.2fx | %d |" % (
+        f["ca_key"], f["serving_key"], sm["per_second"], sm["p50_ms"], sm["p99_ms"],
+        dv["server_cpu_us_per_connection"], dv["connection_floor_us"], dv["ratio_connection"], sm["failed"]))
+L.append("")
+L.append("Steady state: concurrent calls over long-lived connections.")
+L.append("")
 L.append("| CA / CSR | calls/s | p50 ms | p90 ms | p99 ms | server CPU per 1,000 calls | floor per call (verify + sign) | ratio | signer_issue in process | peak RSS |")
 L.append("|---|---|---|---|---|---|---|---|---|---|")
 for r, f in rows:
@@ -261,20 +420,43 @@ for r, f in rows:
         f["ca_key"], f["csr_key"], st["per_second"], st["p50_ms"], st["p90_ms"], st["p99_ms"],
         dv["server_cpu_us_per_call"], dv["call_floor_us"], f["verify_us"], f["sign_us"], dv["ratio_call"],
         r["signer"]["signer_issue_us"], dv["signer_ratio"], r["peak_rss_kb"] / 1024))
-L.append("")
-L.append("| storm, CA / serving key | connections/s | p50 ms | p99 ms | server CPU per connection | floor per connection (call + handshake sign + X25519) | ratio | failed |")
-L.append("|---|---|---|---|---|---|---|---|")
-for r, f in rows:
-    sm, dv = r["storm"], r["derived"]
-    L.append("| %s / %s | %.0f | %.1f | %.1f | %.0f µs | %.0f µs | %.2fx | %d |" % (
-        f["ca_key"], f["serving_key"], sm["per_second"], sm["p50_ms"], sm["p99_ms"],
-        dv["server_cpu_us_per_connection"], dv["connection_floor_us"], dv["ratio_connection"], sm["failed"]))
+
 mem = d["memory"]
 if mem:
     L.append("")
     L.append("Memory (%s CA): RSS idle %.1f MiB; with %d open connections %.1f MiB; after they closed (32 s later) %.1f MiB." % (
         mem["family"], mem["idle_rss_kb"] / 1024, mem["held_connections"], mem["held_rss_kb"] / 1024,
         mem["rss_after_close_kb"] / 1024))
+peer = d.get("peer")
+if peer:
+    import statistics
+    L.append("")
+    L.append("Against the Go signer (github.com/clastix/talos-csr-signer %s), same run, %d interleaved rounds per family, medians; "
+             "ratio = daemon / Go signer (below 1: the daemon spends less)." % (peer["source"], max(x["round"] for x in peer["rounds"])))
+    L.append("")
+    L.append("| CA | CPU per new connection + call: daemon | Go signer | ratio | steady CPU per call: daemon | Go signer | ratio | failed |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for fam in sorted({x["family"] for x in peer["rounds"]}, key=lambda f: ["ed25519", "ecdsa", "rsa"].index(f) if f in ["ed25519", "ecdsa", "rsa"] else 9):
+        def med(who, k):
+            return statistics.median(x["m"][k] for x in peer["rounds"] if x["family"] == fam and x["m"]["who"] == who)
+        pf = sum(x["m"]["failed"] for x in peer["rounds"] if x["family"] == fam)
+        fail += pf
+        dc, gc = med("daemon", "storm_cpu_us_per_conn"), med("go", "storm_cpu_us_per_conn")
+        ds, gs = med("daemon", "steady_cpu_us_per_call"), med("go", "steady_cpu_us_per_call")
+        L.append("| %s | %.0f µs | %.0f µs | %.2fx | %.0f µs | %.0f µs | %.2fx | %d |" % (fam, dc, gc, dc / gc, ds, gs, ds / gs, pf))
+    md, mg = peer["memory"]["daemon"], peer["memory"]["go"]
+    n = md["held_connections"]
+    pd = (md["held_rss_kb"] - md["idle_rss_kb"]) / n
+    pg = (mg["held_rss_kb"] - mg["idle_rss_kb"]) / n
+    L.append("")
+    L.append("| memory (Ed25519 CA) | daemon | Go signer | ratio |")
+    L.append("|---|---|---|---|")
+    L.append("| RSS idle | %.1f MiB | %.1f MiB | %.2fx |" % (md["idle_rss_kb"] / 1024, mg["idle_rss_kb"] / 1024, md["idle_rss_kb"] / mg["idle_rss_kb"]))
+    L.append("| RSS with %d open connections | %.1f MiB | %.1f MiB | %.2fx |" % (n, md["held_rss_kb"] / 1024, mg["held_rss_kb"] / 1024, md["held_rss_kb"] / mg["held_rss_kb"]))
+    L.append("| per open connection | %.0f KiB | %.0f KiB | %.2fx |" % (pd, pg, pd / pg if pg > 0 else float("nan")))
+else:
+    L.append("")
+    L.append("Go signer: peer skipped (GO_SIGNER_SRC not set).")
 L.append("")
 L.append("Failed calls: %d." % fail)
 open(out + "/bench.md", "w").write("\n".join(L) + "\n")

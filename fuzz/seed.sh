@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 command -v openssl >/dev/null || { echo "seed.sh: openssl is missing" >&2; exit 1; }
 
 rm -rf "$out"
-mkdir -p "$out"/{csr,pem,request,watch,secret}
+mkdir -p "$out"/{csr,pem,request,watch,secret,h2guard}
 "$root/hack/dev-pki.sh" "$tmp/pki" --ip 127.0.0.1 >/dev/null
 
 key() { # family file
@@ -98,4 +98,31 @@ printf '{"metadata":{"name":"x"},"data":{"accepted-cas.crt":"%s","tls.crt":"%s",
 	printf '{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version","reason":"Expired","code":410}}\n'
 } >"$out/watch/gone"
 printf '\x33{"type":"ADDED","object":{"kind":"Secret","data":{"tls.crt":"\\u00e9"}}}\n{"type":"NOPE","object":{}}\n' >"$out/watch/unknown-type"
+# HTTP/2 guard seeds: one knob byte (chunking and limits), then the client's
+# decrypted stream: a gRPC call, two calls, and the attack shapes.
+python3 - "$out/h2guard" <<'PY'
+import os, struct, sys
+out = sys.argv[1]
+P = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+def fr(t, f, i, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([t, f]) + struct.pack(">I", i) + payload
+settings = fr(4, 0, 0, bytes.fromhex("000300000064000400010000"))
+wu = fr(8, 0, 0, struct.pack(">I", 65535))
+hdr = fr(1, 4, 1, bytes(range(32)) * 4)
+data = fr(0, 1, 1, b"\x00\x00\x00\x00\x10" + b"\x0a\x0e" + b"x" * 14)
+seeds = {
+    "talos_call": b"\x00" + P + settings + wu + hdr + data,
+    "two_calls": b"\x05" + P + settings + hdr + data + fr(1, 4, 3, b"h" * 40) + fr(0, 1, 3, b"d" * 20),
+    "continuation_flood": b"\x00" + P + settings + fr(1, 0, 1, b"\x1f" * 60)
+        + b"".join(fr(9, 0, 1, b"\xff" * 60) for _ in range(8)),
+    "rapid_reset": b"\x20" + P + settings
+        + b"".join(fr(1, 4, i, b"h" * 10) + fr(3, 0, i, b"\x00\x00\x00\x08") for i in range(1, 60, 2)),
+    "open_streams": b"\x04" + P + settings + b"".join(fr(1, 4, i, b"h" * 10) for i in range(1, 40, 2)),
+    "bad_preface": b"\x00GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "ping_settings": b"\x00" + P + settings + fr(6, 0, 0, b"\x00" * 8) + fr(4, 1, 0, b"") + fr(7, 0, 0, b"\x00" * 8),
+}
+for name, blob in seeds.items():
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(blob)
+PY
 echo "seed corpora written to fuzz/corpus/ ($(find "$out" -type f | wc -l) files)"

@@ -1,11 +1,32 @@
 /*
  * audit.c: audit records to the log and to an optional sink.
  *
- * Threads: any. The sink pointer is written once before threads start.
+ * Threads: any. The sink pointer is written once before threads start. The
+ * flood-summary table is guarded by one mutex, held only to count or to copy
+ * the table out; records are written after it is released.
  */
 #include "audit.h"
 
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+#define AUDIT_SUMMARY_SLOTS 32
+#define AUDIT_SUMMARY_MS    10000
+
+struct summary {
+	char     peer[48];
+	uint64_t count;
+};
+
+static pthread_mutex_t summary_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct summary  summaries[AUDIT_SUMMARY_SLOTS + 1]; /* last: "other" */
+static int64_t         summary_since = -1;
 
 static audit_sink_fn sink;
 static void         *sink_arg;
@@ -90,4 +111,61 @@ audit_emit(const struct audit_rec *r)
 	}
 	if (sink != NULL)
 		sink(r, sink_arg);
+}
+
+void
+audit_note_reset(const char *peer)
+{
+	struct summary *sl = NULL;
+	int             i;
+
+	metrics_fd_inc(MFD_RESET_BEFORE_CSR);
+	if (peer == NULL)
+		peer = "unknown";
+	pthread_mutex_lock(&summary_mtx);
+	if (summary_since < 0)
+		summary_since = util_mono_ms();
+	for (i = 0; i < AUDIT_SUMMARY_SLOTS && sl == NULL; i++)
+		if (summaries[i].count == 0 || strcmp(summaries[i].peer, peer) == 0)
+			sl = &summaries[i];
+	if (sl == NULL)
+		sl = &summaries[AUDIT_SUMMARY_SLOTS];
+	if (sl->count++ == 0)
+		snprintf(sl->peer, sizeof(sl->peer), "%s",
+		    sl == &summaries[AUDIT_SUMMARY_SLOTS] ? "other" : peer);
+	pthread_mutex_unlock(&summary_mtx);
+	audit_flush_summaries(0);
+}
+
+void
+audit_flush_summaries(int force)
+{
+	struct summary out[AUDIT_SUMMARY_SLOTS + 1];
+	char           detail[160];
+	int            i, n = 0;
+	int64_t        now = util_mono_ms();
+
+	pthread_mutex_lock(&summary_mtx);
+	if (summary_since >= 0 && (force || now - summary_since >= AUDIT_SUMMARY_MS)) {
+		for (i = 0; i <= AUDIT_SUMMARY_SLOTS; i++)
+			if (summaries[i].count > 0)
+				out[n++] = summaries[i];
+		memset(summaries, 0, sizeof(summaries));
+		summary_since = -1;
+	}
+	pthread_mutex_unlock(&summary_mtx);
+	for (i = 0; i < n; i++) {
+		snprintf(detail, sizeof(detail), "%llu requests from %.48s reset before a CSR",
+		    (unsigned long long)out[i].count, out[i].peer);
+		{
+			struct log_field f[] = {
+				LF_S("peer", out[i].peer),
+				LF_S("outcome", "rejected"),
+				LF_S("reason", "ResetBeforeCSR"),
+				LF_I("count", out[i].count),
+				LF_S("detail", detail),
+			};
+			log_record(LOG_WARN, "audit summary", f, sizeof(f) / sizeof(f[0]));
+		}
+	}
 }

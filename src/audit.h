@@ -55,4 +55,16 @@ int audit_is_warning(enum audit_kind);
 /* Metric label: "issued", "unauthenticated", "invalid_csr", ... */
 const char *audit_result_label(enum audit_kind);
 
+/*
+ * Flood summaries. A request that ended before its message and carried no
+ * valid token (reset, cancelled, cut short) gets no record of its own:
+ * audit_note_reset() counts it per source, and once per interval (10 s)
+ * one record per source says "N requests from X reset before a CSR".
+ * Memory is bounded (a fixed table; sources beyond it are summed as
+ * "other"). Any thread.
+ */
+void audit_note_reset(const char *peer);
+/* Emits the pending summaries if the interval is over (force: now). Any thread. */
+void audit_flush_summaries(int force);
+
 #endif /* TCS_AUDIT_H */

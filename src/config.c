@@ -74,6 +74,25 @@ static const struct setting settings[] = {
 	{ "MAX_CONNECTION_AGE", "max-connection-age", ST_DURATION, OFF(max_connection_age_ms), "1h",
 	    "close client connections after this age, so they pick up a renewed serving "
 	    "certificate" },
+	{ "MAX_CONNECTIONS", "max-connections", ST_INT, OFF(max_connections), "2048",
+	    "front door: client connections open at once; more are closed on accept" },
+	{ "MAX_CONNECTIONS_PER_SOURCE", "max-connections-per-source", ST_INT,
+	    OFF(max_connections_per_source), "128",
+	    "front door: connections open at once from one IPv4 address or one IPv6 /64" },
+	{ "HANDSHAKE_TIMEOUT", "handshake-timeout", ST_DURATION, OFF(handshake_timeout_ms), "10s",
+	    "front door: time a client has to finish its TLS handshake" },
+	{ "FIRST_REQUEST_TIMEOUT", "first-request-timeout", ST_DURATION,
+	    OFF(first_request_timeout_ms), "10s",
+	    "front door: time from accept to the first complete request on a connection" },
+	{ "H2_MAX_HEADER_BLOCK", "h2-max-header-block", ST_SIZE, OFF(h2_max_header_block), "16384",
+	    "front door: bytes of one request's HTTP/2 header block (HEADERS + CONTINUATION)" },
+	{ "H2_MAX_OPEN_STREAMS", "h2-max-open-streams", ST_INT, OFF(h2_max_open_streams), "100",
+	    "front door: streams one connection holds open at once (at most 128)" },
+	{ "H2_MAX_RST_PER_SECOND", "h2-max-rst-per-second", ST_INT, OFF(h2_max_rst_per_sec), "100",
+	    "front door: RST_STREAM frames one connection may send in a second" },
+	{ "H2_MAX_BYTES_BEFORE_REQUEST", "h2-max-bytes-before-request", ST_SIZE,
+	    OFF(h2_max_bytes_before_request), "131072",
+	    "front door: bytes a connection may send before its first complete request" },
 	{ "SHUTDOWN_GRACE", "shutdown-grace", ST_DURATION, OFF(shutdown_grace_ms), "5s",
 	    "time given to in-flight calls on SIGTERM before they are cancelled" },
 	{ "GRPC_THREADS", "grpc-threads", ST_INT, OFF(grpc_threads), "0",
@@ -100,6 +119,14 @@ static const struct setting settings[] = {
 	{ "POD_UID", NULL, ST_STR, OFF(pod_uid), "", "own Pod UID (downward API)" },
 	{ "HTTP_ADDR", "http-addr", ST_STR, OFF(http_addr), ":8081",
 	    "plain-HTTP address for /healthz, /readyz and /metrics; empty disables" },
+	{ "HEALTH_PROBE_INTERVAL", "health-probe-interval", ST_DURATION,
+	    OFF(health_probe_interval_ms), "5s",
+	    "self-probe (TLS + HTTP/2 handshake) of the gRPC port this often; 0 disables it" },
+	{ "HEALTH_PROBE_TIMEOUT", "health-probe-timeout", ST_DURATION, OFF(health_probe_timeout_ms),
+	    "3s", "a self-probe not finished in this time failed" },
+	{ "HEALTH_PROBE_FAIL_AFTER", "health-probe-fail-after", ST_DURATION,
+	    OFF(health_probe_fail_after_ms), "30s",
+	    "/healthz fails once the self-probe has failed continuously this long" },
 	{ "MAX_CSR_BYTES", "max-csr-bytes", ST_SIZE, OFF(policy.max_csr_bytes), "16384",
 	    "policy: largest CSR accepted" },
 	{ "MAX_SANS", "max-sans", ST_INT, OFF(policy.max_sans), "256",
@@ -280,6 +307,41 @@ validate(struct config *cfg, char *err, size_t errlen)
 	}
 	if (cfg->max_request_bytes < 1024) {
 		snprintf(err, errlen, "MAX_REQUEST_BYTES: must be at least 1024");
+		return -1;
+	}
+	if (cfg->max_connections < 1 || cfg->max_connections_per_source < 1) {
+		snprintf(err, errlen, "MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE: at least 1");
+		return -1;
+	}
+	if (cfg->handshake_timeout_ms < 100 || cfg->first_request_timeout_ms < 100) {
+		snprintf(err, errlen, "HANDSHAKE_TIMEOUT, FIRST_REQUEST_TIMEOUT: at least 100ms");
+		return -1;
+	}
+	if (cfg->h2_max_header_block < 1024 || cfg->h2_max_header_block > (1u << 24)) {
+		snprintf(err, errlen, "H2_MAX_HEADER_BLOCK: between 1024 and 16777216");
+		return -1;
+	}
+	if (cfg->h2_max_open_streams < 1 || cfg->h2_max_open_streams > 128) {
+		snprintf(err, errlen, "H2_MAX_OPEN_STREAMS: between 1 and 128");
+		return -1;
+	}
+	if (cfg->h2_max_rst_per_sec < 1) {
+		snprintf(err, errlen, "H2_MAX_RST_PER_SECOND: at least 1");
+		return -1;
+	}
+	if (cfg->h2_max_bytes_before_request < cfg->max_request_bytes + 1024 ||
+	    cfg->h2_max_bytes_before_request > (1u << 30)) {
+		snprintf(err, errlen,
+		    "H2_MAX_BYTES_BEFORE_REQUEST: at least MAX_REQUEST_BYTES + 1024, at most 1 "
+		    "GiB");
+		return -1;
+	}
+	if (cfg->health_probe_interval_ms > 0 &&
+	    (cfg->health_probe_timeout_ms < 100 ||
+		cfg->health_probe_fail_after_ms < cfg->health_probe_interval_ms)) {
+		snprintf(err, errlen,
+		    "HEALTH_PROBE_TIMEOUT: at least 100ms, and HEALTH_PROBE_FAIL_AFTER at least "
+		    "HEALTH_PROBE_INTERVAL");
 		return -1;
 	}
 	if (cfg->grpc_threads > 256) {

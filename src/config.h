@@ -38,6 +38,12 @@ struct config {
 	int             grpc_threads;
 	size_t          max_request_bytes;
 
+	/* Front door (frontdoor.c, h2guard.c): admission and HTTP/2 limits. */
+	int     max_connections, max_connections_per_source;
+	int64_t handshake_timeout_ms, first_request_timeout_ms;
+	size_t  h2_max_header_block, h2_max_bytes_before_request;
+	int     h2_max_open_streams, h2_max_rst_per_sec;
+
 	/* Kubernetes mode. */
 	char *ca_secret, *tls_secret;
 	char *kube_api_url, *kube_token_path, *kube_ca_path;
@@ -46,6 +52,8 @@ struct config {
 
 	/* Operability and policy. */
 	char                *http_addr;
+	int64_t              health_probe_interval_ms, health_probe_timeout_ms;
+	int64_t              health_probe_fail_after_ms;
 	struct signer_policy policy;
 	double               rate_limit_rps;
 	int                  rate_limit_burst;

@@ -5,11 +5,10 @@
  * Threads: grpcsrv_start() and grpcsrv_shutdown() run on main. N worker
  * threads block in grpc_completion_queue_next() on one shared CQ; a call's
  * state is advanced only by the thread that pops its tag, so per-call data
- * needs no lock. The TLS certificate fetcher runs on whichever thread gRPC is
- * polling with (a worker, or main while binding), serialised by gRPC; it only
- * compares the store's generation and, when it moved, builds a new config
- * from the snapshot's ready PEM (validated when the snapshot was built,
- * because gRPC silently keeps the old certificate when a new one is bad).
+ * needs no lock. gRPC binds no port and terminates no TLS: the front door
+ * (frontdoor.c) hands it each admitted connection as a plaintext descriptor
+ * (grpcsrv_add_fd(), from the front door's thread), with insecure
+ * credentials; the client's real address travels with the descriptor.
  *
  * A call's life: REQUESTED (posted with the message read in the same step,
  * GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER) -> handled and answered with one
@@ -17,7 +16,8 @@
  * The status is always sent together with initial metadata: without it the
  * client sees DEADLINE_EXCEEDED instead of our status (grpc-c-core.md 3).
  *
- * Owns: the server, the CQ, the worker threads, every struct call.
+ * Owns: the server, the CQ, the worker threads, every struct call, the
+ * descriptor -> real peer table.
  */
 #include "grpcsrv.h"
 
@@ -35,6 +35,7 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
+#include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
@@ -56,7 +57,7 @@
 
 #define GRPCSRV_PENDING_PER_THREAD 16 /* Certificate requests kept posted */
 #define GRPCSRV_PENDING_GENERIC    2  /* for unknown methods */
-#define GRPCSRV_MAX_ADDRS          8
+#define GRPCSRV_PEER_LEN           48
 #define GRPCSRV_MAX_STREAMS        64
 #define GRPCSRV_HANDSHAKE_MS       10000
 #define GRPCSRV_IDLE_MS            (5 * 60 * 1000)
@@ -91,36 +92,24 @@ struct call {
 	int                 cancelled;
 };
 
-/*
- * gRPC gives every listening port its own connector, and each one asks the
- * fetcher for its first config and expects RELOAD_NEW: so every port has its
- * own fetcher state, passed as the fetcher's user data.
- */
-struct fetcher {
-	struct grpcsrv *srv;
-	pthread_mutex_t mtx;
-	uint64_t        tls_gen; /* generation last looked at */
-	unsigned char   tls_digest[SHA256_DIGEST_LENGTH];
-	int             tls_loaded;
-};
-
 struct grpcsrv {
-	const struct config   *cfg;
-	struct credstore      *store;
-	struct ratelimit      *rl;
-	grpc_server           *server;
-	grpc_completion_queue *cq;
-	void                  *method;
-	pthread_t             *threads;
-	int                    nthreads;
-	int                    port;
-	atomic_int             shutting_down;
-	struct call            shutdown_tag;
-	pthread_mutex_t        mtx; /* shutdown_done */
-	pthread_cond_t         cond;
-	int                    shutdown_done;
-	struct fetcher         fetchers[GRPCSRV_MAX_ADDRS];
-	int                    nfetchers;
+	const struct config     *cfg;
+	struct credstore        *store;
+	struct ratelimit        *rl;
+	grpc_server             *server;
+	grpc_completion_queue   *cq;
+	void                    *method;
+	pthread_t               *threads;
+	int                      nthreads;
+	grpc_server_credentials *insecure;    /* for descriptors handed over */
+	pthread_mutex_t          handoff_mtx; /* shutting_down vs add_fd; peers */
+	char (*peers)[GRPCSRV_PEER_LEN];      /* real peer by descriptor */
+	size_t          npeers;
+	atomic_int      shutting_down;
+	struct call     shutdown_tag;
+	pthread_mutex_t mtx; /* shutdown_done */
+	pthread_cond_t  cond;
+	int             shutdown_done;
 };
 
 /* One table maps every rejection to its wire status and message. */
@@ -204,87 +193,65 @@ grpcsrv_peer_ip(const char *peer, char *out, size_t outlen)
 	return 0;
 }
 
-static void free_fetchers(struct grpcsrv *);
+/* --- handoff from the front door ------------------------------------------ */
 
-/* --- TLS certificate fetcher -------------------------------------------- */
-
-static grpc_ssl_certificate_config_reload_status
-cert_fetcher(void *arg, grpc_ssl_server_certificate_config **config)
+int
+grpcsrv_add_fd(struct grpcsrv *s, int fd, const char *peer_ip)
 {
-	struct fetcher                           *f = arg;
-	struct credstore                         *store = f->srv->store;
-	struct creds                             *c;
-	grpc_ssl_pem_key_cert_pair                pair;
-	grpc_ssl_certificate_config_reload_status rc = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
-	uint64_t                                  gen = credstore_generation(store);
+	char(*grown)[GRPCSRV_PEER_LEN];
+	size_t n;
 
-	pthread_mutex_lock(&f->mtx);
-	if (f->tls_loaded && gen == f->tls_gen)
-		goto out;
-	if ((c = credstore_acquire(store)) == NULL) {
-		rc = f->tls_loaded ? GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED
-				   : GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
-		goto out;
+	pthread_mutex_lock(&s->handoff_mtx);
+	if (atomic_load(&s->shutting_down))
+		goto fail;
+	if ((size_t)fd >= s->npeers) {
+		n = s->npeers ? s->npeers : 1024;
+		while (n <= (size_t)fd)
+			n *= 2;
+		if ((grown = calloc(n, sizeof(*grown))) == NULL)
+			goto fail;
+		if (s->npeers > 0)
+			memcpy(grown, s->peers, s->npeers * sizeof(*grown));
+		free(s->peers);
+		s->peers = grown;
+		s->npeers = n;
 	}
-	f->tls_gen = c->gen;
-	if (f->tls_loaded && memcmp(c->tls_digest, f->tls_digest, sizeof(f->tls_digest)) == 0) {
-		creds_release(c);
-		goto out; /* only the CA side changed */
-	}
-	pair.private_key = c->tls_key_pem;
-	pair.cert_chain = c->tls_cert_pem;
-	/* pem_root_certs must not be NULL (gRPC asserts); no client certs are asked. */
-	*config = grpc_ssl_server_certificate_config_create((const char *)c->ca_bundle, &pair, 1);
-	if (*config == NULL) {
-		creds_release(c);
-		rc = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
-		goto out;
-	}
-	memcpy(f->tls_digest, c->tls_digest, sizeof(f->tls_digest));
-	if (f->tls_loaded || f == &f->srv->fetchers[0]) {
-		struct log_field lf[] = {
-			LF_I("generation", c->gen),
-			LF_S("serving_spki_sha256", c->tls_fp),
-			LF_I("not_after", c->tls_not_after),
-		};
-		log_record(LOG_INFO, "serving certificate loaded", lf, sizeof(lf) / sizeof(lf[0]));
-	}
-	f->tls_loaded = 1;
-	creds_release(c);
-	rc = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
-out:
-	pthread_mutex_unlock(&f->mtx);
-	return rc;
+	snprintf(s->peers[fd], sizeof(s->peers[fd]), "%s", peer_ip);
+	/* Takes the descriptor; its channel args are the server's. */
+	grpc_server_add_channel_from_fd(s->server, fd, s->insecure);
+	pthread_mutex_unlock(&s->handoff_mtx);
+	return 0;
+fail:
+	pthread_mutex_unlock(&s->handoff_mtx);
+	close(fd);
+	return -1;
 }
 
-/* New TLS server credentials with a fetcher of their own (one per port). */
-static grpc_server_credentials *
-port_credentials(struct grpcsrv *s)
-{
-	struct fetcher *f;
-
-	if (s->nfetchers == GRPCSRV_MAX_ADDRS)
-		return NULL;
-	f = &s->fetchers[s->nfetchers++];
-	f->srv = s;
-	pthread_mutex_init(&f->mtx, NULL);
-	return grpc_ssl_server_credentials_create_with_options(
-	    grpc_ssl_server_credentials_create_options_using_config_fetcher(
-		GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, cert_fetcher, f));
-}
-
-/* Binds one address with its own credentials; the bound port or 0. */
+/*
+ * The client's address as text. A handed-over connection's peer reads
+ * "fd:N": its real address was recorded by grpcsrv_add_fd() under N (a
+ * descriptor number is only reused after gRPC closed it, i.e. after its
+ * calls were delivered).
+ */
 static int
-add_port(struct grpcsrv *s, const char *addr)
+real_peer(struct grpcsrv *s, const char *peer, char *out, size_t outlen)
 {
-	grpc_server_credentials *creds;
-	int                      got;
+	char *end;
+	long  fd;
+	int   rc = -1;
 
-	if ((creds = port_credentials(s)) == NULL)
-		return 0;
-	got = grpc_server_add_http2_port(s->server, addr, creds);
-	grpc_server_credentials_release(creds);
-	return got;
+	if (peer == NULL || strncmp(peer, "fd:", 3) != 0)
+		return grpcsrv_peer_ip(peer, out, outlen);
+	fd = strtol(peer + 3, &end, 10);
+	if (end == peer + 3 || fd < 0)
+		return -1;
+	pthread_mutex_lock(&s->handoff_mtx);
+	if ((size_t)fd < s->npeers && s->peers[fd][0] != '\0') {
+		snprintf(out, outlen, "%s", s->peers[fd]);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&s->handoff_mtx);
+	return rc;
 }
 
 /* --- calls --------------------------------------------------------------- */
@@ -429,10 +396,20 @@ handle_certificate(struct call *c)
 	memset(&res, 0, sizeof(res));
 	memset(&ar, 0, sizeof(ar));
 	peer = grpc_call_get_peer(c->call);
-	if (grpcsrv_peer_ip(peer, ip, sizeof(ip)) == -1)
+	if (real_peer(s, peer, ip, sizeof(ip)) == -1)
 		snprintf(ip, sizeof(ip), "unknown");
 	gpr_free(peer);
 
+	if (c->recv == NULL && (cr = credstore_acquire(s->store)) != NULL &&
+	    check_token(c, cr) != OUT_OK) {
+		/* Ended before its message, unauthenticated: a summary, not a record. */
+		audit_note_reset(ip);
+		finish(c, GRPC_STATUS_CANCELLED, "request ended before its message");
+		creds_release(cr);
+		return;
+	}
+	creds_release(cr);
+	cr = NULL;
 	if (s->rl != NULL && !ratelimit_allow(s->rl, ip)) {
 		out = OUT_RATE_LIMITED;
 		goto reply;
@@ -548,72 +525,6 @@ worker(void *arg)
 
 /* --- start and stop -------------------------------------------------------- */
 
-static int
-bind_all(struct grpcsrv *s, char *err, size_t errlen)
-{
-	const struct config *cfg = s->cfg;
-	char                 list[512], addr[160], *p, *tok;
-	int                  port = cfg->port, got, n = 0;
-
-	if (cfg->listen_address == NULL || *cfg->listen_address == '\0') {
-		/* "[::]" is dual-stack; fall back to IPv4 where IPv6 is off. */
-		snprintf(addr, sizeof(addr), "[::]:%d", port);
-		if ((got = add_port(s, addr)) == 0) {
-			snprintf(addr, sizeof(addr), "0.0.0.0:%d", port);
-			got = add_port(s, addr);
-		}
-		if (got == 0) {
-			snprintf(err, errlen, "PORT: cannot listen on port %d", port);
-			return -1;
-		}
-		s->port = got;
-		snprintf(addr + (addr[0] == '[' ? 4 : 7), sizeof(addr) - 8, ":%d", got);
-		{
-			struct log_field f[] = { LF_S("addr", addr), LF_I("port", got) };
-			log_record(LOG_INFO, "listening", f, 2);
-		}
-		return 0;
-	}
-	snprintf(list, sizeof(list), "%s", cfg->listen_address);
-	p = list;
-	while ((tok = strsep(&p, ",")) != NULL) {
-		unsigned char buf[16];
-
-		while (*tok == ' ')
-			tok++;
-		if (*tok == '\0')
-			continue;
-		if (inet_pton(AF_INET, tok, buf) == 1)
-			snprintf(addr, sizeof(addr), "%s:%d", tok, port);
-		else if (inet_pton(AF_INET6, tok, buf) == 1)
-			snprintf(addr, sizeof(addr), "[%s]:%d", tok, port);
-		else {
-			snprintf(err, errlen, "LISTEN_ADDRESS: \"%s\" is not an IP address", tok);
-			return -1;
-		}
-		if ((got = add_port(s, addr)) == 0) {
-			snprintf(err, errlen, "LISTEN_ADDRESS: cannot listen on %s", addr);
-			return -1;
-		}
-		if (port == 0)
-			port = got; /* the same ephemeral port everywhere */
-		if (s->port == 0)
-			s->port = got;
-		snprintf(addr, sizeof(addr),
-		    inet_pton(AF_INET, tok, buf) == 1 ? "%s:%d" : "[%s]:%d", tok, got);
-		{
-			struct log_field f[] = { LF_S("addr", addr), LF_I("port", got) };
-			log_record(LOG_INFO, "listening", f, 2);
-		}
-		n++;
-	}
-	if (n == 0) {
-		snprintf(err, errlen, "LISTEN_ADDRESS: no address given");
-		return -1;
-	}
-	return 0;
-}
-
 struct grpcsrv *
 grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimit *rl, char *err,
     size_t errlen)
@@ -635,6 +546,7 @@ grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimi
 	s->shutdown_tag.srv = s;
 	pthread_mutex_init(&s->mtx, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	pthread_mutex_init(&s->handoff_mtx, NULL);
 	atomic_init(&s->shutting_down, 0);
 
 	grpc_init();
@@ -660,8 +572,7 @@ grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimi
 	grpc_server_register_completion_queue(s->server, s->cq, NULL);
 	s->method = grpc_server_register_method(
 	    s->server, method_path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
-	if (bind_all(s, err, errlen) == -1)
-		goto fail;
+	s->insecure = grpc_insecure_server_credentials_create();
 	grpc_server_start(s->server);
 
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -685,40 +596,6 @@ grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimi
 fail_started:
 	grpcsrv_shutdown(s, 0);
 	return NULL;
-fail:
-	/* Listeners may exist already: a server must be shut down before destroy. */
-	grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
-	grpc_server_cancel_all_calls(s->server);
-	while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).tag !=
-	    &s->shutdown_tag)
-		;
-	grpc_server_destroy(s->server);
-	grpc_completion_queue_shutdown(s->cq);
-	while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-	    GRPC_QUEUE_SHUTDOWN)
-		;
-	grpc_completion_queue_destroy(s->cq);
-	grpc_shutdown();
-	free_fetchers(s);
-	pthread_mutex_destroy(&s->mtx);
-	pthread_cond_destroy(&s->cond);
-	free(s);
-	return NULL;
-}
-
-static void
-free_fetchers(struct grpcsrv *s)
-{
-	int i;
-
-	for (i = 0; i < s->nfetchers; i++)
-		pthread_mutex_destroy(&s->fetchers[i].mtx);
-}
-
-int
-grpcsrv_port(const struct grpcsrv *s)
-{
-	return s->port;
 }
 
 /* Waits for the shutdown tag up to `ms` (negative: forever); 1 if it came. */
@@ -771,7 +648,9 @@ grpcsrv_shutdown(struct grpcsrv *s, int64_t grace_ms)
 	if (s == NULL)
 		return;
 	metrics_set_serving(0);
+	pthread_mutex_lock(&s->handoff_mtx);
 	atomic_store(&s->shutting_down, 1);
+	pthread_mutex_unlock(&s->handoff_mtx);
 	grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
 	if (s->nthreads == 0) {
 		/* No worker to pop the tag: drain here. */
@@ -792,7 +671,9 @@ grpcsrv_shutdown(struct grpcsrv *s, int64_t grace_ms)
 	grpc_completion_queue_destroy(s->cq);
 	grpc_shutdown();
 	free(s->threads);
-	free_fetchers(s);
+	grpc_server_credentials_release(s->insecure);
+	free(s->peers);
+	pthread_mutex_destroy(&s->handoff_mtx);
 	pthread_mutex_destroy(&s->mtx);
 	pthread_cond_destroy(&s->cond);
 	free(s);

@@ -7,9 +7,9 @@
  * per core by default). Each Certificate call runs entirely on the CQ thread
  * that received it: acquire the credential snapshot, check the token in
  * constant time, sign, reply, audit, release. Unknown methods are answered
- * UNIMPLEMENTED at once. The serving certificate comes from the credential
- * store through gRPC's certificate-config fetcher, so a rotated certificate
- * is used from the next accepted connection on without a restart.
+ * UNIMPLEMENTED at once. It listens on nothing and terminates no TLS: the
+ * front door (frontdoor.h) accepts, terminates TLS, guards the HTTP/2 stream
+ * and hands the plaintext over with grpcsrv_add_fd().
  */
 #ifndef TCS_GRPCSRV_H
 #define TCS_GRPCSRV_H
@@ -23,15 +23,19 @@ struct grpcsrv;
 struct ratelimit;
 
 /*
- * Initialises gRPC, binds the configured addresses and starts serving.
- * The store must already hold a snapshot (the first TLS config is loaded
- * while binding). `rl` may be NULL (no rate limit). Returns NULL with a
+ * Initialises gRPC and starts serving connections handed over with
+ * grpcsrv_add_fd(). `rl` may be NULL (no rate limit). Returns NULL with a
  * one-line reason in err.
  */
 struct grpcsrv *grpcsrv_start(
     const struct config *, struct credstore *, struct ratelimit *rl, char *err, size_t errlen);
-/* The first bound port (useful with PORT=0). */
-int grpcsrv_port(const struct grpcsrv *);
+/*
+ * Hands a connected plaintext HTTP/2 descriptor to gRPC, which owns it from
+ * now on (on failure it is closed here). `peer_ip` is the client's real
+ * address as text, used for the audit record, the rate limit and the
+ * peer-IP policy. 0, or -1 once shutting down. Any thread.
+ */
+int grpcsrv_add_fd(struct grpcsrv *, int fd, const char *peer_ip);
 /*
  * Stops accepting, lets in-flight calls finish for up to grace_ms, cancels
  * the rest, joins the threads and frees everything (including gRPC's global

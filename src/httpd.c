@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,10 +35,22 @@
 #include "credstore.h"
 #include "log.h"
 #include "metrics.h"
+#include "probe.h"
 #include "util.h"
 
-#define HTTPD_MAX_CONNECTIONS 64
-#define HTTPD_TIMEOUT_S       10
+/*
+ * Limits that keep probes answered under slowloris and floods: one source
+ * address holds at most HTTPD_MAX_PER_IP connections (a kubelet and a
+ * Prometheus on the same node need a handful), so a single hostile host
+ * cannot take the HTTPD_MAX_CONNECTIONS slots; an idle connection is closed
+ * after HTTPD_TIMEOUT_S; each connection's buffer pool is HTTPD_CONN_MEMORY
+ * (a probe's request is a few hundred bytes; responses are allocated apart).
+ * Worst case: 256 x 8 KiB = 2 MiB.
+ */
+#define HTTPD_MAX_CONNECTIONS 256
+#define HTTPD_MAX_PER_IP      16
+#define HTTPD_TIMEOUT_S       5
+#define HTTPD_CONN_MEMORY     (8 * 1024)
 #define HTTPD_MAX_METRICS     (1024 * 1024)
 
 struct httpd {
@@ -46,6 +59,8 @@ struct httpd {
 #ifdef HAVE_MHD
 	struct MHD_Daemon *mhd;
 #endif
+
+	_Atomic(struct probe *) probe; /* NULL: no self-probe */
 };
 
 int
@@ -165,6 +180,7 @@ handle(void *arg, struct MHD_Connection *conn, const char *url, const char *meth
 	struct httpd          *h = arg;
 	struct httpd_readiness r;
 	struct sbuf            b;
+	struct probe          *pr;
 	enum MHD_Result        rc;
 	char                   line[700];
 
@@ -177,16 +193,26 @@ handle(void *arg, struct MHD_Connection *conn, const char *url, const char *meth
 	(void)state;
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
-	if (strcmp(url, "/healthz") == 0 || strcmp(url, "/livez") == 0)
+	if (strcmp(url, "/healthz") == 0 || strcmp(url, "/livez") == 0) {
+		if ((pr = atomic_load(&h->probe)) != NULL &&
+		    !probe_alive(pr, r.reason, sizeof(r.reason))) {
+			snprintf(line, sizeof(line), "unhealthy: %s\n", r.reason);
+			return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, line);
+		}
 		return reply_text(conn, MHD_HTTP_OK, "ok\n");
+	}
 	if (strcmp(url, "/readyz") == 0) {
 		httpd_readiness(h->store, (long long)time(NULL), &r);
+		if (r.ready && (pr = atomic_load(&h->probe)) != NULL &&
+		    !probe_ready(pr, r.reason, sizeof(r.reason)))
+			r.ready = 0;
 		snprintf(line, sizeof(line), "%s%s\n", r.ready ? "" : "not ready: ", r.reason);
 		return reply_text(conn, r.ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, line);
 	}
 	if (strcmp(url, "/metrics") == 0) {
 		sbuf_init(&b, HTTPD_MAX_METRICS);
-		if (metrics_render(&b) == -1) {
+		if (metrics_render(&b) == -1 ||
+		    ((pr = atomic_load(&h->probe)) != NULL && probe_render(pr, &b) == -1)) {
 			sbuf_free(&b);
 			log_warnx("httpd: cannot render metrics");
 			return reply_text(
@@ -208,12 +234,16 @@ start_daemon(struct httpd *h, unsigned flags, int port, const struct sockaddr *s
 		return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h,
 		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first: see MHD docs */
 		    MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT,
-		    (unsigned)HTTPD_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+		    (unsigned)HTTPD_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		    (unsigned)HTTPD_MAX_PER_IP, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		    (size_t)HTTPD_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
 		    (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_END);
 	return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h,
 	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)HTTPD_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_END);
+	    (unsigned)HTTPD_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned)HTTPD_MAX_PER_IP, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)HTTPD_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_S,
+	    MHD_OPTION_END);
 }
 
 int
@@ -286,7 +316,21 @@ httpd_stop(struct httpd *h)
 	free(h);
 }
 
+void
+httpd_set_probe(struct httpd *h, struct probe *p)
+{
+	if (h != NULL)
+		atomic_store(&h->probe, p);
+}
+
 #else /* !HAVE_MHD */
+
+void
+httpd_set_probe(struct httpd *h, struct probe *p)
+{
+	(void)h;
+	(void)p;
+}
 
 const char *
 httpd_mhd_version(void)

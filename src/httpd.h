@@ -1,10 +1,13 @@
 /*
  * httpd.h: the plain-HTTP operability listener (libmicrohttpd):
  *
- *   GET /healthz   200 "ok" while the process runs (no dependency at all)
+ *   GET /healthz   200 "ok" while the process runs, unless the self-probe
+ *                  of the gRPC port (probe.h) has failed continuously for
+ *                  HEALTH_PROBE_FAIL_AFTER: then 503, so a deaf process is
+ *                  restarted
  *   GET /readyz    200 when a credential snapshot is loaded, it is within
- *                  its validity window, and the gRPC port is bound;
- *                  503 with the reason otherwise
+ *                  its validity window, the gRPC port is bound and the
+ *                  last self-probe passed; 503 with the reason otherwise
  *   GET /metrics   the Prometheus text exposition (metrics_render())
  *
  * Probes never touch the signing path: they read atomics and take one
@@ -20,6 +23,7 @@
 
 struct credstore;
 struct httpd;
+struct probe;
 
 /* The answer of /readyz, exposed for tests. */
 struct httpd_readiness {
@@ -36,6 +40,11 @@ struct httpd_readiness {
  */
 int httpd_start(
     const char *addr, struct credstore *store, struct httpd **out, char *err, size_t errlen);
+/*
+ * Makes /healthz, /readyz and /metrics consult `p` (NULL: no self-probe).
+ * `p` must outlive the server or be unset first. Main thread; `h` may be NULL.
+ */
+void httpd_set_probe(struct httpd *h, struct probe *p);
 /* The bound TCP port (useful with port 0). */
 int httpd_port(const struct httpd *);
 /* Stops the listener, joins its thread and frees it. NULL is fine. Main thread. */

@@ -12,9 +12,11 @@
  * SIGTERM/SIGINT drain and stop everything in reverse order, exit 0.
  *
  * Threads started from here: the file watcher (filesrc) and, in Kubernetes
- * mode, the Secret watcher (watch) and the Events poster (events); the gRPC
+ * mode, the Secret watcher (watch) and the Events poster (events); the front
+ * door (frontdoor: accept, TLS, HTTP/2 guard, relay); the gRPC
  * completion-queue workers (grpcsrv) and gRPC's own internal threads; the
- * HTTP probe/metrics threads (httpd, libmicrohttpd's). Subcommands `request`
+ * HTTP probe/metrics threads (httpd, libmicrohttpd's); the self-probe of the
+ * gRPC port (probe), which /healthz and /readyz consult. Subcommands `request`
  * and `check` (cli.c) run before any of this and start none of them.
  */
 #include <sys/prctl.h>
@@ -31,6 +33,7 @@
 
 #include <openssl/crypto.h>
 
+#include "audit.h"
 #include "cli.h"
 #include "config.h"
 #include "creds.h"
@@ -38,11 +41,13 @@
 #include "credstore.h"
 #include "events.h"
 #include "filesrc.h"
+#include "frontdoor.h"
 #include "grpcsrv.h"
 #include "httpd.h"
 #include "kube.h"
 #include "log.h"
 #include "metrics.h"
+#include "probe.h"
 #include "ratelimit.h"
 #include "secret.h"
 #include "watch.h"
@@ -116,7 +121,9 @@ main(int argc, char **argv)
 	struct filesrc   *files = NULL;
 	struct ratelimit *rl = NULL;
 	struct grpcsrv   *srv = NULL;
+	struct frontdoor *door = NULL;
 	struct httpd     *http = NULL;
+	struct probe     *probe = NULL;
 	struct kube      *kube = NULL;
 	struct watch     *watcher = NULL;
 	struct events    *events = NULL;
@@ -216,12 +223,26 @@ main(int argc, char **argv)
 		startup_error("cannot serve", err);
 		goto out;
 	}
+	if ((door = frontdoor_start(&cfg, store, srv, err, sizeof(err))) == NULL) {
+		startup_error("cannot serve", err);
+		goto out;
+	}
+	{
+		struct probe_params pp = { cfg.health_probe_interval_ms,
+			cfg.health_probe_timeout_ms, cfg.health_probe_fail_after_ms };
+		char                host[64];
+
+		probe_target(cfg.listen_address, host, sizeof(host));
+		if (probe_start(host, frontdoor_port(door), store, &pp, &probe) == -1)
+			goto out;
+		httpd_set_probe(http, probe);
+	}
 	{
 		char             v[32];
 		struct log_field f[] = {
 			LF_S("version", TCS_VERSION),
 			LF_S("commit", TCS_COMMIT),
-			LF_I("port", grpcsrv_port(srv)),
+			LF_I("port", frontdoor_port(door)),
 			LF_S("cert_ttl", (util_format_duration(cfg.cert_ttl_ms, v, sizeof(v)), v)),
 		};
 		log_record(LOG_INFO, "serving", f, sizeof(f) / sizeof(f[0]));
@@ -251,8 +272,13 @@ main(int argc, char **argv)
 	}
 	rc = 0;
 out:
-	httpd_stop(http);
+	httpd_stop(http); /* joins the only reader of the probe */
+	probe_stop(probe);
+	/* Drain: no new connections, in-flight calls finish through the relay. */
+	frontdoor_stop_accepting(door);
 	grpcsrv_shutdown(srv, cfg.shutdown_grace_ms);
+	frontdoor_free(door);
+	audit_flush_summaries(1);
 	watch_free(watcher);
 	filesrc_free(files);
 	if (events != NULL)

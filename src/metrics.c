@@ -36,6 +36,42 @@ static const char *const source_label[MS__MAX] = {
 	[MS_FILES] = "files",
 };
 
+static atomic_uint_fast64_t fd_counts[MFD__MAX];
+static atomic_llong         fd_gauges[MFG__MAX];
+
+void
+metrics_fd_inc(enum metric_fd c)
+{
+	if (c < MFD__MAX)
+		atomic_fetch_add_explicit(&fd_counts[c], 1, memory_order_relaxed);
+}
+
+void
+metrics_fd_gauge_add(enum metric_fd_gauge g, int64_t d)
+{
+	if (g < MFG__MAX)
+		atomic_fetch_add_explicit(&fd_gauges[g], (long long)d, memory_order_relaxed);
+}
+
+void
+metrics_fd_gauge_set(enum metric_fd_gauge g, int64_t v)
+{
+	if (g < MFG__MAX)
+		atomic_store_explicit(&fd_gauges[g], (long long)v, memory_order_relaxed);
+}
+
+uint64_t
+metrics_fd_count(enum metric_fd c)
+{
+	return c < MFD__MAX ? atomic_load(&fd_counts[c]) : 0;
+}
+
+int64_t
+metrics_fd_gauge(enum metric_fd_gauge g)
+{
+	return g < MFG__MAX ? atomic_load(&fd_gauges[g]) : 0;
+}
+
 /* Upper bounds in seconds of the signing-latency histogram buckets. */
 static const double bounds[METRICS_NBUCKETS] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
 	0.01, 0.025, 0.05, 0.1, 0.25, 1 };
@@ -128,6 +164,85 @@ addf(struct sbuf *out, const char *fmt, ...)
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return -1;
 	return sbuf_add(out, line, (size_t)n);
+}
+
+/* The front door's counters and gauges, one family per question. */
+static int
+render_frontdoor(struct sbuf *o)
+{
+	static const struct {
+		const char *family, *label;
+	} names[MFD__MAX] = {
+		[MFD_ACCEPTED] = { "connections", "accepted" },
+		[MFD_REFUSED_TOTAL] = { "connections", "refused_max_connections" },
+		[MFD_REFUSED_SOURCE] = { "connections", "refused_per_source" },
+		[MFD_ACCEPT_FD_LIMIT] = { "accept_errors", "fd_limit" },
+		[MFD_ACCEPT_ERROR] = { "accept_errors", "other" },
+		[MFD_HANDSHAKE_FAILED] = { "closed", "handshake_failed" },
+		[MFD_HANDSHAKE_TIMEOUT] = { "closed", "handshake_timeout" },
+		[MFD_NO_H2] = { "closed", "no_alpn_h2" },
+		[MFD_FIRST_REQUEST_TIMEOUT] = { "closed", "first_request_timeout" },
+		[MFD_LIFETIME] = { "closed", "max_connection_age" },
+		[MFD_HANDOFF_FAILED] = { "closed", "handoff_failed" },
+		[MFD_GUARD_BAD_PREFACE] = { "closed", "h2_bad_preface" },
+		[MFD_GUARD_PROTOCOL] = { "closed", "h2_protocol" },
+		[MFD_GUARD_HEADER_BLOCK] = { "closed", "h2_header_block" },
+		[MFD_GUARD_STREAMS] = { "closed", "h2_streams" },
+		[MFD_GUARD_RST_RATE] = { "closed", "h2_rst_rate" },
+		[MFD_GUARD_PRE_REQUEST] = { "closed", "h2_bytes_before_request" },
+		[MFD_HANDSHAKES] = { "handshakes", NULL },
+		[MFD_RESET_BEFORE_CSR] = { "requests_reset_before_csr", NULL },
+	};
+	static const struct {
+		const char *family, *key, *help;
+	} families[] = {
+		{ "connections", "result", "Client connections by admission result." },
+		{ "accept_errors", "error",
+		    "accept() errors (fd_limit: EMFILE/ENFILE, survived)." },
+		{ "closed", "reason", "Client connections closed by the front door, by reason." },
+		{ "handshakes", NULL, "TLS handshakes completed with ALPN h2." },
+		{ "requests_reset_before_csr", NULL,
+		    "Requests that ended before their message (summarised in the audit log)." },
+	};
+	static const struct {
+		const char *name, *help;
+	} gauges[MFG__MAX] = {
+		[MFG_OPEN] = { "open_connections", "Client connections open." },
+		[MFG_HANDSHAKING] = { "handshaking_connections",
+		    "Client connections still in their TLS handshake." },
+		[MFG_ACCEPTING] = { "accepting",
+		    "1 while the front door accepts connections, 0 while it backs off." },
+	};
+	size_t f;
+	int    i, rc = 0;
+
+	for (f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+		rc |= addf(o,
+		    "# HELP talos_csr_signer_frontdoor_%s_total %s\n"
+		    "# TYPE talos_csr_signer_frontdoor_%s_total counter\n",
+		    families[f].family, families[f].help, families[f].family);
+		for (i = 0; i < MFD__MAX; i++) {
+			if (strcmp(names[i].family, families[f].family) != 0)
+				continue;
+			if (names[i].label == NULL)
+				rc |= addf(o, "talos_csr_signer_frontdoor_%s_total %llu\n",
+				    names[i].family,
+				    (unsigned long long)atomic_load(&fd_counts[i]));
+			else
+				rc |=
+				    addf(o, "talos_csr_signer_frontdoor_%s_total{%s=\"%s\"} %llu\n",
+					names[i].family, families[f].key, names[i].label,
+					(unsigned long long)atomic_load(&fd_counts[i]));
+		}
+	}
+	for (i = 0; i < MFG__MAX; i++)
+		rc |= addf(o,
+		    "# HELP talos_csr_signer_frontdoor_%s %s\n"
+		    "# TYPE talos_csr_signer_frontdoor_%s gauge\n"
+		    "talos_csr_signer_frontdoor_%s %lld\n",
+		    gauges[i].name, gauges[i].help, gauges[i].name, gauges[i].name,
+		    (long long)atomic_load(&fd_gauges[i]));
+	return rc;
 }
 
 static int
@@ -286,6 +401,7 @@ metrics_render(struct sbuf *o)
 	rc |= render_requests(o);
 	rc |= render_credentials(o);
 	rc |= render_counters(o);
+	rc |= render_frontdoor(o);
 	rc |= render_process(o);
 	return rc ? -1 : 0;
 }

@@ -32,6 +32,44 @@ enum metric_source {
 	MS__MAX
 };
 
+/* Front door (frontdoor.c): connection outcomes, by the reason a connection ended. */
+enum metric_fd {
+	MFD_ACCEPTED,         /* connections accepted and admitted */
+	MFD_REFUSED_TOTAL,    /* over MAX_CONNECTIONS */
+	MFD_REFUSED_SOURCE,   /* over MAX_CONNECTIONS_PER_SOURCE */
+	MFD_ACCEPT_FD_LIMIT,  /* accept() hit EMFILE/ENFILE (reserve descriptor used) */
+	MFD_ACCEPT_ERROR,     /* any other accept() error */
+	MFD_HANDSHAKE_FAILED, /* TLS handshake failed */
+	MFD_HANDSHAKE_TIMEOUT,
+	MFD_NO_H2, /* handshake without ALPN h2 */
+	MFD_FIRST_REQUEST_TIMEOUT,
+	MFD_LIFETIME,       /* closed at MAX_CONNECTION_AGE + grace */
+	MFD_HANDOFF_FAILED, /* the inner connection to gRPC could not be made */
+	MFD_GUARD_BAD_PREFACE,
+	MFD_GUARD_PROTOCOL,
+	MFD_GUARD_HEADER_BLOCK,
+	MFD_GUARD_STREAMS,
+	MFD_GUARD_RST_RATE,
+	MFD_GUARD_PRE_REQUEST,
+	MFD_HANDSHAKES,       /* TLS handshakes completed */
+	MFD_RESET_BEFORE_CSR, /* requests that ended before their message (summarised) */
+	MFD__MAX
+};
+
+enum metric_fd_gauge {
+	MFG_OPEN,        /* client connections open */
+	MFG_HANDSHAKING, /* of which still in the TLS handshake */
+	MFG_ACCEPTING,   /* 1 while the front door accepts, 0 while it backs off or stopped */
+	MFG__MAX
+};
+
+void metrics_fd_inc(enum metric_fd);
+void metrics_fd_gauge_add(enum metric_fd_gauge, int64_t delta);
+void metrics_fd_gauge_set(enum metric_fd_gauge, int64_t value);
+/* Values (tests and the front door's own log). */
+uint64_t metrics_fd_count(enum metric_fd);
+int64_t  metrics_fd_gauge(enum metric_fd_gauge);
+
 /* Counts a finished request by its audit kind. */
 void metrics_request(enum audit_kind);
 /* Records one signing duration in microseconds. */

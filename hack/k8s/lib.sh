@@ -128,3 +128,35 @@ k8s_start_apiserver() {
 		return 1
 	fi
 }
+
+# k8s_cluster_packages: the Debian packages the single-node cluster needs (hack/k8s/cluster-up.sh),
+# installed when a command is missing. The lock timeout waits for another apt run instead of failing.
+k8s_cluster_packages() {
+	local missing=() pair
+	for pair in containerd:containerd runc:runc iptables:iptables conntrack:conntrack buildah:buildah \
+		nsenter:util-linux gcc:gcc ip:iproute2; do
+		command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+	done
+	[[ -x ${CNI_BIN_DIR:-/usr/lib/cni}/bridge ]] || missing+=(containernetworking-plugins)
+	# gcc -static needs libc.a
+	[[ -e /usr/lib/x86_64-linux-gnu/libc.a || -e /usr/lib/aarch64-linux-gnu/libc.a ]] || missing+=(libc6-dev)
+	((${#missing[@]} == 0)) && return 0
+	k8s_log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+		{ apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null 2>&1 &&
+			apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1; }
+}
+
+# k8s_in_cluster CMD...: run CMD in the network namespace of the cluster whose DIR/env is sourced
+# (CLUSTER_NETNS_PID). Only the network namespace changes: files, mounts and users are the host's.
+k8s_in_cluster() {
+	nsenter --net="/proc/${CLUSTER_NETNS_PID:?source the cluster env first}/ns/net" "$@"
+}
+
+# Paths outside the cluster's DIR that containerd, runc, the CNI plugins, iptables or the kubelet may create
+# even with every directory option pointed into DIR. cluster-up.sh records which existed before;
+# cluster-down.sh removes the others; cluster-state.sh compares them before and after.
+K8S_CLUSTER_GLOBAL_PATHS="/run/containerd /var/lib/containerd /opt/containerd /run/runc /var/lib/cni /etc/cni
+/opt/cni /run/netns /var/lib/kubelet /var/log/pods /var/log/containers /etc/kubernetes /run/xtables.lock
+/var/lib/dockershim /run/calico /var/run/kubernetes"

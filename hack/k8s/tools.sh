@@ -3,15 +3,19 @@
 #   kube-apiserver, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm (helm.sh/helm/v3),
 #   promtool (github.com/prometheus/prometheus, only when asked for by TCS_TOOLS_ONLY),
 #   and extracts cert-manager's CRD manifests from its Go module.
+#   On request (TCS_TOOLS_ONLY), for the single-node cluster of hack/k8s/cluster-up.sh: kubelet,
+#   kube-scheduler, kube-controller-manager, kube-proxy (k8s.io/kubernetes), cert-manager-controller
+#   (cert-manager's controller packages wired by hack/k8s/cert-manager-controller/main.go) and cmctl.
 # Every tool is built only when its binary is missing, so later runs reuse the cache.
 #
 # Usage: eval "$(hack/k8s/tools.sh)"     # prints export lines on stdout; progress goes to stderr
 #        hack/k8s/tools.sh --env-file     # only prints the path of the env file it writes
 # Environment:
 #   TCS_CACHE        cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer)
-#   K8S_VERSION, ETCD_VERSION, HELM_VERSION, CERT_MANAGER_VERSION, PROMETHEUS_VERSION   override the pinned versions
-#   TCS_TOOLS_ONLY   space-separated subset of: kube-apiserver kubectl etcd helm cert-manager-crds promtool
-#                    (default: all but promtool)
+#   K8S_VERSION, ETCD_VERSION, HELM_VERSION, CERT_MANAGER_VERSION, CMCTL_VERSION, PROMETHEUS_VERSION   override the pinned versions
+#   TCS_TOOLS_ONLY   space-separated subset of: kube-apiserver kubectl etcd helm cert-manager-crds
+#                    kubelet kube-scheduler kube-controller-manager kube-proxy cert-manager-controller cmctl promtool
+#                    (default: the first five; TCS_TOOLS_ONLY=cluster means all of them but promtool)
 #   TCS_GO_SHARED_CACHES=1  use the user's normal GOMODCACHE/GOCACHE instead of ones inside TCS_CACHE
 set -euo pipefail
 
@@ -23,12 +27,18 @@ PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}
 # Bumped whenever the way a tool is built changes (not its version), so a cached binary built the old
 # way is not reused: helm 2 = helm built with upstream's default-Kubernetes-version ldflags.
 HELM_BUILD=2
+# cmctl moved to its own module (github.com/cert-manager/cmctl/v2); v2.2.0 is the newest the module proxy and
+# the checksum database both serve here (v2.3.0's go.mod is missing from sum.golang.org, v2.4.0 is refused).
+CMCTL_VERSION=${CMCTL_VERSION:-v2.2.0}
 
 CACHE=${TCS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer}
 TOOLS=$CACHE/tools
 BUILD=$CACHE/build
 ENV_FILE=$TOOLS/env.sh
 ONLY=${TCS_TOOLS_ONLY:-kube-apiserver kubectl etcd helm cert-manager-crds}
+CLUSTER_TOOLS="kube-apiserver kubectl etcd helm cert-manager-crds kubelet kube-scheduler kube-controller-manager kube-proxy cert-manager-controller cmctl"
+[[ $ONLY != cluster ]] || ONLY=$CLUSTER_TOOLS
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { printf 'tools.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -51,6 +61,14 @@ ETCD=$TOOLS/etcd-$ETCD_VERSION/bin/etcd
 HELM=$TOOLS/helm-$HELM_VERSION-$HELM_BUILD/bin/helm
 PROMTOOL=$TOOLS/promtool-$PROMETHEUS_VERSION/bin/promtool
 CERT_MANAGER_CRDS=$TOOLS/cert-manager-crds-$CERT_MANAGER_VERSION/crds
+KUBELET=$TOOLS/kubelet-$K8S_VERSION/bin/kubelet
+KUBE_SCHEDULER=$TOOLS/kube-scheduler-$K8S_VERSION/bin/kube-scheduler
+KUBE_CONTROLLER_MANAGER=$TOOLS/kube-controller-manager-$K8S_VERSION/bin/kube-controller-manager
+KUBE_PROXY=$TOOLS/kube-proxy-$K8S_VERSION/bin/kube-proxy
+# The controller's key covers our main.go too, so an edit to it rebuilds.
+cm_main_key=$(sha256sum "$HERE/cert-manager-controller/main.go" | cut -c1-12)
+CERT_MANAGER_CONTROLLER=$TOOLS/cert-manager-controller-$CERT_MANAGER_VERSION-$cm_main_key/bin/cert-manager-controller
+CMCTL=$TOOLS/cmctl-$CMCTL_VERSION/bin/cmctl
 
 # export_lines: the export lines of every tool present in the cache.
 export_lines() {
@@ -62,8 +80,14 @@ export_lines() {
 	[[ -x $HELM ]] && printf 'export HELM=%q\n' "$HELM"
 	[[ -x $PROMTOOL ]] && printf 'export PROMTOOL=%q\n' "$PROMTOOL"
 	compgen -G "$CERT_MANAGER_CRDS/*.yaml" >/dev/null && printf 'export CERT_MANAGER_CRDS=%q\n' "$CERT_MANAGER_CRDS"
-	printf 'export K8S_VERSION=%q ETCD_VERSION=%q HELM_VERSION=%q CERT_MANAGER_VERSION=%q PROMETHEUS_VERSION=%q\n' \
-		"$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$CERT_MANAGER_VERSION" "$PROMETHEUS_VERSION"
+	[[ -x $KUBELET ]] && printf 'export KUBELET=%q\n' "$KUBELET"
+	[[ -x $KUBE_SCHEDULER ]] && printf 'export KUBE_SCHEDULER=%q\n' "$KUBE_SCHEDULER"
+	[[ -x $KUBE_CONTROLLER_MANAGER ]] && printf 'export KUBE_CONTROLLER_MANAGER=%q\n' "$KUBE_CONTROLLER_MANAGER"
+	[[ -x $KUBE_PROXY ]] && printf 'export KUBE_PROXY=%q\n' "$KUBE_PROXY"
+	[[ -x $CERT_MANAGER_CONTROLLER ]] && printf 'export CERT_MANAGER_CONTROLLER=%q\n' "$CERT_MANAGER_CONTROLLER"
+	[[ -x $CMCTL ]] && printf 'export CMCTL=%q\n' "$CMCTL"
+	printf 'export K8S_VERSION=%q ETCD_VERSION=%q HELM_VERSION=%q CERT_MANAGER_VERSION=%q CMCTL_VERSION=%q PROMETHEUS_VERSION=%q\n' \
+		"$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$CERT_MANAGER_VERSION" "$CMCTL_VERSION" "$PROMETHEUS_VERSION"
 }
 
 # Every wanted tool already built (binaries are renamed into place whole): hand them out
@@ -75,7 +99,13 @@ if [[ ${1:-} != --env-file ]] &&
 	! { want etcd && [[ ! -x $ETCD ]]; } &&
 	! { want helm && [[ ! -x $HELM ]]; } &&
 	! { want promtool && [[ ! -x $PROMTOOL ]]; } &&
-	! { want cert-manager-crds && ! compgen -G "$CERT_MANAGER_CRDS/*.yaml" >/dev/null; }; then
+	! { want cert-manager-crds && ! compgen -G "$CERT_MANAGER_CRDS/*.yaml" >/dev/null; } &&
+	! { want kubelet && [[ ! -x $KUBELET ]]; } &&
+	! { want kube-scheduler && [[ ! -x $KUBE_SCHEDULER ]]; } &&
+	! { want kube-controller-manager && [[ ! -x $KUBE_CONTROLLER_MANAGER ]]; } &&
+	! { want kube-proxy && [[ ! -x $KUBE_PROXY ]]; } &&
+	! { want cert-manager-controller && [[ ! -x $CERT_MANAGER_CONTROLLER ]]; } &&
+	! { want cmctl && [[ ! -x $CMCTL ]]; }; then
 	export_lines
 	exit 0
 fi
@@ -138,6 +168,10 @@ build_into() {
 k8s_needed=()
 want kube-apiserver && [[ ! -x $KUBE_APISERVER ]] && k8s_needed+=(kube-apiserver)
 want kubectl && [[ ! -x $KUBECTL ]] && k8s_needed+=(kubectl)
+want kubelet && [[ ! -x $KUBELET ]] && k8s_needed+=(kubelet)
+want kube-scheduler && [[ ! -x $KUBE_SCHEDULER ]] && k8s_needed+=(kube-scheduler)
+want kube-controller-manager && [[ ! -x $KUBE_CONTROLLER_MANAGER ]] && k8s_needed+=(kube-controller-manager)
+want kube-proxy && [[ ! -x $KUBE_PROXY ]] && k8s_needed+=(kube-proxy)
 if ((${#k8s_needed[@]})); then
 	need_go "${k8s_needed[*]}"
 	dir=$BUILD/kubernetes-$K8S_VERSION
@@ -151,7 +185,10 @@ if ((${#k8s_needed[@]})); then
 	[[ -n $replaces ]] || die "no staging replace lines found in $k8s_gomod"
 	log "$(printf '%s\n' "$replaces" | wc -l) staging modules replaced by $staging_version"
 	gomod "$dir" k8s.io/kubernetes "$K8S_VERSION" "$replaces"$'\n'
-	tools_go "$dir" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+	# Every k8s command any run may build is listed, so go.mod/go.sum are the same whatever the subset.
+	tools_go "$dir" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl \
+		k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler \
+		k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-proxy
 	(cd "$dir" && go mod tidy) || die "go mod tidy failed for k8s.io/kubernetes@$K8S_VERSION"
 	ld="-s -w"
 	for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
@@ -162,6 +199,10 @@ if ((${#k8s_needed[@]})); then
 		case $t in
 		kube-apiserver) build_into "$KUBE_APISERVER" "$dir" k8s.io/kubernetes/cmd/kube-apiserver "$ld" ;;
 		kubectl) build_into "$KUBECTL" "$dir" k8s.io/kubernetes/cmd/kubectl "$ld" ;;
+		kubelet) build_into "$KUBELET" "$dir" k8s.io/kubernetes/cmd/kubelet "$ld" ;;
+		kube-scheduler) build_into "$KUBE_SCHEDULER" "$dir" k8s.io/kubernetes/cmd/kube-scheduler "$ld" ;;
+		kube-controller-manager) build_into "$KUBE_CONTROLLER_MANAGER" "$dir" k8s.io/kubernetes/cmd/kube-controller-manager "$ld" ;;
+		kube-proxy) build_into "$KUBE_PROXY" "$dir" k8s.io/kubernetes/cmd/kube-proxy "$ld" ;;
 		esac
 	done
 fi
@@ -230,6 +271,27 @@ if want cert-manager-crds && ! compgen -G "$CERT_MANAGER_CRDS/*.yaml" >/dev/null
 	rm -rf "$CERT_MANAGER_CRDS"
 	mv "$CERT_MANAGER_CRDS.tmp" "$CERT_MANAGER_CRDS"
 	log "cert-manager CRDs: $(ls "$CERT_MANAGER_CRDS" | tr '\n' ' ')"
+fi
+
+# --- cert-manager's controller: its main package is a nested module (cmd/controller) that the module proxy
+# does not serve, so hack/k8s/cert-manager-controller/main.go runs the root module's controller packages.
+if want cert-manager-controller && [[ ! -x $CERT_MANAGER_CONTROLLER ]]; then
+	need_go cert-manager-controller
+	dir=$BUILD/cert-manager-controller-$CERT_MANAGER_VERSION
+	gomod "$dir" github.com/cert-manager/cert-manager "$CERT_MANAGER_VERSION"
+	cp "$HERE/cert-manager-controller/main.go" "$dir/main.go"
+	(cd "$dir" && go mod tidy) || die "go mod tidy failed for cert-manager $CERT_MANAGER_VERSION"
+	build_into "$CERT_MANAGER_CONTROLLER" "$dir" . "-s -w"
+fi
+
+# --- cmctl (its own module since v2)
+if want cmctl && [[ ! -x $CMCTL ]]; then
+	need_go cmctl
+	dir=$BUILD/cmctl-$CMCTL_VERSION
+	gomod "$dir" github.com/cert-manager/cmctl/v2 "$CMCTL_VERSION"
+	tools_go "$dir" github.com/cert-manager/cmctl/v2
+	(cd "$dir" && go mod tidy) || die "go mod tidy failed for cmctl $CMCTL_VERSION"
+	build_into "$CMCTL" "$dir" github.com/cert-manager/cmctl/v2 "-s -w"
 fi
 
 # The Go build cache (~3 GB after kube-apiserver) is of no use once the binaries exist; drop it unless asked

@@ -11,6 +11,9 @@
 #                sa.key/sa.pub (ServiceAccount token signing), tokens.csv (static admin token)
 #   etcd.log apiserver.log, etcd-data/, apiserver.args (the exact flags, reused by restart-apiserver.sh)
 # Extra kube-apiserver flags: APISERVER_EXTRA_ARGS="--watch-cache=false --min-request-timeout=60" (space-separated).
+# APISERVER_EXTRA_SANS="IP:198.18.1.1,DNS:x" adds subjectAltNames to the serving certificate.
+# APISERVER_DISABLE_ADMISSION (default ServiceAccount) is --disable-admission-plugins; empty keeps every default
+# plugin (hack/k8s/cluster-up.sh needs the ServiceAccount plugin so Pods get their token volume).
 # Stop with hack/k8s/down.sh DIR.
 set -euo pipefail
 K8S_LOG_PREFIX=up.sh
@@ -57,7 +60,7 @@ ec_key "$PKI/ca.key"
 ossl req -x509 -new -key "$PKI/ca.key" -subj "/CN=talos-csr-signer-test-ca" -days 30 -sha256 \
 	-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$PKI/ca.crt"
 sign apiserver "/CN=kube-apiserver" \
-	"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+	"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc${APISERVER_EXTRA_SANS:+,$APISERVER_EXTRA_SANS}\n"
 sign admin "/O=system:masters/CN=tcs-admin" \
 	"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
 ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key"
@@ -106,11 +109,12 @@ args=(
 	--service-account-key-file="$PKI/sa.pub"
 	--service-account-signing-key-file="$PKI/sa.key"
 	--service-cluster-ip-range=10.0.0.0/24
-	--disable-admission-plugins=ServiceAccount
 	--allow-privileged=true
 	--profiling=false
 	--v=1
 )
+disable_admission=${APISERVER_DISABLE_ADMISSION-ServiceAccount}
+[[ -z $disable_admission ]] || args+=(--disable-admission-plugins="$disable_admission")
 if [[ -n ${APISERVER_EXTRA_ARGS:-} ]]; then
 	read -r -a extra <<<"$APISERVER_EXTRA_ARGS"
 	args+=("${extra[@]}")

@@ -425,6 +425,10 @@ section_metrics() {
 	if [[ -n $PROMTOOL ]]; then
 		check "metrics: promtool check metrics after requests" promtool_metrics "$D_HTTP"
 	fi
+	check "metrics: the self-probe of the gRPC port passed and is exported" has "$s2" \
+		'^TYPE talos_csr_signer_self_probe_up gauge$' \
+		'^talos_csr_signer_self_probe_up\{\} 1.0$' \
+		'^talos_csr_signer_self_probe_total\{result="failure"\} 0.0$'
 	check "metrics: /healthz answers ok" bash -c "[[ \$(curl -s http://127.0.0.1:$D_HTTP/healthz) == ok ]]"
 	check "metrics: unknown path is 404" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$D_HTTP/nope) == 404 ]]"
 	stop_daemon "$D_PID"

@@ -288,3 +288,42 @@ Test(metrics, render_fails_cleanly_when_the_buffer_is_too_small)
 	cr_assert_eq(metrics_render(&b), -1);
 	sbuf_free(&b);
 }
+
+Test(metrics, front_door_counters_and_gauges)
+{
+	char *t;
+
+	metrics_fd_inc(MFD_ACCEPTED);
+	metrics_fd_inc(MFD_ACCEPTED);
+	metrics_fd_inc(MFD_GUARD_RST_RATE);
+	metrics_fd_inc(MFD__MAX); /* out of range: ignored */
+	metrics_fd_gauge_add(MFG_OPEN, 3);
+	metrics_fd_gauge_add(MFG_OPEN, -1);
+	metrics_fd_gauge_set(MFG_ACCEPTING, 1);
+	cr_assert_eq(metrics_fd_count(MFD_ACCEPTED), 2);
+	cr_assert_eq(metrics_fd_gauge(MFG_OPEN), 2);
+	t = render();
+	cr_assert_eq(
+	    sample(t, "talos_csr_signer_frontdoor_connections_total{result=\"accepted\"}"), 2);
+	cr_assert_eq(
+	    sample(t, "talos_csr_signer_frontdoor_closed_total{reason=\"h2_rst_rate\"}"), 1);
+	cr_assert_eq(
+	    sample(t, "talos_csr_signer_frontdoor_closed_total{reason=\"h2_header_block\"}"), 0);
+	cr_assert_eq(sample(t, "talos_csr_signer_frontdoor_open_connections"), 2);
+	cr_assert_eq(sample(t, "talos_csr_signer_frontdoor_accepting"), 1);
+	cr_assert_not_null(strstr(t, "# TYPE talos_csr_signer_frontdoor_closed_total counter\n"));
+	free(t);
+}
+
+Test(metrics, resets_before_a_csr_are_counted_and_summarised)
+{
+	char *t;
+	int   i;
+
+	for (i = 0; i < 5; i++)
+		audit_note_reset("192.0.2.9");
+	audit_flush_summaries(1);
+	t = render();
+	cr_assert_eq(sample(t, "talos_csr_signer_frontdoor_requests_reset_before_csr_total"), 5);
+	free(t);
+}

@@ -10,6 +10,12 @@
 
 #include <criterion/criterion.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+
 #include "creds.h"
 #include "pki.h"
 #include "signer.h"
@@ -256,4 +262,98 @@ Test(policy, size_rule_applies_before_parsing, .init = setup, .fini = teardown)
 	assert_denied(&r, "CSR too large");
 	signer_result_free(&r);
 	free(big);
+}
+
+/* A fresh RSA key of `bits` with public exponent `e` (decimal). */
+static EVP_PKEY *
+rsa_with_e(int bits, const char *e)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_RSA, NULL);
+	EVP_PKEY     *k = NULL;
+	BIGNUM       *bn = NULL;
+
+	cr_assert_not_null(ctx);
+	cr_assert(BN_dec2bn(&bn, e) > 0);
+	cr_assert_eq(EVP_PKEY_keygen_init(ctx), 1);
+	cr_assert_eq(EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, bits), 1);
+	cr_assert_eq(EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx, bn), 1);
+	cr_assert_eq(EVP_PKEY_keygen(ctx, &k), 1, "keygen with e=%s", e);
+	BN_free(bn);
+	EVP_PKEY_CTX_free(ctx);
+	return k;
+}
+
+/* Go's crypto/rsa accepts 2^31-1 and refuses 2^31+1: so do we. */
+Test(policy, rsa_exponent_bound_is_gos, .init = setup, .fini = teardown, .timeout = 120)
+{
+	EVP_PKEY *ok = rsa_with_e(2048, "2147483647"), *big = rsa_with_e(2048, "2147483649");
+	char     *cok = tu_csr_pem(ok, "w", NULL, NULL, NULL, 0);
+	char     *cbig = tu_csr_pem(big, "w", NULL, NULL, NULL, 0);
+	struct signer_params p = tu_signer_params();
+	struct signer_result r;
+
+	cr_assert_eq(issue(cok, &p, &r), SIGNER_OK, "e = 2^31-1: %s", r.message);
+	signer_result_free(&r);
+	issue(cbig, &p, &r);
+	assert_denied(&r, "RSA public exponent outside [2, 2^31-1]");
+	cr_assert_str_eq(r.key_type, "rsa", "the refusal still describes the key");
+	signer_result_free(&r);
+	free(cok);
+	free(cbig);
+	EVP_PKEY_free(ok);
+	EVP_PKEY_free(big);
+}
+
+/*
+ * A CSR whose key has a 3,000-bit exponent and whose signature does not even
+ * verify under it: refused by policy, which proves the key is judged before
+ * the (expensive) signature check.
+ */
+Test(policy, key_policy_runs_before_the_signature, .init = setup, .fini = teardown, .timeout = 60)
+{
+	EVP_PKEY            *signer = tu_key(TU_RSA2048), *pub = NULL;
+	EVP_PKEY_CTX        *ctx = NULL;
+	OSSL_PARAM_BLD      *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM          *params = NULL;
+	BIGNUM              *n = NULL, *e = BN_new();
+	X509_REQ            *req = X509_REQ_new();
+	X509_NAME           *name = X509_NAME_new();
+	BIO                 *bio = BIO_new(BIO_s_mem());
+	BUF_MEM             *mem;
+	char                *pem;
+	struct signer_params p = tu_signer_params();
+	struct signer_result r;
+
+	cr_assert_eq(EVP_PKEY_get_bn_param(signer, OSSL_PKEY_PARAM_RSA_N, &n), 1);
+	cr_assert_eq(BN_set_bit(e, 3000), 1);
+	cr_assert_eq(BN_set_bit(e, 0), 1); /* odd, 3,001 bits */
+	cr_assert_eq(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n), 1);
+	cr_assert_eq(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e), 1);
+	cr_assert_not_null(params = OSSL_PARAM_BLD_to_param(bld));
+	cr_assert_not_null(ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL));
+	cr_assert_eq(EVP_PKEY_fromdata_init(ctx), 1);
+	cr_assert_eq(EVP_PKEY_fromdata(ctx, &pub, EVP_PKEY_PUBLIC_KEY, params), 1);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"w", -1, -1, 0);
+	cr_assert_eq(X509_REQ_set_subject_name(req, name), 1);
+	cr_assert_eq(X509_REQ_set_pubkey(req, pub), 1);
+	cr_assert_gt(X509_REQ_sign(req, signer, EVP_sha256()), 0); /* not by `pub`'s key */
+	cr_assert_eq(PEM_write_bio_X509_REQ(bio, req), 1);
+	BIO_get_mem_ptr(bio, &mem);
+	pem = strndup(mem->data, mem->length);
+
+	issue(pem, &p, &r);
+	assert_denied(&r, "RSA public exponent outside [2, 2^31-1]");
+	signer_result_free(&r);
+
+	free(pem);
+	BIO_free(bio);
+	X509_NAME_free(name);
+	X509_REQ_free(req);
+	BN_free(n);
+	BN_free(e);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(pub);
+	EVP_PKEY_free(signer);
 }

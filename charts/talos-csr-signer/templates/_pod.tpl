@@ -100,6 +100,16 @@ spec:
       envFrom:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+      {{- if semverCompare ">=1.30-0" .Capabilities.KubeVersion.Version }}
+      # The daemon closes its listener on SIGTERM. Until kube-proxy has dropped this Pod from the
+      # Service, new connections would still be sent here and refused: tests/cluster step 6 saw
+      # 1045 of 2526 worker calls refused during a rolling update without this, none with it.
+      # (The sleep action is built in from Kubernetes 1.30; the image needs no shell.)
+      lifecycle:
+        preStop:
+          sleep:
+            seconds: 5
+      {{- end }}
       startupProbe:
         httpGet:
           path: /healthz

@@ -11,6 +11,7 @@
 //	worker    one Certificate call as a worker makes it, response checked
 //	neg       one negative case (bad token, bad CSR, ...), status checked
 //	load      keep calling over several connections, count failures by code
+//	pace      one worker call (new connection) per interval, one JSON line each
 //	probe     TLS-dial the daemon and report (or wait for) its serving cert
 //	noalpn    TLS clients without h2 in ALPN must never get a successful call
 //	freeport  print a free TCP port on 127.0.0.1
@@ -34,6 +35,7 @@ var commands = []command{
 	{"worker", runWorker, "one Certificate call as a Talos worker makes it"},
 	{"neg", runNeg, "one negative case, status code checked"},
 	{"load", runLoad, "keep calling for a while, count failures by code"},
+	{"pace", runPace, "one worker call per interval on a new connection, logged"},
 	{"probe", runProbe, "report or wait for the serving certificate"},
 	{"noalpn", runNoALPN, "clients without h2 ALPN get no successful call"},
 	{"freeport", runFreePort, "print a free TCP port on 127.0.0.1"},

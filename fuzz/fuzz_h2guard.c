@@ -1,0 +1,57 @@
+/*
+ * fuzz_h2guard.c: the HTTP/2 frame guard (h2guard_feed()).
+ *
+ * Input: the first byte seeds the chunking and the limits; the rest is the
+ * client's decrypted byte stream. It is fed in one piece and cut into
+ * pieces of 1 to 64 bytes, both at one instant: both feeds must give the
+ * same verdict and count the same requests (the "any split" contract). A
+ * third feed advances the clock per piece, for the RST_STREAM window.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "h2guard.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct h2guard_limits lim;
+	struct h2guard        whole, cut, timed;
+	enum h2guard_verdict  vw, vc = H2G_OK, vt = H2G_OK;
+	unsigned              seed;
+	size_t                off, n;
+	int64_t               now = 0;
+
+	if (size < 1)
+		return 0;
+	seed = data[0];
+	data++, size--;
+	/* Small limits (from the seed), so that every cap is reachable. */
+	lim.max_header_block = 64u << (seed & 3);
+	lim.max_open_streams = 1u + (seed >> 2 & 7);
+	lim.max_rst_per_sec = 1u + (seed >> 5 & 7);
+	lim.max_bytes_before_request = 4096;
+
+	h2guard_init(&whole, &lim);
+	vw = h2guard_feed(&whole, data, size, 0);
+
+	h2guard_init(&cut, &lim);
+	h2guard_init(&timed, &lim);
+	for (off = 0; off < size; off += n) {
+		n = 1 + (size_t)((seed * 31u + off * 7u + data[off]) % 64u);
+		if (n > size - off)
+			n = size - off;
+		vc = h2guard_feed(&cut, data + off, n, 0);
+		now += data[off] * 4;
+		vt = h2guard_feed(&timed, data + off, n, now);
+	}
+	if (size > 0 && vc != vw)
+		abort(); /* the verdict depends on how the bytes arrived */
+	if (size > 0 && vw == H2G_OK && h2guard_requests(&cut) != h2guard_requests(&whole))
+		abort();
+	if (vt >= H2G__MAX || h2guard_verdict_name(vt) == NULL)
+		abort();
+	return 0;
+}

@@ -1,0 +1,229 @@
+/*
+ * test_h2guard.c: the HTTP/2 frame guard (mirrors src/h2guard.c). Streams
+ * are built frame by frame, then fed whole, byte by byte and at every split
+ * point: the verdict must never depend on how the bytes arrive.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "h2guard.h"
+
+#define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+struct stream {
+	unsigned char b[1 << 20];
+	size_t        n;
+};
+
+static const struct h2guard_limits lim = { 16384, 100, 100, 131072 };
+
+static void
+frame(struct stream *s, uint32_t len, uint8_t type, uint8_t flags, uint32_t id)
+{
+	unsigned char *p = s->b + s->n;
+
+	cr_assert(s->n + 9 + len <= sizeof(s->b));
+	p[0] = (unsigned char)(len >> 16);
+	p[1] = (unsigned char)(len >> 8);
+	p[2] = (unsigned char)len;
+	p[3] = type;
+	p[4] = flags;
+	p[5] = (unsigned char)((id >> 24) & 0x7f);
+	p[6] = (unsigned char)(id >> 16);
+	p[7] = (unsigned char)(id >> 8);
+	p[8] = (unsigned char)id;
+	memset(p + 9, 0xA5, len);
+	s->n += 9 + len;
+}
+
+static void
+preface(struct stream *s)
+{
+	memcpy(s->b, PREFACE, 24);
+	s->n = 24;
+	frame(s, 18, 0x4, 0, 0); /* SETTINGS */
+	frame(s, 4, 0x8, 0, 0);  /* WINDOW_UPDATE */
+}
+
+/* One unary gRPC call: HEADERS (END_HEADERS), DATA (END_STREAM). */
+static void
+call(struct stream *s, uint32_t id)
+{
+	frame(s, 200, 0x1, 0x4, id);
+	frame(s, 600, 0x0, 0x1, id);
+}
+
+/* The verdict fed whole, byte by byte and split at every 97th point must agree. */
+static enum h2guard_verdict
+verdict(const struct stream *s, const struct h2guard_limits *l)
+{
+	struct h2guard       g;
+	enum h2guard_verdict whole, v = H2G_OK;
+	size_t               i, cut;
+
+	h2guard_init(&g, l);
+	whole = h2guard_feed(&g, s->b, s->n, 0);
+	h2guard_init(&g, l);
+	for (i = 0; i < s->n; i++)
+		v = h2guard_feed(&g, s->b + i, 1, 0);
+	cr_assert_eq(v, whole, "byte by byte: %s, whole: %s", h2guard_verdict_name(v),
+	    h2guard_verdict_name(whole));
+	for (cut = 1; cut < s->n; cut += 97) {
+		h2guard_init(&g, l);
+		h2guard_feed(&g, s->b, cut, 0);
+		v = h2guard_feed(&g, s->b + cut, s->n - cut, 0);
+		cr_assert_eq(v, whole, "split at %zu", cut);
+	}
+	return whole;
+}
+
+static struct stream s;
+
+Test(h2guard, a_talos_request_passes_and_counts)
+{
+	struct h2guard g;
+
+	preface(&s);
+	call(&s, 1);
+	cr_assert_eq(verdict(&s, &lim), H2G_OK);
+	h2guard_init(&g, &lim);
+	h2guard_feed(&g, s.b, s.n, 0);
+	cr_assert_eq(h2guard_requests(&g), 1);
+}
+
+Test(h2guard, many_calls_on_one_connection_pass)
+{
+	uint32_t id;
+
+	preface(&s);
+	for (id = 1; id < 2 * 1000; id += 2)
+		call(&s, id); /* far more than max_open_streams, one at a time */
+	cr_assert_eq(verdict(&s, &lim), H2G_OK);
+}
+
+Test(h2guard, wrong_preface_is_refused)
+{
+	memcpy(s.b, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
+	s.n = 27;
+	cr_assert_eq(verdict(&s, &lim), H2G_BAD_PREFACE);
+}
+
+Test(h2guard, header_block_over_the_cap_in_one_frame)
+{
+	preface(&s);
+	frame(&s, 16385, 0x1, 0x4, 1);
+	cr_assert_eq(verdict(&s, &lim), H2G_HEADER_BLOCK);
+}
+
+Test(h2guard, endless_continuation_is_refused)
+{
+	int i;
+
+	preface(&s);
+	frame(&s, 100, 0x1, 0x0, 1); /* no END_HEADERS */
+	for (i = 0; i < 200; i++)
+		frame(&s, 100, 0x9, 0x0, 1);
+	cr_assert_eq(verdict(&s, &lim), H2G_HEADER_BLOCK);
+}
+
+Test(h2guard, continuation_ending_the_block_completes_the_request)
+{
+	struct h2guard g;
+
+	preface(&s);
+	frame(&s, 100, 0x1, 0x1, 1); /* END_STREAM, no END_HEADERS */
+	frame(&s, 100, 0x9, 0x4, 1);
+	cr_assert_eq(verdict(&s, &lim), H2G_OK);
+	h2guard_init(&g, &lim);
+	h2guard_feed(&g, s.b, s.n, 0);
+	cr_assert_eq(h2guard_requests(&g), 1);
+}
+
+Test(h2guard, frames_inside_a_header_block_are_a_protocol_error)
+{
+	preface(&s);
+	frame(&s, 100, 0x1, 0x0, 1);
+	frame(&s, 8, 0x6, 0x0, 0); /* PING in the middle */
+	cr_assert_eq(verdict(&s, &lim), H2G_PROTOCOL);
+	preface(&s);
+	frame(&s, 100, 0x9, 0x4, 1); /* CONTINUATION without HEADERS */
+	cr_assert_eq(verdict(&s, &lim), H2G_PROTOCOL);
+	preface(&s);
+	frame(&s, 100, 0x1, 0x0, 1);
+	frame(&s, 100, 0x9, 0x4, 3); /* another stream's CONTINUATION */
+	cr_assert_eq(verdict(&s, &lim), H2G_PROTOCOL);
+	preface(&s);
+	frame(&s, 10, 0x1, 0x4, 0); /* HEADERS on stream 0 */
+	cr_assert_eq(verdict(&s, &lim), H2G_PROTOCOL);
+}
+
+Test(h2guard, too_many_open_streams)
+{
+	uint32_t id;
+
+	preface(&s);
+	for (id = 1; id <= 2 * 100 + 1; id += 2)
+		frame(&s, 50, 0x1, 0x4, id); /* opened, never ended */
+	cr_assert_eq(verdict(&s, &lim), H2G_STREAMS, "the 101st open stream");
+	preface(&s);
+	for (id = 1; id <= 2 * 99 + 1; id += 2)
+		frame(&s, 50, 0x1, 0x4, id);
+	frame(&s, 600, 0x0, 0x1, 1); /* one ends: room again */
+	frame(&s, 50, 0x1, 0x4, 401);
+	cr_assert_eq(verdict(&s, &lim), H2G_OK);
+}
+
+Test(h2guard, rapid_reset_is_refused_slow_resets_are_not)
+{
+	struct h2guard g;
+	uint32_t       id;
+	int            i;
+
+	preface(&s);
+	frame(&s, 100, 0x1, 0x5, 1); /* one complete request first */
+	for (id = 3; id < 3 + 2 * 150; id += 2) {
+		frame(&s, 50, 0x1, 0x4, id);
+		frame(&s, 4, 0x3, 0x0, id);
+	}
+	cr_assert_eq(verdict(&s, &lim), H2G_RST_RATE);
+
+	/* 50 resets a second for 10 s stay under 100/s. */
+	h2guard_init(&g, &lim);
+	preface(&s);
+	cr_assert_eq(h2guard_feed(&g, s.b, s.n, 0), H2G_OK);
+	for (i = 0, id = 1; i < 500; i++, id += 2) {
+		s.n = 0;
+		frame(&s, 50, 0x1, 0x4, id);
+		frame(&s, 4, 0x3, 0x0, id);
+		cr_assert_eq(h2guard_feed(&g, s.b, s.n, (int64_t)i * 20), H2G_OK, "reset %d", i);
+	}
+}
+
+Test(h2guard, bytes_before_the_first_request_are_capped)
+{
+	int i;
+
+	preface(&s);
+	for (i = 0; i < 20; i++)
+		frame(&s, 8192, 0x0, 0x0, 1); /* DATA without END_STREAM */
+	cr_assert_eq(verdict(&s, &lim), H2G_PRE_REQUEST);
+	/* After a complete request the cap no longer applies. */
+	preface(&s);
+	call(&s, 1);
+	for (i = 0; i < 20; i++)
+		frame(&s, 8192, 0x0, 0x0, 3);
+	cr_assert_eq(verdict(&s, &lim), H2G_OK);
+}
+
+Test(h2guard, a_violation_is_sticky)
+{
+	struct h2guard g;
+
+	h2guard_init(&g, &lim);
+	cr_assert_eq(h2guard_feed(&g, "XRI", 3, 0), H2G_BAD_PREFACE);
+	cr_assert_eq(h2guard_feed(&g, PREFACE, 24, 0), H2G_BAD_PREFACE);
+	cr_assert_str_eq(h2guard_verdict_name(H2G_RST_RATE), "rst_rate");
+	cr_assert_str_eq(h2guard_verdict_name(H2G__MAX), "unknown");
+}
