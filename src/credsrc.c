@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "audit.h"
 #include "credstore.h"
 #include "log.h"
@@ -67,6 +69,43 @@ credsrc_invalidate(struct credsrc *cs)
 	pthread_mutex_lock(&cs->mtx);
 	cs->have_serving = 0;
 	pthread_mutex_unlock(&cs->mtx);
+}
+
+/*
+ * Names the parts that differ between the serving set and a candidate
+ * ("token, serving certificate"), so that a rotation Event says what moved.
+ * Compares bytes in constant time (the token is one of them); prints none.
+ */
+static void
+changed_parts(const struct creds_input *old, const struct creds_input *cand, char *buf, size_t len)
+{
+	static const char *const names[CF__MAX] = {
+		[CF_CA_CERT] = "CA certificate",
+		[CF_CA_KEY] = "CA key",
+		[CF_TOKEN] = "token",
+		[CF_ACCEPTED_CAS] = "accepted CAs",
+		[CF_ACCEPTED_TOKENS] = "accepted tokens",
+		[CF_TLS_CERT] = "serving certificate",
+		[CF_TLS_KEY] = "serving key",
+	};
+	size_t o = 0;
+	int    f, n;
+
+	buf[0] = '\0';
+	for (f = 0; f < CF__MAX; f++) {
+		const struct creds_part *a = &old->part[f], *b = &cand->part[f];
+
+		if (a->present == b->present &&
+		    (!a->present ||
+			(a->data.len == b->data.len &&
+			    CRYPTO_memcmp(a->data.data, b->data.data, a->data.len) == 0)))
+			continue;
+		n = snprintf(
+		    buf + o, len - o, "%s%s", o ? ", " : "", names[f] ? names[f] : "other");
+		if (n < 0 || (size_t)n >= len - o)
+			break;
+		o += (size_t)n;
+	}
 }
 
 static int
@@ -134,7 +173,7 @@ credsrc_submit(struct credsrc *cs, unsigned expect, unsigned mask, const struct 
 	unsigned char             digest[SHA256_DIGEST_LENGTH];
 	const struct creds_input *base;
 	enum credsrc_result       res;
-	char                      note[512], fault[160];
+	char                      note[512], fault[160], changed[160];
 	struct notes              notes;
 	size_t                    i;
 	uint64_t                  gen;
@@ -207,12 +246,14 @@ credsrc_submit(struct credsrc *cs, unsigned expect, unsigned mask, const struct 
 			    LOG_INFO, "credentials published", lf, sizeof(lf) / sizeof(lf[0]));
 		}
 		if (gen > 1) {
+			changed_parts(&cs->good, &cand, changed, sizeof(changed));
 			memset(&ar, 0, sizeof(ar));
 			ar.kind = AK_CREDS_ROTATED;
 			snprintf(note, sizeof(note),
-			    "credentials generation %llu in use "
+			    "credentials generation %llu in use, changed: %s "
 			    "(CA SPKI sha256 %.16s, serving SPKI sha256 %.16s)",
-			    (unsigned long long)gen, ca_fp, tls_fp);
+			    (unsigned long long)gen, changed[0] ? changed : "nothing", ca_fp,
+			    tls_fp);
 			ar.message = note;
 			ar.related = related;
 			audit_emit(&ar);

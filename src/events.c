@@ -195,9 +195,11 @@ events_note(const struct audit_rec *r, char *buf, size_t len)
 	if (!audit_is_creds(r->kind)) {
 		o = put(buf, len, o, "peer ");
 		o = put(buf, len, o, r->peer && *r->peer ? r->peer : "-");
-		if (r->cn != NULL) {
+		if (r->cn != NULL && *r->cn) {
 			o = put(buf, len, o, ", CN ");
 			o = put(buf, len, o, r->cn);
+		} else if (r->cn != NULL) {
+			o = put(buf, len, o, ", no CN"); /* a CSR with an empty subject */
 		}
 		if (r->nsans > 0) {
 			o = put(buf, len, o, ", SANs [");

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -122,12 +123,17 @@ rescan(struct filesrc *fs, char *err, size_t errlen)
 
 	creds_input_init(&in);
 	if (read_all(fs, &in, err, errlen) == -1) {
+		metrics_reload(MS_FILES, 0, (long long)time(NULL));
 		rc = -1;
 		goto out;
 	}
 	r = credsrc_submit(fs->cs, fs->expect, fs->groups, &in, "files", err, errlen);
 	if (r == CREDSRC_INVALID)
 		rc = -2; /* already logged and audited by credsrc */
+	if (r == CREDSRC_UNCHANGED)
+		metrics_reload_unchanged(MS_FILES, (long long)time(NULL));
+	else
+		metrics_reload(MS_FILES, r != CREDSRC_INVALID, (long long)time(NULL));
 out:
 	creds_input_free(&in);
 	return rc;

@@ -1,8 +1,15 @@
 /*
  * metrics.c: atomic counters and the Prometheus text rendering.
  *
+ * DESIGN
+ * metrics_render() appends one block per family group, each from its own
+ * static render_*() function, so a new family is one new function and one
+ * call. The process_* families are read from /proc at scrape time
+ * (procstat.c), like every Prometheus client library does.
+ *
  * Threads: any. No locks: every value is a relaxed atomic; a scrape may see
  * a histogram mid-update, which Prometheus tolerates.
+ * Owns: the counters (process-wide).
  */
 #include "metrics.h"
 
@@ -11,6 +18,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "procstat.h"
+
 static atomic_uint_fast64_t requests[AK__MAX];
 static atomic_uint_fast64_t counters[MC__MAX];
 static atomic_uint_fast64_t buckets[METRICS_NBUCKETS + 1];
@@ -18,6 +27,15 @@ static atomic_uint_fast64_t sum_us;
 static atomic_uint_fast64_t gen;
 static atomic_llong         ca_expiry, tls_expiry;
 static atomic_int           serving;
+static atomic_int           reload_ok[MS__MAX];
+static atomic_llong         reload_when[MS__MAX]; /* 0: no reload from that source yet */
+
+static const char *const source_label[MS__MAX] = {
+	[MS_CA_SECRET] = "ca_secret",
+	[MS_TLS_SECRET] = "tls_secret",
+	[MS_FILES] = "files",
+};
+
 static atomic_uint_fast64_t fd_counts[MFD__MAX];
 static atomic_llong         fd_gauges[MFG__MAX];
 
@@ -98,6 +116,25 @@ metrics_set_creds(uint64_t g, long long ca, long long tls)
 	atomic_store(&gen, g);
 	atomic_store(&ca_expiry, ca);
 	atomic_store(&tls_expiry, tls);
+}
+
+void
+metrics_reload(enum metric_source src, int ok, long long when)
+{
+	if (src >= MS__MAX)
+		return;
+	atomic_store(&reload_ok[src], ok ? 1 : 0);
+	atomic_store(&reload_when[src], when > 0 ? when : 1);
+}
+
+void
+metrics_reload_unchanged(enum metric_source src, long long when)
+{
+	if (src >= MS__MAX)
+		return;
+	if (atomic_load(&reload_when[src]) != 0 && atomic_load(&reload_ok[src]) == 1)
+		return;
+	metrics_reload(src, 1, when);
 }
 
 void
@@ -209,29 +246,12 @@ render_frontdoor(struct sbuf *o)
 	return rc;
 }
 
-int
-metrics_render(struct sbuf *o)
+static int
+render_requests(struct sbuf *o)
 {
-	static const char *const cnames[MC__MAX][2] = {
-		{ "talos_csr_signer_credential_reloads_total{result=\"success\"}", NULL },
-		{ "talos_csr_signer_credential_reloads_total{result=\"failure\"}", NULL },
-		{ "talos_csr_signer_watch_restarts_total",
-		    "Watch streams restarted (errors, 410 Gone, timeouts)." },
-		{ "talos_csr_signer_events_posted_total", "Kubernetes Events posted." },
-		{ "talos_csr_signer_events_dropped_total",
-		    "Kubernetes Events dropped (queue full or capped)." },
-		{ "talos_csr_signer_token_format_warnings_total",
-		    "Credential loads with a token that does not look like a Talos token "
-		    "([a-z0-9]{6}.[a-z0-9]{16})." },
-	};
 	uint64_t cum = 0;
 	int      i, rc = 0;
 
-	rc |= addf(o,
-	    "# HELP talos_csr_signer_build_info Build information.\n"
-	    "# TYPE talos_csr_signer_build_info gauge\n"
-	    "talos_csr_signer_build_info{version=\"%s\",commit=\"%s\"} 1\n",
-	    TCS_VERSION, TCS_COMMIT);
 	rc |= addf(o,
 	    "# HELP talos_csr_signer_requests_total Certificate requests by result.\n"
 	    "# TYPE talos_csr_signer_requests_total counter\n");
@@ -242,12 +262,6 @@ metrics_render(struct sbuf *o)
 		    audit_result_label((enum audit_kind)i),
 		    (unsigned long long)atomic_load(&requests[i]));
 	}
-	rc |= addf(o,
-	    "# HELP talos_csr_signer_rate_limited_requests_total Requests refused by the rate "
-	    "limit.\n"
-	    "# TYPE talos_csr_signer_rate_limited_requests_total counter\n"
-	    "talos_csr_signer_rate_limited_requests_total %llu\n",
-	    (unsigned long long)atomic_load(&requests[AK_RATE_LIMITED]));
 	rc |= addf(o,
 	    "# HELP talos_csr_signer_signing_duration_seconds Time to verify a CSR and sign it.\n"
 	    "# TYPE talos_csr_signer_signing_duration_seconds histogram\n");
@@ -262,23 +276,73 @@ metrics_render(struct sbuf *o)
 	    "talos_csr_signer_signing_duration_seconds_sum %.6f\n"
 	    "talos_csr_signer_signing_duration_seconds_count %llu\n",
 	    (unsigned long long)cum, (double)atomic_load(&sum_us) / 1e6, (unsigned long long)cum);
+	return rc;
+}
+
+static int
+render_credentials(struct sbuf *o)
+{
+	uint64_t g = atomic_load(&gen);
+	int      i, rc = 0;
+
 	rc |= addf(o,
-	    "# HELP talos_csr_signer_credential_generation Generation of the credentials in use.\n"
+	    "# HELP talos_csr_signer_credential_generation Generation of the credentials in use "
+	    "(0: none yet).\n"
 	    "# TYPE talos_csr_signer_credential_generation gauge\n"
 	    "talos_csr_signer_credential_generation %llu\n",
-	    (unsigned long long)atomic_load(&gen));
+	    (unsigned long long)g);
 	rc |= addf(o,
-	    "# HELP talos_csr_signer_ca_expiry_timestamp_seconds When the issuing CA certificate "
-	    "expires.\n"
-	    "# TYPE talos_csr_signer_ca_expiry_timestamp_seconds gauge\n"
-	    "talos_csr_signer_ca_expiry_timestamp_seconds %lld\n",
-	    (long long)atomic_load(&ca_expiry));
+	    "# HELP talos_csr_signer_certificate_expiry_timestamp_seconds When a certificate in "
+	    "use expires (ca: the issuing CA, serving: the gRPC serving certificate).\n"
+	    "# TYPE talos_csr_signer_certificate_expiry_timestamp_seconds gauge\n");
+	if (g > 0) /* no sample before the first credentials: no false expiry alert */
+		rc |= addf(o,
+		    "talos_csr_signer_certificate_expiry_timestamp_seconds{certificate=\"ca\"} "
+		    "%lld\n"
+		    "talos_csr_signer_certificate_expiry_timestamp_seconds{certificate=\"serving\"}"
+		    " "
+		    "%lld\n",
+		    (long long)atomic_load(&ca_expiry), (long long)atomic_load(&tls_expiry));
 	rc |= addf(o,
-	    "# HELP talos_csr_signer_serving_cert_expiry_timestamp_seconds When the serving "
-	    "certificate expires.\n"
-	    "# TYPE talos_csr_signer_serving_cert_expiry_timestamp_seconds gauge\n"
-	    "talos_csr_signer_serving_cert_expiry_timestamp_seconds %lld\n",
-	    (long long)atomic_load(&tls_expiry));
+	    "# HELP talos_csr_signer_credential_last_reload_success Whether the latest reload "
+	    "from each source was applied (1) or refused, deleted or missing (0).\n"
+	    "# TYPE talos_csr_signer_credential_last_reload_success gauge\n");
+	for (i = 0; i < MS__MAX; i++)
+		if (atomic_load(&reload_when[i]) != 0)
+			rc |= addf(o,
+			    "talos_csr_signer_credential_last_reload_success{source=\"%s\"} %d\n",
+			    source_label[i], atomic_load(&reload_ok[i]));
+	rc |= addf(o,
+	    "# HELP talos_csr_signer_credential_last_reload_timestamp_seconds When the latest "
+	    "reload from each source happened.\n"
+	    "# TYPE talos_csr_signer_credential_last_reload_timestamp_seconds gauge\n");
+	for (i = 0; i < MS__MAX; i++)
+		if (atomic_load(&reload_when[i]) != 0)
+			rc |= addf(o,
+			    "talos_csr_signer_credential_last_reload_timestamp_seconds{source=\"%"
+			    "s\"} "
+			    "%lld\n",
+			    source_label[i], (long long)atomic_load(&reload_when[i]));
+	return rc;
+}
+
+static int
+render_counters(struct sbuf *o)
+{
+	static const char *const cnames[MC__MAX][2] = {
+		{ "talos_csr_signer_credential_reloads_total{result=\"success\"}", NULL },
+		{ "talos_csr_signer_credential_reloads_total{result=\"failure\"}", NULL },
+		{ "talos_csr_signer_watch_restarts_total",
+		    "Watch streams restarted (errors, 410 Gone, timeouts)." },
+		{ "talos_csr_signer_events_posted_total", "Kubernetes Events posted." },
+		{ "talos_csr_signer_events_dropped_total",
+		    "Kubernetes Events dropped (queue full or capped)." },
+		{ "talos_csr_signer_token_format_warnings_total",
+		    "Credential loads with a token that does not look like a Talos token "
+		    "([a-z0-9]{6}.[a-z0-9]{16})." },
+	};
+	int i, rc = 0;
+
 	rc |= addf(o,
 	    "# HELP talos_csr_signer_credential_reloads_total Credential reloads by result.\n"
 	    "# TYPE talos_csr_signer_credential_reloads_total counter\n");
@@ -290,6 +354,55 @@ metrics_render(struct sbuf *o)
 		rc |= addf(
 		    o, "%s %llu\n", cnames[i][0], (unsigned long long)atomic_load(&counters[i]));
 	}
+	return rc;
+}
+
+/* The process_* families of the Prometheus client libraries; none if /proc is unreadable. */
+static int
+render_process(struct sbuf *o)
+{
+	struct procstat ps;
+	static const struct {
+		const char *name, *type, *help;
+	} fam[] = {
+		{ "process_cpu_seconds_total", "counter",
+		    "Total user and system CPU time spent in seconds." },
+		{ "process_resident_memory_bytes", "gauge", "Resident memory size in bytes." },
+		{ "process_start_time_seconds", "gauge",
+		    "Start time of the process since unix epoch in seconds." },
+		{ "process_open_fds", "gauge", "Number of open file descriptors." },
+		{ "process_max_fds", "gauge", "Maximum number of open file descriptors." },
+	};
+	double v[5];
+	int    i, rc = 0;
+
+	if (procstat_read(&ps) == -1)
+		return 0;
+	v[0] = ps.cpu_seconds;
+	v[1] = ps.resident_bytes;
+	v[2] = ps.start_time;
+	v[3] = ps.open_fds;
+	v[4] = ps.max_fds;
+	for (i = 0; i < 5; i++)
+		rc |= addf(o, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", fam[i].name, fam[i].help,
+		    fam[i].name, fam[i].type, fam[i].name, v[i]);
+	return rc;
+}
+
+int
+metrics_render(struct sbuf *o)
+{
+	int rc = 0;
+
+	rc |= addf(o,
+	    "# HELP talos_csr_signer_build_info Build information.\n"
+	    "# TYPE talos_csr_signer_build_info gauge\n"
+	    "talos_csr_signer_build_info{version=\"%s\",commit=\"%s\"} 1\n",
+	    TCS_VERSION, TCS_COMMIT);
+	rc |= render_requests(o);
+	rc |= render_credentials(o);
+	rc |= render_counters(o);
 	rc |= render_frontdoor(o);
+	rc |= render_process(o);
 	return rc ? -1 : 0;
 }

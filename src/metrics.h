@@ -24,6 +24,14 @@ enum metric_counter {
 	MC__MAX
 };
 
+/* Where a credential reload came from (the `source` label). */
+enum metric_source {
+	MS_CA_SECRET,  /* CA_SECRET, api mode */
+	MS_TLS_SECRET, /* TLS_SECRET, api mode */
+	MS_FILES,      /* the mounted files, files mode */
+	MS__MAX
+};
+
 /* Front door (frontdoor.c): connection outcomes, by the reason a connection ended. */
 enum metric_fd {
 	MFD_ACCEPTED,         /* connections accepted and admitted */
@@ -68,6 +76,19 @@ void metrics_request(enum audit_kind);
 /* Records one signing duration in microseconds. */
 void metrics_sign_latency_us(int64_t us);
 void metrics_inc(enum metric_counter);
+/*
+ * Records the outcome of the latest reload from one source at Unix time
+ * `when`: ok 1 (applied, or unchanged), 0 (refused, deleted or missing: the
+ * last good credentials keep serving). Sets the per-source gauges only; the
+ * reload counters are metrics_inc()'s.
+ */
+void metrics_reload(enum metric_source, int ok, long long when);
+/*
+ * A re-read from `src` that found what is already serving: a no-op, unless
+ * the source's latest outcome was a failure (or there was none yet); then it
+ * records a success at `when` (the source recovered).
+ */
+void metrics_reload_unchanged(enum metric_source src, long long when);
 /* Credential gauges, set by the credential publisher. */
 void metrics_set_creds(uint64_t gen, long long ca_not_after, long long tls_not_after);
 /* Sets the readiness bits: gRPC bound. */

@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -344,6 +345,14 @@ soon(struct target *t, enum watch_phase next)
 	t->due = util_mono_ms();
 }
 
+/* The per-source reload gauge of this target's Secret. */
+static void
+record(const struct target *t, int ok)
+{
+	metrics_reload(
+	    t->kind == SECRET_CA ? MS_CA_SECRET : MS_TLS_SECRET, ok, (long long)time(NULL));
+}
+
 static void
 report_invalid(struct target *t, const char *why)
 {
@@ -377,6 +386,7 @@ apply(struct target *t, const cJSON *obj)
 	creds_input_init(&in);
 	if (secret_decode(obj, t->kind, t->label + 7, &in, err, sizeof(err)) == -1) {
 		metrics_inc(MC_RELOAD_FAIL);
+		record(t, 0);
 		snprintf(note, sizeof(note),
 		    "new credentials refused (resourceVersion %s), "
 		    "still serving the last good ones: %s",
@@ -386,6 +396,7 @@ apply(struct target *t, const cJSON *obj)
 	}
 	r = credsrc_submit(
 	    t->w->cs, t->w->expect, secret_groups(t->kind), &in, t->label, err, sizeof(err));
+	record(t, r != CREDSRC_INVALID);
 	{
 		struct log_field f[] = {
 			LF_S("secret", t->label + 7),
@@ -412,6 +423,8 @@ deleted(struct target *t)
 	if (t->missing)
 		return;
 	t->missing = 1;
+	metrics_inc(MC_RELOAD_FAIL);
+	record(t, 0);
 	snprintf(note, sizeof(note), "%s was deleted; still serving the last good credentials",
 	    t->label);
 	report_invalid(t, note);
@@ -426,6 +439,8 @@ absent(struct target *t)
 	if (t->missing)
 		return;
 	t->missing = 1;
+	metrics_inc(MC_RELOAD_FAIL);
+	record(t, 0);
 	snprintf(note, sizeof(note),
 	    "%s not found; waiting for it (the last good credentials, "
 	    "if any, keep serving)",

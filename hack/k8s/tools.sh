@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes test tools from the Go module proxy into a cache outside the repo:
 #   kube-apiserver, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm (helm.sh/helm/v3),
+#   promtool (github.com/prometheus/prometheus, only when asked for by TCS_TOOLS_ONLY),
 #   and extracts cert-manager's CRD manifests from its Go module.
 #   On request (TCS_TOOLS_ONLY), for the single-node cluster of hack/k8s/cluster-up.sh: kubelet,
 #   kube-scheduler, kube-controller-manager, kube-proxy (k8s.io/kubernetes), cert-manager-controller
@@ -11,10 +12,10 @@
 #        hack/k8s/tools.sh --env-file     # only prints the path of the env file it writes
 # Environment:
 #   TCS_CACHE        cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer)
-#   K8S_VERSION, ETCD_VERSION, HELM_VERSION, CERT_MANAGER_VERSION, CMCTL_VERSION   override the pinned versions
+#   K8S_VERSION, ETCD_VERSION, HELM_VERSION, CERT_MANAGER_VERSION, CMCTL_VERSION, PROMETHEUS_VERSION   override the pinned versions
 #   TCS_TOOLS_ONLY   space-separated subset of: kube-apiserver kubectl etcd helm cert-manager-crds
-#                    kubelet kube-scheduler kube-controller-manager kube-proxy cert-manager-controller cmctl
-#                    (default: the first five; TCS_TOOLS_ONLY=cluster means all of them)
+#                    kubelet kube-scheduler kube-controller-manager kube-proxy cert-manager-controller cmctl promtool
+#                    (default: the first five; TCS_TOOLS_ONLY=cluster means all of them but promtool)
 #   TCS_GO_SHARED_CACHES=1  use the user's normal GOMODCACHE/GOCACHE instead of ones inside TCS_CACHE
 set -euo pipefail
 
@@ -22,6 +23,10 @@ K8S_VERSION=${K8S_VERSION:-v1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
 CERT_MANAGER_VERSION=${CERT_MANAGER_VERSION:-v1.21.2}
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}
+# Bumped whenever the way a tool is built changes (not its version), so a cached binary built the old
+# way is not reused: helm 2 = helm built with upstream's default-Kubernetes-version ldflags.
+HELM_BUILD=2
 # cmctl moved to its own module (github.com/cert-manager/cmctl/v2); v2.2.0 is the newest the module proxy and
 # the checksum database both serve here (v2.3.0's go.mod is missing from sum.golang.org, v2.4.0 is refused).
 CMCTL_VERSION=${CMCTL_VERSION:-v2.2.0}
@@ -53,7 +58,8 @@ export CGO_ENABLED=${CGO_ENABLED:-0}
 KUBE_APISERVER=$TOOLS/kube-apiserver-$K8S_VERSION/bin/kube-apiserver
 KUBECTL=$TOOLS/kubectl-$K8S_VERSION/bin/kubectl
 ETCD=$TOOLS/etcd-$ETCD_VERSION/bin/etcd
-HELM=$TOOLS/helm-$HELM_VERSION/bin/helm
+HELM=$TOOLS/helm-$HELM_VERSION-$HELM_BUILD/bin/helm
+PROMTOOL=$TOOLS/promtool-$PROMETHEUS_VERSION/bin/promtool
 CERT_MANAGER_CRDS=$TOOLS/cert-manager-crds-$CERT_MANAGER_VERSION/crds
 KUBELET=$TOOLS/kubelet-$K8S_VERSION/bin/kubelet
 KUBE_SCHEDULER=$TOOLS/kube-scheduler-$K8S_VERSION/bin/kube-scheduler
@@ -72,6 +78,7 @@ export_lines() {
 	[[ -x $KUBECTL ]] && printf 'export KUBECTL=%q\n' "$KUBECTL"
 	[[ -x $ETCD ]] && printf 'export ETCD=%q\n' "$ETCD"
 	[[ -x $HELM ]] && printf 'export HELM=%q\n' "$HELM"
+	[[ -x $PROMTOOL ]] && printf 'export PROMTOOL=%q\n' "$PROMTOOL"
 	compgen -G "$CERT_MANAGER_CRDS/*.yaml" >/dev/null && printf 'export CERT_MANAGER_CRDS=%q\n' "$CERT_MANAGER_CRDS"
 	[[ -x $KUBELET ]] && printf 'export KUBELET=%q\n' "$KUBELET"
 	[[ -x $KUBE_SCHEDULER ]] && printf 'export KUBE_SCHEDULER=%q\n' "$KUBE_SCHEDULER"
@@ -79,8 +86,8 @@ export_lines() {
 	[[ -x $KUBE_PROXY ]] && printf 'export KUBE_PROXY=%q\n' "$KUBE_PROXY"
 	[[ -x $CERT_MANAGER_CONTROLLER ]] && printf 'export CERT_MANAGER_CONTROLLER=%q\n' "$CERT_MANAGER_CONTROLLER"
 	[[ -x $CMCTL ]] && printf 'export CMCTL=%q\n' "$CMCTL"
-	printf 'export K8S_VERSION=%q ETCD_VERSION=%q HELM_VERSION=%q CERT_MANAGER_VERSION=%q CMCTL_VERSION=%q\n' \
-		"$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$CERT_MANAGER_VERSION" "$CMCTL_VERSION"
+	printf 'export K8S_VERSION=%q ETCD_VERSION=%q HELM_VERSION=%q CERT_MANAGER_VERSION=%q CMCTL_VERSION=%q PROMETHEUS_VERSION=%q\n' \
+		"$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$CERT_MANAGER_VERSION" "$CMCTL_VERSION" "$PROMETHEUS_VERSION"
 }
 
 # Every wanted tool already built (binaries are renamed into place whole): hand them out
@@ -91,6 +98,7 @@ if [[ ${1:-} != --env-file ]] &&
 	! { want kubectl && [[ ! -x $KUBECTL ]]; } &&
 	! { want etcd && [[ ! -x $ETCD ]]; } &&
 	! { want helm && [[ ! -x $HELM ]]; } &&
+	! { want promtool && [[ ! -x $PROMTOOL ]]; } &&
 	! { want cert-manager-crds && ! compgen -G "$CERT_MANAGER_CRDS/*.yaml" >/dev/null; } &&
 	! { want kubelet && [[ ! -x $KUBELET ]]; } &&
 	! { want kube-scheduler && [[ ! -x $KUBE_SCHEDULER ]]; } &&
@@ -217,8 +225,31 @@ if want helm && [[ ! -x $HELM ]]; then
 	gomod "$dir" helm.sh/helm/v3 "$HELM_VERSION"
 	tools_go "$dir" helm.sh/helm/v3/cmd/helm
 	(cd "$dir" && go mod tidy) || die "go mod tidy failed for helm $HELM_VERSION"
-	build_into "$HELM" "$dir" helm.sh/helm/v3/cmd/helm \
-		"-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+	# As helm's own Makefile does: the Kubernetes version that `helm template` and `helm lint` assume
+	# without --kube-version is the client-go version it was built with (major 0 -> 1). Without these
+	# flags helm falls back to v1.20 and refuses any chart whose kubeVersion wants more.
+	cg=$(cd "$dir" && go list -m -f '{{.Version}}' k8s.io/client-go) || die "no client-go in helm's build list"
+	cg=${cg#v}
+	kmaj=$((${cg%%.*} + 1))
+	kmin=${cg#*.}
+	kmin=${kmin%%.*}
+	ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+	for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+		ld+=" -X $pkg.k8sVersionMajor=$kmaj -X $pkg.k8sVersionMinor=$kmin"
+	done
+	log "helm $HELM_VERSION: default Kubernetes version v$kmaj.$kmin (client-go v$cg)"
+	build_into "$HELM" "$dir" helm.sh/helm/v3/cmd/helm "$ld"
+fi
+
+# --- promtool (check metrics / check rules), from the Prometheus module
+if want promtool && [[ ! -x $PROMTOOL ]]; then
+	need_go promtool
+	dir=$BUILD/prometheus-$PROMETHEUS_VERSION
+	gomod "$dir" github.com/prometheus/prometheus "$PROMETHEUS_VERSION"
+	tools_go "$dir" github.com/prometheus/prometheus/cmd/promtool
+	(cd "$dir" && go mod tidy) || die "go mod tidy failed for prometheus $PROMETHEUS_VERSION"
+	build_into "$PROMTOOL" "$dir" github.com/prometheus/prometheus/cmd/promtool \
+		"-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
 fi
 
 # --- cert-manager CRDs: plain (non-templated) CRD manifests live in deploy/crds/ of the module zip

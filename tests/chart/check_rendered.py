@@ -157,6 +157,56 @@ def main():
             check(env["CA_SECRET"]["value"] == f"{i['metadata']['namespace']}/{i['spec']['ca']['secretName']}",
                   "the Issuer uses the CA Secret the daemon reads")
 
+    labels = w["spec"]["template"]["metadata"]["labels"]
+    if w["kind"] == "Deployment":
+        check(pod.get("nodeSelector", {}).get("kubernetes.io/os") == "linux", "Pods select Linux nodes")
+    for tsc in pod.get("topologySpreadConstraints", []):
+        ml = tsc.get("labelSelector", {}).get("matchLabels", {})
+        check(bool(ml) and all(labels.get(k) == v for k, v in ml.items()),
+              "each topologySpreadConstraint selects the chart's Pods")
+    for d in docs:
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-extra-config"):
+            continue  # an extraObjects entry: the user's object, the user's labels
+        check(d["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "Helm",
+              f"{d['kind']} {d['metadata']['name']} carries the chart's labels")
+
+    # The helm test hook: a worker-like request on the Certificate's IP SANs with the daemon's CA Secret.
+    tests = [d for d in by_kind.get("Pod", []) if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    for t in tests:
+        tc = t["spec"]["containers"][0]
+        args = tc.get("args", [])
+        check(args[:1] == ["request"], "the test Pod runs `talos-csr-signer request`")
+        check(t["spec"].get("restartPolicy") == "Never", "the test Pod does not restart")
+        check(t["spec"].get("automountServiceAccountToken") is False, "the test Pod mounts no API token")
+        check(tc.get("securityContext", {}).get("readOnlyRootFilesystem") is True, "the test Pod is read-only")
+        eps = [args[i + 1] for i, a in enumerate(args) if a == "--endpoint"]
+        check(bool(eps), "the test Pod names at least one endpoint")
+        sans = [ip for cert in certs for ip in cert["spec"].get("ipAddresses", [])]
+        for ep in eps:
+            host = ep.rsplit(":", 1)[0].strip("[]")
+            check(not certs or host in sans, f"test endpoint {ep} is an IP SAN of the serving certificate")
+        vols = {v["name"]: v for v in t["spec"]["volumes"]}
+        ca_name = (env["CA_SECRET"]["value"].partition("/")[2] if api_mode else
+                   {v["name"]: v for v in pod.get("volumes", [])}["talos-ca"]["secret"]["secretName"])
+        check(vols.get("talos-ca", {}).get("secret", {}).get("secretName") == ca_name,
+              "the test Pod mounts the CA Secret the daemon uses")
+        check({"--ca", "--token-file"} <= set(args), "the test Pod verifies against the CA, with the token")
+
+    for np in by_kind.get("NetworkPolicy", []):
+        check(np["spec"]["podSelector"]["matchLabels"] == w["spec"]["selector"]["matchLabels"],
+              "NetworkPolicy selects the Pods")
+        for rule in np["spec"].get("ingress", []):
+            for p in rule.get("ports", []):
+                check(p["port"] in ports, f"NetworkPolicy ingress port {p['port']} is a named container port")
+        check(bool(np["spec"].get("egress")) == bool(automount),
+              "NetworkPolicy egress (to the API server) exactly when the daemon talks to it")
+
+    for pr in by_kind.get("PrometheusRule", []):
+        rules = [r for g in pr["spec"]["groups"] for r in g["rules"]]
+        check(len(rules) >= 5, "PrometheusRule has the documented alerts")
+        for r in rules:
+            check(f'namespace="{release_ns}"' in r["expr"], f"{r.get('alert')}: scoped to the release namespace")
+
     for pdb in by_kind.get("PodDisruptionBudget", []):
         check(w["kind"] == "Deployment", "PDB only with a Deployment")
         check(pdb["spec"]["selector"]["matchLabels"] == w["spec"]["selector"]["matchLabels"],

@@ -7,7 +7,8 @@
 # Environment:
 #   TCS_BIN      daemon binary (default build/talos-csr-signer, relative to the repo root)
 #   TCS_CACHE    cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer);
-#                the Python venv (prometheus_client, h2 from PyPI) lives in venv-ops
+#                the Python venv (prometheus_client, h2 from PyPI) lives in venv-ops,
+#                promtool (hack/k8s/tools.sh) in tools/
 #   OPS_SECTIONS space-separated subset of: metrics readiness policy ratelimit memory request check
 #   OPS_SPRAY    source addresses per round of the memory test (default 3000; two rounds)
 #   KEEP_WORK    1: keep the scratch directory (it is always kept when something failed)
@@ -157,6 +158,17 @@ if [[ ! -x $BIN ]]; then
 fi
 PY=
 setup_venv || true
+# promtool (Prometheus's linter), built once into the tool cache; only when
+# the metrics section runs.
+PROMTOOL=
+if [[ " $SECTIONS " == *" metrics "* ]]; then
+	if env_lines=$(TCS_TOOLS_ONLY=promtool "$ROOT/hack/k8s/tools.sh" 2>"$WORK/promtool.log"); then
+		eval "$env_lines"
+	else
+		tail -n 5 "$WORK/promtool.log"
+	fi
+	[[ -x ${PROMTOOL:-} ]] || PROMTOOL=
+fi
 
 # ---------------------------------------------------------------- PKI
 
@@ -265,6 +277,14 @@ stop_daemon() {
 # scrape PORT OUT: /metrics through prometheus_client's parser.
 scrape() { "$PY" "$HERE/metrics.py" "http://127.0.0.1:$1/metrics" >"$2"; }
 
+# promtool_metrics PORT: `promtool check metrics` (Prometheus's own linter)
+# on whatever /metrics exposes: naming, units, HELP, types. Any finding fails.
+promtool_metrics() {
+	local out
+	out=$(curl -sf "http://127.0.0.1:$1/metrics" | "$PROMTOOL" check metrics 2>&1) || { echo "$out"; return 1; }
+	[[ -z $out ]] || { echo "$out"; return 1; }
+}
+
 # metric PORT 'sample{labels}': its value from a fresh scrape (empty if absent).
 metric() {
 	local f=$WORK/scrape.$$.txt
@@ -328,11 +348,16 @@ section_metrics() {
 	check "metrics: every family has its Prometheus type" has "$s" \
 		'^TYPE talos_csr_signer_build_info gauge$' \
 		'^TYPE talos_csr_signer_requests counter$' \
-		'^TYPE talos_csr_signer_rate_limited_requests counter$' \
 		'^TYPE talos_csr_signer_signing_duration_seconds histogram$' \
 		'^TYPE talos_csr_signer_credential_generation gauge$' \
-		'^TYPE talos_csr_signer_ca_expiry_timestamp_seconds gauge$' \
-		'^TYPE talos_csr_signer_serving_cert_expiry_timestamp_seconds gauge$' \
+		'^TYPE talos_csr_signer_certificate_expiry_timestamp_seconds gauge$' \
+		'^TYPE talos_csr_signer_credential_last_reload_success gauge$' \
+		'^TYPE talos_csr_signer_credential_last_reload_timestamp_seconds gauge$' \
+		'^TYPE process_cpu_seconds counter$' \
+		'^TYPE process_resident_memory_bytes gauge$' \
+		'^TYPE process_open_fds gauge$' \
+		'^TYPE process_max_fds gauge$' \
+		'^TYPE process_start_time_seconds gauge$' \
 		'^TYPE talos_csr_signer_credential_reloads counter$' \
 		'^TYPE talos_csr_signer_watch_restarts counter$' \
 		'^TYPE talos_csr_signer_events_posted counter$' \
@@ -345,19 +370,61 @@ section_metrics() {
 	ca_na=$(date -u -d "$(openssl x509 -in "$PKI/ca.crt" -noout -enddate | cut -d= -f2)" +%s)
 	tls_na=$(date -u -d "$(openssl x509 -in "$PKI/server.crt" -noout -enddate | cut -d= -f2)" +%s)
 	check "metrics: expiry timestamps are the certificates' notAfter" has "$s" \
-		"^talos_csr_signer_ca_expiry_timestamp_seconds\\{\\} $ca_na.0$" \
-		"^talos_csr_signer_serving_cert_expiry_timestamp_seconds\\{\\} $tls_na.0$"
+		"^talos_csr_signer_certificate_expiry_timestamp_seconds\\{certificate=\"ca\"\\} $ca_na.0$" \
+		"^talos_csr_signer_certificate_expiry_timestamp_seconds\\{certificate=\"serving\"\\} $tls_na.0$"
+	check "metrics: the files source's last reload succeeded" has "$s" \
+		'^talos_csr_signer_credential_last_reload_success\{source="files"\} 1.0$' \
+		'^talos_csr_signer_credential_last_reload_timestamp_seconds\{source="files"\} [0-9.e+]+$'
+	check "metrics: process metrics are the daemon's own" awk -v pid="$D_PID" \
+		-v fds="$(ls "/proc/$D_PID/fd" | wc -l)" \
+		-v rss="$(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$D_PID/status")" '
+		$1 == "process_open_fds{}" { f = ($2 > 0 && $2 <= fds + 2 && $2 >= fds - 2) }
+		$1 == "process_resident_memory_bytes{}" { r = ($2 > rss / 2 && $2 < rss * 2) }
+		$1 == "process_start_time_seconds{}" { t = ($2 > systime() - 120 && $2 <= systime() + 1) }
+		END { exit !(f && r && t) }' "$s"
+	check "metrics: every exposed family is listed in docs/operations.md" \
+		"$PY" - "$s" "$ROOT/docs/operations.md" <<-'PY'
+			import re, sys
+			fams = {l.split()[1] for l in open(sys.argv[1]) if l.startswith("TYPE ")}
+			doc = open(sys.argv[2]).read()
+			table = doc[doc.index("## Metrics"):doc.index("## Troubleshooting")]
+			listed = set(re.findall(r"`([a-z_]+)[{`]", table))
+			# prometheus_client names a counter family without its _total suffix.
+			missing = sorted(f for f in fams if f not in listed and f + "_total" not in listed)
+			if missing:
+			    sys.exit("not in docs/operations.md: %s" % missing)
+		PY
+	if [[ -n $PROMTOOL ]]; then
+		check "metrics: promtool check metrics finds no problem" promtool_metrics "$D_HTTP"
+	else
+		unavailable "metrics: promtool not built (hack/k8s/tools.sh TCS_TOOLS_ONLY=promtool)"
+	fi
 
 	request --endpoint "127.0.0.1:$D_PORT" --ca "$PKI/ca.crt" --token-file "$PKI/token" --cn m1 >/dev/null 2>&1 || true
 	request --endpoint "127.0.0.1:$D_PORT" --ca "$PKI/ca.crt" --token-file "$PKI/token" --cn m2 --key-type ecdsa >/dev/null 2>&1 || true
 	request --endpoint "127.0.0.1:$D_PORT" --ca "$PKI/ca.crt" --token-file "$OTHER/token" --cn m3 >/dev/null 2>&1 || true
 	check "metrics: /metrics still parses after requests" scrape "$D_HTTP" "$s2"
+	check "docs: the audit example of docs/operations.md has the fields and types of a real record" \
+		"$PY" - "$ROOT/docs/operations.md" "$D_LOG" <<-'PY'
+			import json, re, sys
+			doc = open(sys.argv[1]).read()
+			ex = json.loads(re.search(r'^(\{.*"msg":"audit".*\})$', doc, re.M).group(1))
+			real = next(json.loads(l) for l in open(sys.argv[2])
+			            if '"msg":"audit"' in l and '"outcome":"issued"' in l)
+			shape = lambda d: {k: type(v).__name__ for k, v in d.items()}
+			if shape(ex) != shape(real):
+			    sys.exit("doc %s\nreal %s" % (shape(ex), shape(real)))
+			assert ":" not in real["peer"] or real["peer"].count(":") > 1, "peer carries a port"
+		PY
 	check "metrics: counters and the histogram moved" has "$s2" \
 		'^talos_csr_signer_requests_total\{result="issued"\} 2.0$' \
 		'^talos_csr_signer_requests_total\{result="unauthenticated"\} 1.0$' \
 		'^talos_csr_signer_signing_duration_seconds_count\{\} 2.0$' \
 		'^talos_csr_signer_signing_duration_seconds_bucket\{le="\+Inf"\} 2.0$'
 	check "metrics: the signing time sum is positive" awk '$1 == "talos_csr_signer_signing_duration_seconds_sum{}" { found = 1; exit !($2 > 0) } END { if (!found) exit 1 }' "$s2"
+	if [[ -n $PROMTOOL ]]; then
+		check "metrics: promtool check metrics after requests" promtool_metrics "$D_HTTP"
+	fi
 	check "metrics: the self-probe of the gRPC port passed and is exported" has "$s2" \
 		'^TYPE talos_csr_signer_self_probe_up gauge$' \
 		'^talos_csr_signer_self_probe_up\{\} 1.0$' \
@@ -384,6 +451,8 @@ section_readiness() {
 	echo "garbage" >"$R/server.crt.new" && mv "$R/server.crt.new" "$R/server.crt"
 	check "readiness: a broken serving certificate is counted as a failed reload" \
 		wait_metric "$h" 'talos_csr_signer_credential_reloads_total{result="failure"}' 1
+	check "readiness: ... and the files source's last reload is a failure" \
+		bash -c "[[ \$(curl -s http://127.0.0.1:$h/metrics | awk '/^talos_csr_signer_credential_last_reload_success\\{source=\"files\"\\}/ { print \$2 }') == 0 ]]"
 	r=$(readyz "$h")
 	check "readiness: still ready on the last good credentials ($r)" test "$r" = "200 ready"
 	check "readiness: the refusal is audited as CredentialsInvalid" has "$D_LOG" '"reason":"CredentialsInvalid"'
@@ -467,8 +536,7 @@ section_ratelimit() {
 	check "ratelimit: 127.0.0.2 stays limited on a new connection ($out)" test "$out" = "8 "
 	check "ratelimit: refusals are audited as RateLimited with the source address" \
 		audit "$log" '"peer":"127.0.0.2"' '"outcome":"rejected"' '"reason":"RateLimited"'
-	check "ratelimit: refusals are counted" wait_metric "$h" 'talos_csr_signer_rate_limited_requests_total{}' 4
-	check "ratelimit: ... and by result" wait_metric "$h" 'talos_csr_signer_requests_total{result="rate_limited"}' 4
+	check "ratelimit: refusals are counted by result" wait_metric "$h" 'talos_csr_signer_requests_total{result="rate_limited"}' 4
 
 	# The request subcommand from 127.0.0.1: three issued, then exit 10.
 	local i rc codes=""
@@ -505,7 +573,7 @@ section_memory() {
 	check "memory: RSS grew less than 8 MiB over $((2 * SPRAY)) addresses ($r0 -> $r2 kB)" test $((r2 - r0)) -lt 8192
 	check "memory: the second round ($SPRAY new addresses) added less than 2 MiB ($r1 -> $r2 kB)" test $((r2 - r1)) -lt 2048
 	check "memory: none of them was rate limited (fresh buckets)" bash -c \
-		"[[ \$(curl -s http://127.0.0.1:$h/metrics | awk '/^talos_csr_signer_rate_limited_requests_total/ { print \$2 }') == 0 ]]"
+		"[[ \$(curl -s http://127.0.0.1:$h/metrics | awk '/^talos_csr_signer_requests_total\\{result=\"rate_limited\"\\}/ { print \$2 }') == 0 ]]"
 	stop_daemon "$pid"
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 #include <openssl/x509.h>
@@ -13,6 +14,7 @@
 #include "creds.h"
 #include "credsrc.h"
 #include "credstore.h"
+#include "log.h"
 #include "metrics.h"
 #include "testutil.h"
 
@@ -186,6 +188,45 @@ Test(credsrc, odd_token_warned_once_published)
 		    "counted once");
 		sbuf_free(&m);
 	}
+	creds_input_free(&in);
+	credsrc_free(cs);
+	credstore_free(st);
+	tu_pki_free(&pki);
+}
+
+/* The rotation record (an Event in API mode) names what changed, and never the token. */
+Test(credsrc, rotation_says_what_changed)
+{
+	struct credstore  *st = credstore_new();
+	struct credsrc    *cs = credsrc_new(st);
+	struct tu_pki      pki;
+	struct creds_input in;
+	char               err[512], out[4096];
+	FILE              *f = tmpfile();
+	int                saved = dup(STDERR_FILENO);
+	size_t             n;
+
+	cr_assert_not_null(f);
+	log_init(LOG_JSON, LOG_INFO);
+	tu_pki_make(&pki, TU_ED25519);
+	tu_pki_input(&pki, &in);
+	cr_assert_eq(credsrc_submit(cs, ALL, ALL, &in, "files", err, sizeof(err)),
+	    CREDSRC_PUBLISHED, "%s", err);
+	creds_input_set(&in, CF_TOKEN, "qqqqqq.0123456789abcdef", 23, "TOKEN_PATH (t)");
+	fflush(stderr);
+	dup2(fileno(f), STDERR_FILENO);
+	cr_assert_eq(credsrc_submit(cs, ALL, CF_GROUP_CA, &in, "files", err, sizeof(err)),
+	    CREDSRC_PUBLISHED, "%s", err);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	rewind(f);
+	n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = '\0';
+	fclose(f);
+	cr_assert(strstr(out, "CredentialsRotated") != NULL, "%s", out);
+	cr_assert(strstr(out, "changed: token (") != NULL, "%s", out);
+	cr_assert(strstr(out, "qqqqqq") == NULL, "the token leaked: %s", out);
 	creds_input_free(&in);
 	credsrc_free(cs);
 	credstore_free(st);

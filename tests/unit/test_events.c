@@ -198,6 +198,13 @@ Test(events, note_carries_peer_cn_sans_serial_and_no_control_characters)
 	    "peer 10.0.0.5, CN worker-1, SANs [10.0.0.5 worker-1?], serial "
 	    "6f1e2d3c4b5a69788796a5b4c3d2e1f0, key ed25519, O removed: signed");
 
+	/* An empty subject reads "no CN", not "CN : invalid token". */
+	a = (struct audit_rec){
+		.kind = AK_AUTH_FAILED, .peer = "10.0.0.6", .cn = "", .message = "invalid token"
+	};
+	events_note(&a, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "peer 10.0.0.6, no CN: invalid token");
+
 	a = (struct audit_rec){ .kind = AK_CREDS_INVALID,
 		.message = "Secret tcs/x: key token is missing" };
 	events_note(&a, buf, sizeof(buf));

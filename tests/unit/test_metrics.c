@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <criterion/criterion.h>
 
@@ -48,11 +49,16 @@ Test(metrics, every_family_is_present)
 	static const char *const families[] = {
 		"talos_csr_signer_build_info",
 		"talos_csr_signer_requests_total",
-		"talos_csr_signer_rate_limited_requests_total",
 		"talos_csr_signer_signing_duration_seconds",
 		"talos_csr_signer_credential_generation",
-		"talos_csr_signer_ca_expiry_timestamp_seconds",
-		"talos_csr_signer_serving_cert_expiry_timestamp_seconds",
+		"talos_csr_signer_certificate_expiry_timestamp_seconds",
+		"talos_csr_signer_credential_last_reload_success",
+		"talos_csr_signer_credential_last_reload_timestamp_seconds",
+		"process_cpu_seconds_total",
+		"process_resident_memory_bytes",
+		"process_start_time_seconds",
+		"process_open_fds",
+		"process_max_fds",
 		"talos_csr_signer_credential_reloads_total",
 		"talos_csr_signer_watch_restarts_total",
 		"talos_csr_signer_events_posted_total",
@@ -142,7 +148,8 @@ Test(metrics, request_counters_move_by_result)
 	cr_assert_eq(sample(t, "talos_csr_signer_requests_total{result=\"policy_denied\"}"), 1);
 	cr_assert_eq(sample(t, "talos_csr_signer_requests_total{result=\"invalid_csr\"}"), 0);
 	cr_assert_eq(sample(t, "talos_csr_signer_requests_total{result=\"rate_limited\"}"), 3);
-	cr_assert_eq(sample(t, "talos_csr_signer_rate_limited_requests_total"), 3);
+	/* One counter says it: no undocumented duplicate family. */
+	cr_assert_null(strstr(t, "rate_limited_requests_total"));
 	/* Credential events are not requests. */
 	cr_assert_null(strstr(t, "result=\"credentials_rotated\""));
 	free(t);
@@ -185,14 +192,82 @@ Test(metrics, credential_gauges_and_counters)
 	metrics_inc(MC__MAX); /* ignored */
 	t = render();
 	cr_assert_eq(sample(t, "talos_csr_signer_credential_generation"), 7);
-	cr_assert_eq(sample(t, "talos_csr_signer_ca_expiry_timestamp_seconds"), 2000000000.0);
 	cr_assert_eq(
-	    sample(t, "talos_csr_signer_serving_cert_expiry_timestamp_seconds"), 1900000000.0);
+	    sample(t, "talos_csr_signer_certificate_expiry_timestamp_seconds{certificate=\"ca\"}"),
+	    2000000000.0);
+	cr_assert_eq(sample(t,
+			 "talos_csr_signer_certificate_expiry_timestamp_seconds{certificate="
+			 "\"serving\"}"),
+	    1900000000.0);
 	cr_assert_eq(sample(t, "talos_csr_signer_credential_reloads_total{result=\"success\"}"), 1);
 	cr_assert_eq(sample(t, "talos_csr_signer_credential_reloads_total{result=\"failure\"}"), 2);
 	cr_assert_eq(sample(t, "talos_csr_signer_watch_restarts_total"), 1);
 	cr_assert_eq(sample(t, "talos_csr_signer_events_posted_total"), 1);
 	cr_assert_eq(sample(t, "talos_csr_signer_events_dropped_total"), 1);
+	free(t);
+}
+
+Test(metrics, no_expiry_sample_before_the_first_credentials)
+{
+	char *t = render();
+
+	cr_assert_eq(sample(t, "talos_csr_signer_credential_generation"), 0);
+	cr_assert_not_null(
+	    strstr(t, "# TYPE talos_csr_signer_certificate_expiry_timestamp_seconds"));
+	cr_assert_null(strstr(t, "talos_csr_signer_certificate_expiry_timestamp_seconds{"),
+	    "a 0 expiry would page as 'expired'");
+	free(t);
+}
+
+Test(metrics, last_reload_per_source)
+{
+	char *t = render();
+
+	/* No source has reported: no sample (files mode has no Secrets). */
+	cr_assert_null(strstr(t, "talos_csr_signer_credential_last_reload_success{"));
+	free(t);
+	metrics_reload(MS_CA_SECRET, 1, 1700000000LL);
+	metrics_reload(MS_TLS_SECRET, 1, 1700000001LL);
+	metrics_reload(MS_TLS_SECRET, 0, 1700000050LL); /* the Secret was deleted */
+	metrics_reload(MS__MAX, 0, 1);                  /* ignored */
+	t = render();
+	cr_assert_eq(
+	    sample(t, "talos_csr_signer_credential_last_reload_success{source=\"ca_secret\"}"), 1);
+	cr_assert_eq(
+	    sample(t, "talos_csr_signer_credential_last_reload_success{source=\"tls_secret\"}"), 0);
+	cr_assert_eq(sample(t,
+			 "talos_csr_signer_credential_last_reload_timestamp_seconds{source="
+			 "\"tls_secret\"}"),
+	    1700000050.0);
+	cr_assert_null(strstr(t, "source=\"files\""));
+	free(t);
+	/* An unchanged re-read is a no-op after a success, a recovery after a failure. */
+	metrics_reload_unchanged(MS_CA_SECRET, 1700000099LL);
+	metrics_reload_unchanged(MS_TLS_SECRET, 1700000100LL);
+	t = render();
+	cr_assert_eq(sample(t,
+			 "talos_csr_signer_credential_last_reload_timestamp_seconds{source="
+			 "\"ca_secret\"}"),
+	    1700000000.0);
+	cr_assert_eq(
+	    sample(t, "talos_csr_signer_credential_last_reload_success{source=\"tls_secret\"}"), 1);
+	cr_assert_eq(sample(t,
+			 "talos_csr_signer_credential_last_reload_timestamp_seconds{source="
+			 "\"tls_secret\"}"),
+	    1700000100.0);
+	free(t);
+}
+
+Test(metrics, process_families_are_this_process)
+{
+	char  *t = render();
+	double start = sample(t, "process_start_time_seconds");
+
+	cr_assert_gt(sample(t, "process_resident_memory_bytes"), 1024 * 1024);
+	cr_assert_geq(sample(t, "process_open_fds"), 3);
+	cr_assert_gt(sample(t, "process_max_fds"), sample(t, "process_open_fds"));
+	cr_assert_geq(sample(t, "process_cpu_seconds_total"), 0);
+	cr_assert(start > 1.6e9 && start <= (double)time(NULL) + 1, "start time %f", start);
 	free(t);
 }
 

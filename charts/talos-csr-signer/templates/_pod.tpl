@@ -32,6 +32,12 @@ spec:
     - name: talos-csr-signer
       image: {{ include "tcs.image" . }}
       imagePullPolicy: {{ $v.image.pullPolicy }}
+      {{- with $v.extraArgs }}
+      args:
+        {{- range . }}
+        - {{ toString . | quote }}
+        {{- end }}
+      {{- end }}
       ports:
         - name: grpc
           containerPort: {{ $v.ports.grpc }}
@@ -90,6 +96,10 @@ spec:
         {{- with $v.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- with $v.envFrom }}
+      envFrom:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       {{- if semverCompare ">=1.30-0" .Capabilities.KubeVersion.Version }}
       # The daemon closes its listener on SIGTERM. Until kube-proxy has dropped this Pod from the
       # Service, new connections would still be sent here and refused: tests/cluster step 6 saw
@@ -129,17 +139,24 @@ spec:
       {{- end }}
       securityContext:
         {{- toYaml $v.securityContext | nindent 8 }}
-      {{- if $files }}
+      {{- if or $files $v.extraVolumeMounts }}
       volumeMounts:
+        {{- if $files }}
         - name: talos-ca
           mountPath: /etc/talos-ca
           readOnly: true
         - name: serving-cert
           mountPath: /etc/talos-server-crt
           readOnly: true
+        {{- end }}
+        {{- with $v.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
       {{- end }}
-  {{- if $files }}
+  {{- if or $files $v.extraVolumes }}
   volumes:
+  {{- end }}
+  {{- if $files }}
     # Whole-Secret mounts (no subPath): the kubelet swaps the ..data symlink on
     # every change and the daemon reloads through inotify.
     - name: talos-ca
@@ -150,6 +167,9 @@ spec:
       secret:
         secretName: {{ include "tcs.tlsSecretName" . }}
         defaultMode: 0440
+  {{- end }}
+  {{- with $v.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
   {{- end }}
   {{- if eq $v.mode "daemonset" }}
   {{- with $v.daemonset.nodeSelector }}
@@ -169,14 +189,15 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- if $v.topologySpread.enabled }}
+  {{- with $v.topologySpreadConstraints }}
   topologySpreadConstraints:
-    - maxSkew: 1
-      topologyKey: {{ $v.topologySpread.topologyKey }}
-      whenUnsatisfiable: {{ $v.topologySpread.whenUnsatisfiable }}
-      labelSelector:
-        matchLabels:
-          {{- include "tcs.selectorLabels" . | nindent 10 }}
+    {{- range . }}
+    {{- $c := deepCopy . }}
+    {{- if not (hasKey $c "labelSelector") }}
+    {{- $_ := set $c "labelSelector" (dict "matchLabels" (include "tcs.selectorLabels" $ | fromYaml)) }}
+    {{- end }}
+    - {{ toYaml $c | nindent 6 | trim }}
+    {{- end }}
   {{- end }}
   {{- end }}
   {{- with $v.affinity }}
