@@ -11,26 +11,7 @@
 
 #include "audit.h"
 #include "log.h"
-
-/* Runs `fn` with stderr redirected to a pipe; returns what it wrote. */
-static char *
-capture(void (*fn)(void))
-{
-	static char buf[65536];
-	int         p[2], saved;
-	ssize_t     n;
-
-	cr_assert_eq(pipe(p), 0);
-	saved = dup(STDERR_FILENO);
-	dup2(p[1], STDERR_FILENO);
-	fn();
-	dup2(saved, STDERR_FILENO);
-	close(p[1]);
-	n = read(p[0], buf, sizeof(buf) - 1);
-	close(p[0]);
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
+#include "testutil.h"
 
 static int
 count(const char *hay, const char *needle)
@@ -60,7 +41,7 @@ two_sources(void)
 
 Test(audit, one_summary_line_per_source)
 {
-	const char *out = capture(two_sources);
+	const char *out = tu_capture_stderr(two_sources);
 
 	cr_assert_eq(count(out, "\n"), 2, "two lines, got: %s", out);
 	cr_assert_eq(count(out, "\"msg\":\"audit summary\""), 2);
@@ -87,7 +68,7 @@ many_sources(void)
 
 Test(audit, sources_beyond_the_table_are_summed_as_other)
 {
-	const char *out = capture(many_sources);
+	const char *out = tu_capture_stderr(many_sources);
 
 	cr_assert_eq(count(out, "\"msg\":\"audit summary\""), 33, "32 named + other");
 	cr_assert_not_null(strstr(out, "\"detail\":\"68 requests from other reset before a CSR\""));

@@ -10,26 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "log.h"
-
-/* Runs `fn` with stderr redirected to a pipe; returns what it wrote. */
-static char *
-capture(void (*fn)(void))
-{
-	static char buf[65536];
-	int         p[2], saved;
-	ssize_t     n;
-
-	cr_assert_eq(pipe(p), 0);
-	saved = dup(STDERR_FILENO);
-	dup2(p[1], STDERR_FILENO);
-	fn();
-	dup2(saved, STDERR_FILENO);
-	close(p[1]);
-	n = read(p[0], buf, sizeof(buf) - 1);
-	close(p[0]);
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
+#include "testutil.h"
 
 static void
 emit_nasty(void)
@@ -48,7 +29,7 @@ emit_nasty(void)
 
 Test(log, json_records_parse)
 {
-	char  *out = capture(emit_nasty);
+	char  *out = tu_capture_stderr(emit_nasty);
 	cJSON *j = cJSON_Parse(out), *v;
 
 	cr_assert_not_null(j, "not JSON: %s", out);
@@ -77,7 +58,7 @@ emit_levels(void)
 
 Test(log, levels_and_text_format)
 {
-	char *out = capture(emit_levels);
+	char *out = tu_capture_stderr(emit_levels);
 
 	cr_assert_null(strstr(out, "hidden"));
 	cr_assert(strstr(out, "level=warn msg=\"shown 7\"") != NULL, "%s", out);
@@ -96,7 +77,7 @@ emit_huge(void)
 
 Test(log, oversized_records_stay_valid)
 {
-	char  *out = capture(emit_huge);
+	char  *out = tu_capture_stderr(emit_huge);
 	cJSON *j = cJSON_Parse(out);
 
 	cr_assert_not_null(j, "truncated record is not JSON");

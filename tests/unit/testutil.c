@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 #include <openssl/bio.h>
@@ -308,4 +309,23 @@ tu_signer_params(void)
 	p.now = (long long)time(NULL);
 	p.peer_ip = "10.0.0.5";
 	return p;
+}
+
+char *
+tu_capture_stderr(void (*fn)(void))
+{
+	static char buf[65536];
+	int         p[2], saved;
+	ssize_t     n;
+
+	cr_assert_eq(pipe(p), 0);
+	saved = dup(STDERR_FILENO);
+	dup2(p[1], STDERR_FILENO);
+	fn();
+	dup2(saved, STDERR_FILENO);
+	close(p[1]);
+	n = read(p[0], buf, sizeof(buf) - 1);
+	close(p[0]);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
 }

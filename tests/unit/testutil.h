@@ -55,4 +55,7 @@ struct signer_params tu_signer_params(void);
 
 #define TU_TOKEN "abcdef.0123456789abcdef"
 
+/* Runs `fn` with stderr redirected to a pipe; returns what it wrote (a static buffer). */
+char *tu_capture_stderr(void (*fn)(void));
+
 #endif
