@@ -33,7 +33,10 @@ k8s_free_port() {
 	local -n k8s_port_out=$1
 	local p _
 	for _ in $(seq 1 200); do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		# Below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by
+		# default): a port there can be held by any outgoing connection on this machine
+		# (an apt download, another suite's client), which no connect test sees.
+		p=$((10000 + (RANDOM * 32768 + RANDOM) % 22000))
 		[[ " ${K8S_PORTS_TAKEN:-} " == *" $p "* ]] && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			K8S_PORTS_TAKEN="${K8S_PORTS_TAKEN:-} $p"

@@ -70,22 +70,32 @@ printf '%s,tcs-admin-token,tcs-admin-token-uid,"system:masters"\n' "$ADMIN_TOKEN
 chmod 600 "$PKI"/*.key "$PKI/tokens.csv"
 
 # ---- etcd
-k8s_free_port ETCD_PORT
-k8s_free_port ETCD_PEER_PORT
-k8s_free_port APISERVER_PORT
-ETCD_ENDPOINT=http://127.0.0.1:$ETCD_PORT
-"$ETCD" --name tcs --data-dir "$DIR/etcd-data" \
-	--listen-client-urls "$ETCD_ENDPOINT" --advertise-client-urls "$ETCD_ENDPOINT" \
-	--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-	--initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-	--initial-cluster "tcs=http://127.0.0.1:$ETCD_PEER_PORT" \
-	--log-level warn --unsafe-no-fsync >"$DIR/etcd.log" 2>&1 </dev/null &
-ETCD_PID=$!
-printf '%s\n' "$ETCD_PID" >"$DIR/etcd.pid"
-if ! k8s_wait_until 60 "$ETCD_PID" k8s_etcd_healthy "$ETCD_ENDPOINT"; then
+# Another run on this machine may take a port between our pick and etcd's bind: pick again then.
+for attempt in 1 2 3; do
+	k8s_free_port ETCD_PORT
+	k8s_free_port ETCD_PEER_PORT
+	ETCD_ENDPOINT=http://127.0.0.1:$ETCD_PORT
+	"$ETCD" --name tcs --data-dir "$DIR/etcd-data" \
+		--listen-client-urls "$ETCD_ENDPOINT" --advertise-client-urls "$ETCD_ENDPOINT" \
+		--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+		--initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+		--initial-cluster "tcs=http://127.0.0.1:$ETCD_PEER_PORT" \
+		--log-level warn --unsafe-no-fsync >"$DIR/etcd.log" 2>&1 </dev/null &
+	ETCD_PID=$!
+	printf '%s\n' "$ETCD_PID" >"$DIR/etcd.pid"
+	if k8s_wait_until 60 "$ETCD_PID" k8s_etcd_healthy "$ETCD_ENDPOINT"; then
+		break
+	fi
 	tail -n 30 "$DIR/etcd.log" >&2 || true
+	if ((attempt < 3)) && grep -q 'address already in use' "$DIR/etcd.log"; then
+		k8s_log "etcd: a port was taken meanwhile; picking others"
+		k8s_stop "$ETCD_PID" "$ETCD" etcd || true
+		rm -rf "$DIR/etcd-data"
+		continue
+	fi
 	k8s_die "etcd did not become healthy on $ETCD_ENDPOINT"
-fi
+done
+k8s_free_port APISERVER_PORT
 k8s_log "etcd $ETCD_VERSION ready on $ETCD_ENDPOINT (pid $ETCD_PID)"
 
 # ---- kube-apiserver
