@@ -560,6 +560,16 @@ listeners_arm(struct frontdoor *d, int on)
 	metrics_fd_gauge_set(MFG_ACCEPTING, on);
 }
 
+/*
+ * The reserve descriptor: any descriptor will do, and an eventfd needs no
+ * file system (a distroless image may have no /dev/null).
+ */
+static int
+reserve_open(void)
+{
+	return eventfd(0, EFD_CLOEXEC);
+}
+
 /* Out of descriptors: shed the waiting connection with the reserve, pause. */
 static void
 fd_limit(struct frontdoor *d, int lfd, int64_t now)
@@ -572,7 +582,7 @@ fd_limit(struct frontdoor *d, int lfd, int64_t now)
 		d->reserve = -1;
 		if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
 			close(fd);
-		d->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		d->reserve = reserve_open();
 	}
 	if (now >= d->next_warn_ms) {
 		log_warnx("frontdoor: out of file descriptors (%d connections open); "
@@ -792,7 +802,7 @@ run(void *arg)
 		if (d->resume_ms != 0 && now >= d->resume_ms) {
 			d->resume_ms = 0;
 			if (d->reserve < 0)
-				d->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				d->reserve = reserve_open();
 			if (d->nlisteners > 0)
 				listeners_arm(d, 1);
 		}
@@ -1011,7 +1021,7 @@ frontdoor_start(const struct config *cfg, struct credstore *store, struct grpcsr
 	if ((d->admit = admit_new(cfg->max_connections, cfg->max_connections_per_source)) == NULL ||
 	    (d->ep = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
 	    (d->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1 ||
-	    (d->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1) {
+	    (d->reserve = reserve_open()) == -1) {
 		snprintf(err, errlen, "front door: %s", strerror(errno));
 		goto fail;
 	}
