@@ -494,12 +494,21 @@ step8() {
 		skip_or_fail "helm test: the chart has no test hook yet (issue 12)"
 		return
 	fi
-	local out
+	local out lb
+	# The hook dials the chart's IP SANs on the Service port, as workers do: the load-balancer
+	# address. No load-balancer controller runs here, so write what one would (the Service's
+	# status.loadBalancer.ingress = the node address); kube-proxy then routes NODE_IP:port to the
+	# Pods. Cleared afterwards, so that step 10's hostPort is not shadowed.
+	lb='{"status":{"loadBalancer":{"ingress":[{"ip":"'$NODE_IP'"}]}}}'
+	k -n "$NS" patch service "$FULL" --subresource=status --type=merge -p "$lb" >/dev/null
+	sleep 3 # kube-proxy's next sync
 	if out=$(h test "$REL" -n "$NS" --logs --timeout 180s 2>&1); then
 		ok "helm test: $(grep -E 'Phase|TEST SUITE' <<<"$out" | tr '\n' ' ')"
 	else
 		not_ok "helm test" "$out"
 	fi
+	k -n "$NS" patch service "$FULL" --subresource=status --type=json \
+		-p '[{"op":"replace","path":"/status/loadBalancer","value":{}}]' >/dev/null
 	printf '%s\n' "$out" | tail -n 8 | sed 's/^/       /'
 }
 
@@ -542,6 +551,9 @@ step10() {
 		not_ok "helm install (mode daemonset)" "$out"
 	fi
 	k -n tcs-ds wait --for=condition=Ready certificate --all --timeout=60s >/dev/null 2>&1
+	# helm --wait can return before the DaemonSet has scheduled its Pod (it waits for the serving
+	# Secret), so wait for the Pod itself before dialing its hostPort.
+	check "chart daemonset Pod Ready" k -n tcs-ds rollout status "$(k -n tcs-ds get daemonset -o name | head -1)" --timeout=180s
 	check "worker call to the node's hostPort $NODE_IP:50001 (chart daemonset)" \
 		tool worker --endpoint "$NODE_IP:50001" --ca "$WORK/pki/ca.crt" --token-file "$WORK/pki/token" --csr-family ca
 	h uninstall ds -n tcs-ds --wait >/dev/null 2>&1
