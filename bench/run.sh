@@ -172,6 +172,28 @@ echo "bench: families [$families], steady ${secs}s at $conc concurrent calls ove
 
 results=()
 memory='{}'
+# hold_conns FAMILY PKI OUT: opens $hold connections to the server just started
+# ($dpid), sets HELD to its RSS with them open, then closes them; the load
+# generator's report goes to OUT.
+hold_conns() {
+	local hp
+	rm -f "$work/ready" "$work/stop"
+	client hold "$1" "$2" --conns "$hold" --ready-file "$work/ready" \
+		--stop-file "$work/stop" --duration 5m >"$3" &
+	hp=$!
+	pids+=("$hp")
+	for _ in $(seq 1 1200); do
+		[ -f "$work/ready" ] && break
+		kill -0 "$hp" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -f "$work/ready" ] || { echo "bench/run.sh: hold did not get ready" >&2; exit 1; }
+	sleep 1
+	HELD=$(rss_kb "$dpid" VmRSS)
+	touch "$work/stop"
+	wait "$hp" || echo "bench/run.sh: the hold client exited with an error" >&2
+}
+
 for fam in $families; do
 	pki=$work/pki-$fam
 	"$root/hack/dev-pki.sh" "$pki" --family "$fam" --ip 127.0.0.1 >/dev/null
@@ -198,21 +220,8 @@ for fam in $families; do
 
 	if [ "$memory" = '{}' ] && [ "$hold" -gt 0 ]; then
 		echo "== $fam: holding $hold connections"
-		rm -f "$work/ready" "$work/stop"
-		client hold "$fam" "$pki" --conns "$hold" --ready-file "$work/ready" \
-			--stop-file "$work/stop" --duration 5m >"$work/hold.json" &
-		hp=$!
-		pids+=("$hp")
-		for _ in $(seq 1 1200); do
-			[ -f "$work/ready" ] && break
-			kill -0 "$hp" 2>/dev/null || break
-			sleep 0.1
-		done
-		[ -f "$work/ready" ] || { echo "bench/run.sh: hold did not get ready" >&2; exit 1; }
-		sleep 1
-		held=$(rss_kb "$dpid" VmRSS)
-		touch "$work/stop"
-		wait "$hp"
+		hold_conns "$fam" "$pki" "$work/hold.json"
+		held=$HELD
 		# The daemon hands freed heap back every 30 s (main.c housekeeping).
 		sleep 32
 		after=$(rss_kb "$dpid" VmRSS)
@@ -301,24 +310,10 @@ PY
 
 # hold_rss PKI: RSS idle and with $hold open connections of the server just started.
 hold_rss() {
-	local idle held hp
+	local idle
 	idle=$(rss_kb "$dpid" VmRSS)
-	rm -f "$work/ready" "$work/stop"
-	client hold ed25519 "$1" --conns "$hold" --ready-file "$work/ready" \
-		--stop-file "$work/stop" --duration 5m >/dev/null &
-	hp=$!
-	pids+=("$hp")
-	for _ in $(seq 1 1200); do
-		[ -f "$work/ready" ] && break
-		kill -0 "$hp" 2>/dev/null || break
-		sleep 0.1
-	done
-	[ -f "$work/ready" ] || { echo "bench/run.sh: hold did not get ready" >&2; exit 1; }
-	sleep 1
-	held=$(rss_kb "$dpid" VmRSS)
-	touch "$work/stop"
-	wait "$hp" || true
-	printf '{"idle_rss_kb":%s,"held_rss_kb":%s,"held_connections":%s}' "$idle" "$held" "$hold"
+	hold_conns ed25519 "$1" /dev/null
+	printf '{"idle_rss_kb":%s,"held_rss_kb":%s,"held_connections":%s}' "$idle" "$HELD" "$hold"
 }
 
 peer='null'
