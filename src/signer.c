@@ -1,43 +1,40 @@
 /*
- * signer.c: CSR verification, policy and issuance (see signer.h).
+ * signer.c: CSR verification and issuance (see signer.h).
+ *
+ * DESIGN: signer_issue() is one pipeline of named steps, the same for every
+ * engine and every key family:
+ *
+ *   read (csr.c) -> key policy (csr.c) -> verify -> request policy (csr.c)
+ *     -> build -> sign
+ *
+ * Only verify and sign look at the engine, and only for Ed25519: verify
+ * runs libsodium (SIGNER_ENGINE_FAST) or ASN1_item_verify(), which is what
+ * X509_REQ_verify() runs (SIGNER_ENGINE_OPENSSL, and every other family);
+ * sign runs libsodium for an Ed25519 CA (FAST) or X509_sign(). Both Ed25519
+ * verifiers first pass ed25519_is_strict(), and the libsodium one checks
+ * the signature algorithm as ASN1_item_verify() does, so the two engines
+ * accept, refuse and issue the same (tests/unit/test_ed25519.c compares
+ * them on hundreds of CSRs, certificates byte for byte). Everything that
+ * reads the CSR is in csr.c, without cryptography, so that it can be fuzzed
+ * at parser speed (fuzz_csrparse); fuzz_csr drives the whole pipeline.
  *
  * Threads: any; reads only the snapshot it is given and OpenSSL's
  * thread-safe RNG. Owns nothing beyond each call.
- *
- * Cost: OpenSSL 3 decodes a subjectPublicKeyInfo through its generic
- * decoder framework (OSSL_DECODER_CTX_new_for_pkey) whenever d2i_X509_REQ()
- * reads a CSR, and encodes it again through the encoder framework in
- * X509_set_pubkey(); for an Ed25519 CSR that set-up cost more instructions
- * than verifying and signing together (callgrind, docs/performance.md). So
- * the common CSRs (Ed25519, ECDSA P-256/P-384 with a named curve and an
- * uncompressed point) take a fast path: the CSR is read with the same ASN.1
- * as X509_REQ except that the public key stays raw bytes, the key is built
- * from those bytes directly, the signature is checked over the
- * CertificationRequestInfo as received (what X509_REQ_verify() does), and
- * the certificate gets the CSR's subjectPublicKeyInfo copied as it is (what
- * X509_set_pubkey() would write for such a key). Anything else, and any
- * fast-path failure, takes the general path (d2i_X509_REQ, X509_REQ_verify,
- * X509_set_pubkey), which also produces every error message: so both paths
- * accept, refuse and issue exactly the same.
  */
 #include "signer.h"
-
-#include <arpa/inet.h>
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/asn1t.h>
 #include <openssl/bn.h>
-#include <openssl/core_names.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include "creds.h"
+#include "csr.h"
 #include "ed25519.h"
 #include "log.h"
 #include "pki.h"
@@ -71,11 +68,8 @@ signer_result_free(struct signer_result *r)
 	r->nsans = 0;
 }
 
-static enum signer_status result(struct signer_result *r, enum signer_status s, const char *fmt,
-    ...) __attribute__((format(printf, 3, 4)));
-
-static enum signer_status
-result(struct signer_result *r, enum signer_status s, const char *fmt, ...)
+enum signer_status
+signer_result_set(struct signer_result *r, enum signer_status s, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -85,113 +79,6 @@ result(struct signer_result *r, enum signer_status s, const char *fmt, ...)
 	va_end(ap);
 	ERR_clear_error();
 	return s;
-}
-
-/* Reads the first PEM block of any label (Go's pem.Decode semantics). */
-static int
-first_pem_block(const unsigned char *in, size_t len, unsigned char **der, long *dlen)
-{
-	BIO  *bio;
-	char *name = NULL, *header = NULL;
-	int   ok;
-
-	*der = NULL;
-	if (len > INT32_MAX || (bio = BIO_new_mem_buf(in, (int)len)) == NULL)
-		return -1;
-	ok = PEM_read_bio(bio, &name, &header, der, dlen);
-	OPENSSL_free(name);
-	OPENSSL_free(header);
-	BIO_free(bio);
-	return ok ? 0 : -1;
-}
-
-/* Collects the DNS and IP SANs of the CSR (others are dropped). */
-static GENERAL_NAMES *
-csr_sans(X509_REQ *req, struct signer_result *r)
-{
-	STACK_OF(X509_EXTENSION) *exts;
-	GENERAL_NAMES            *in = NULL, *out;
-	GENERAL_NAME             *g, *copy;
-	size_t                    used = 0, cap = 0;
-	char                      text[INET6_ADDRSTRLEN + 8];
-	const unsigned char      *d;
-	int                       i, idx, n;
-
-	if ((out = GENERAL_NAMES_new()) == NULL)
-		return NULL;
-	exts = X509_REQ_get_extensions(req);
-	idx = X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1);
-	if (idx >= 0)
-		in = X509V3_EXT_d2i(X509v3_get_ext(exts, idx));
-	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-	if (idx >= 0 && in == NULL) {
-		GENERAL_NAMES_free(out);
-		return NULL;
-	}
-	for (i = 0; i < sk_GENERAL_NAME_num(in); i++) {
-		g = sk_GENERAL_NAME_value(in, i);
-		if (g->type != GEN_DNS && g->type != GEN_IPADD)
-			continue;
-		if ((copy = GENERAL_NAME_dup(g)) == NULL || !sk_GENERAL_NAME_push(out, copy)) {
-			GENERAL_NAME_free(copy);
-			goto fail;
-		}
-		r->nsans_total++;
-	}
-	/* Text forms for the audit record (bounded). */
-	cap = 64 * SIGNER_MAX_AUDIT_SANS;
-	if ((r->sans_buf = malloc(cap)) == NULL)
-		goto fail;
-	for (i = 0; i < sk_GENERAL_NAME_num(out) && r->nsans < SIGNER_MAX_AUDIT_SANS; i++) {
-		g = sk_GENERAL_NAME_value(out, i);
-		d = ASN1_STRING_get0_data(
-		    g->type == GEN_DNS ? (ASN1_STRING *)g->d.dNSName : g->d.iPAddress);
-		n = ASN1_STRING_length(
-		    g->type == GEN_DNS ? (ASN1_STRING *)g->d.dNSName : g->d.iPAddress);
-		if (g->type == GEN_DNS)
-			snprintf(text, sizeof(text), "%.*s", n > 60 ? 60 : n, d);
-		else if (n == 4)
-			inet_ntop(AF_INET, d, text, sizeof(text));
-		else if (n == 16)
-			inet_ntop(AF_INET6, d, text, sizeof(text));
-		else
-			snprintf(text, sizeof(text), "invalid-ip");
-		if (used + strlen(text) + 1 > cap)
-			break;
-		memcpy(r->sans_buf + used, text, strlen(text) + 1);
-		r->sans[r->nsans++] = r->sans_buf + used;
-		used += strlen(text) + 1;
-	}
-	GENERAL_NAMES_free(in);
-	return out;
-fail:
-	GENERAL_NAMES_free(in);
-	GENERAL_NAMES_free(out);
-	return NULL;
-}
-
-static int
-peer_in_sans(GENERAL_NAMES *sans, const char *peer)
-{
-	unsigned char       buf[16];
-	const GENERAL_NAME *g;
-	int                 i, len;
-
-	if (peer == NULL)
-		return 0;
-	if (inet_pton(AF_INET, peer, buf) == 1)
-		len = 4;
-	else if (inet_pton(AF_INET6, peer, buf) == 1)
-		len = 16;
-	else
-		return 0;
-	for (i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
-		g = sk_GENERAL_NAME_value(sans, i);
-		if (g->type == GEN_IPADD && ASN1_STRING_length(g->d.iPAddress) == len &&
-		    memcmp(ASN1_STRING_get0_data(g->d.iPAddress), buf, (size_t)len) == 0)
-			return 1;
-	}
-	return 0;
 }
 
 /*
@@ -284,273 +171,6 @@ sign_md(enum key_type ca, const X509_ALGOR *csr_alg)
 	case KEY_ECDSA_P521: return EVP_sha512();
 	default: return EVP_sha256();
 	}
-}
-
-/*
- * The fast path's view of a CSR: PKCS#10 with the same ASN.1 templates as
- * OpenSSL's X509_REQ (attributes OPTIONAL, like OpenSSL, to tolerate
- * requests that omit an empty set), except that subjectPublicKeyInfo is a
- * plain algorithm + BIT STRING, so that nothing decodes the key. The info
- * keeps its received encoding, over which the signature is checked.
- * (Typedefs, unlike the rest of this file: the ASN.1 macros need type names.)
- */
-typedef struct {
-	X509_ALGOR      *alg;
-	ASN1_BIT_STRING *key;
-} CSR_SPKI;
-
-typedef struct {
-	ASN1_ENCODING             enc;
-	ASN1_INTEGER             *version;
-	X509_NAME                *subject;
-	CSR_SPKI                 *spki;
-	STACK_OF(X509_ATTRIBUTE) *attributes;
-} CSR_INFO;
-
-typedef struct {
-	CSR_INFO        *info;
-	X509_ALGOR      *sig_alg;
-	ASN1_BIT_STRING *signature;
-} CSR_RAW;
-
-/*
- * OpenSSL's ASN.1 templates for the three structures above: the same shape
- * as X509_REQ, with the public key left as raw bytes.
- */
-/* clang-format off */
-ASN1_SEQUENCE(CSR_SPKI) = {
-	ASN1_SIMPLE(CSR_SPKI, alg, X509_ALGOR),
-	ASN1_SIMPLE(CSR_SPKI, key, ASN1_BIT_STRING)
-} static_ASN1_SEQUENCE_END(CSR_SPKI)
-
-ASN1_SEQUENCE_enc(CSR_INFO, enc, NULL) = {
-	ASN1_SIMPLE(CSR_INFO, version, ASN1_INTEGER),
-	ASN1_SIMPLE(CSR_INFO, subject, X509_NAME),
-	ASN1_SIMPLE(CSR_INFO, spki, CSR_SPKI),
-	ASN1_IMP_SET_OF_OPT(CSR_INFO, attributes, X509_ATTRIBUTE, 0)
-} static_ASN1_SEQUENCE_END_ref(CSR_INFO, CSR_INFO)
-
-ASN1_SEQUENCE(CSR_RAW) = {
-	ASN1_SIMPLE(CSR_RAW, info, CSR_INFO),
-	ASN1_SIMPLE(CSR_RAW, sig_alg, X509_ALGOR),
-	ASN1_SIMPLE(CSR_RAW, signature, ASN1_BIT_STRING)
-} static_ASN1_SEQUENCE_END(CSR_RAW); /* the ';' ends the macros for clang-format */
-/* clang-format on */
-
-/* An EVP_PKEY from the raw SPKI of an Ed25519 or ECDSA P-256/P-384 key, or NULL. */
-static EVP_PKEY *
-fast_key(const CSR_SPKI *spki)
-{
-	const ASN1_OBJECT   *obj;
-	const void          *pval;
-	const unsigned char *pt = ASN1_STRING_get0_data(spki->key);
-	EVP_PKEY_CTX        *ctx = NULL;
-	EVP_PKEY            *k = NULL;
-	OSSL_PARAM           params[3];
-	int                  ptype, len = ASN1_STRING_length(spki->key), curve;
-	size_t               want;
-
-	if ((spki->key->flags & 0x7) != 0) /* unused bits */
-		return NULL;
-	X509_ALGOR_get0(&obj, &ptype, &pval, spki->alg);
-	switch (OBJ_obj2nid(obj)) {
-	case NID_ED25519:
-		/* RFC 8410: parameters absent (OpenSSL refuses others). */
-		if (ptype != V_ASN1_UNDEF || len != 32)
-			return NULL;
-		return EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pt, 32);
-	case NID_X9_62_id_ecPublicKey:
-		if (ptype != V_ASN1_OBJECT)
-			return NULL; /* explicit curve parameters */
-		curve = OBJ_obj2nid(pval);
-		if (curve == NID_X9_62_prime256v1)
-			want = 65;
-		else if (curve == NID_secp384r1)
-			want = 97;
-		else
-			return NULL;
-		/* Uncompressed points only, so the copied SPKI is what OpenSSL writes. */
-		if (len < 0 || (size_t)len != want || pt[0] != 0x04)
-			return NULL;
-		params[0] = OSSL_PARAM_construct_utf8_string(
-		    OSSL_PKEY_PARAM_GROUP_NAME, (char *)OBJ_nid2sn(curve), 0);
-		params[1] =
-		    OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pt, want);
-		params[2] = OSSL_PARAM_construct_end();
-		if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
-		    EVP_PKEY_fromdata_init(ctx) <= 0 ||
-		    EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_PUBLIC_KEY, params) <= 0)
-			k = NULL;
-		EVP_PKEY_CTX_free(ctx);
-		return k;
-	default: return NULL;
-	}
-}
-
-/*
- * Verifies the CSR's signature the way ASN1_item_verify() does for these
- * key types: the signature algorithm must name the key's type (Ed25519 with
- * absent parameters; ECDSA with SHA-256/384/512), the BIT STRING must have
- * no unused bits, and the signature covers the received encoding of the
- * CertificationRequestInfo. 1 if it verifies.
- */
-static int
-fast_verify(const CSR_RAW *csr, EVP_PKEY *pub, enum signer_engine engine)
-{
-	const ASN1_OBJECT *obj;
-	const EVP_MD      *md = NULL;
-	EVP_MD_CTX        *ctx;
-	int                ptype, mdnid, pknid, ok;
-
-	if ((csr->signature->flags & 0x7) != 0 || csr->info->enc.enc == NULL ||
-	    csr->info->enc.len <= 0)
-		return 0;
-	X509_ALGOR_get0(&obj, &ptype, NULL, csr->sig_alg);
-	if (!OBJ_find_sigid_algs(OBJ_obj2nid(obj), &mdnid, &pknid))
-		return 0;
-	if (pknid == NID_ED25519) {
-		/* pub is NULL when only libsodium reads the key (fast_read()). */
-		if (mdnid != NID_undef || ptype != V_ASN1_UNDEF ||
-		    (pub != NULL && EVP_PKEY_get_base_id(pub) != EVP_PKEY_ED25519) ||
-		    (pub == NULL && engine != SIGNER_ENGINE_FAST) ||
-		    !ed25519_is_strict(ASN1_STRING_get0_data(csr->info->spki->key),
-			ASN1_STRING_get0_data(csr->signature),
-			(size_t)ASN1_STRING_length(csr->signature)))
-			return 0;
-		if (engine == SIGNER_ENGINE_FAST)
-			return ed25519_verify(ASN1_STRING_get0_data(csr->info->spki->key),
-			    csr->info->enc.enc, (size_t)csr->info->enc.len,
-			    ASN1_STRING_get0_data(csr->signature),
-			    (size_t)ASN1_STRING_length(csr->signature));
-	} else if (pknid == NID_X9_62_id_ecPublicKey) {
-		if (ptype != V_ASN1_UNDEF || EVP_PKEY_get_base_id(pub) != EVP_PKEY_EC)
-			return 0;
-		if (mdnid == NID_sha256)
-			md = EVP_sha256();
-		else if (mdnid == NID_sha384)
-			md = EVP_sha384();
-		else if (mdnid == NID_sha512)
-			md = EVP_sha512();
-		else
-			return 0;
-	} else
-		return 0;
-	if ((ctx = EVP_MD_CTX_new()) == NULL)
-		return 0;
-	ok = EVP_DigestVerifyInit(ctx, NULL, md, NULL, pub) == 1 &&
-	    EVP_DigestVerify(ctx, ASN1_STRING_get0_data(csr->signature),
-		(size_t)ASN1_STRING_length(csr->signature), csr->info->enc.enc,
-		(size_t)csr->info->enc.len) == 1;
-	EVP_MD_CTX_free(ctx);
-	return ok;
-}
-
-/* The CSR's signature algorithm, from whichever path read it. */
-static const X509_ALGOR *
-csr_sig_alg(const X509_REQ *req, const CSR_RAW *raw)
-{
-	const X509_ALGOR *alg = NULL;
-
-	if (raw != NULL)
-		return raw->sig_alg;
-	X509_REQ_get0_signature(req, NULL, &alg);
-	return alg;
-}
-
-/*
- * The fast path's read of a CSR: on success returns a verified request
- * shell carrying the CSR's subject and attributes (everything the rest of
- * signer_issue() reads), sets *raw (free with ASN1_item_free), *kt and
- * *bits, and *pub (new reference; NULL for an Ed25519 key that libsodium
- * verified from its raw bytes: no EVP_PKEY is needed then). Returns NULL
- * when the general path must decide; the error queue is then cleared.
- */
-static X509_REQ *
-fast_read(const unsigned char *der, long dlen, enum signer_engine engine, CSR_RAW **raw,
-    EVP_PKEY **pub, enum key_type *kt, int *bits)
-{
-	const unsigned char *p = der;
-	CSR_RAW             *csr;
-	X509_REQ            *req = NULL;
-	EVP_PKEY            *k = NULL;
-	const ASN1_OBJECT   *obj;
-	int                  i, ptype;
-
-	*raw = NULL;
-	*pub = NULL;
-	csr = (CSR_RAW *)ASN1_item_d2i(NULL, &p, dlen, ASN1_ITEM_rptr(CSR_RAW));
-	if (csr == NULL || p != der + dlen)
-		goto fail;
-	X509_ALGOR_get0(&obj, &ptype, NULL, csr->info->spki->alg);
-	if (engine == SIGNER_ENGINE_FAST && OBJ_obj2nid(obj) == NID_ED25519) {
-		/* fast_key()'s checks, without building an EVP_PKEY. */
-		if (ptype != V_ASN1_UNDEF || ASN1_STRING_length(csr->info->spki->key) != 32 ||
-		    (csr->info->spki->key->flags & 0x7) != 0 || !fast_verify(csr, NULL, engine))
-			goto fail;
-		*kt = KEY_ED25519;
-		*bits = 253; /* what OpenSSL reports for Ed25519 */
-	} else if ((k = fast_key(csr->info->spki)) == NULL || !fast_verify(csr, k, engine))
-		goto fail;
-	else
-		*kt = pki_key_type(k, bits);
-	if ((req = X509_REQ_new()) == NULL || !X509_REQ_set_subject_name(req, csr->info->subject))
-		goto fail;
-	for (i = 0; i < sk_X509_ATTRIBUTE_num(csr->info->attributes); i++)
-		if (!X509_REQ_add1_attr(req, sk_X509_ATTRIBUTE_value(csr->info->attributes, i)))
-			goto fail;
-	*raw = csr;
-	*pub = k;
-	return req;
-fail:
-	X509_REQ_free(req);
-	EVP_PKEY_free(k);
-	ASN1_item_free((ASN1_VALUE *)csr, ASN1_ITEM_rptr(CSR_RAW));
-	ERR_clear_error();
-	return NULL;
-}
-
-/* Gives the certificate the CSR's subjectPublicKeyInfo as received. 1 or 0. */
-static int
-fast_set_pubkey(X509 *x, const CSR_SPKI *spki)
-{
-	const ASN1_OBJECT *obj;
-	const void        *pval;
-	ASN1_OBJECT       *o = NULL, *param = NULL;
-	unsigned char     *bits = NULL;
-	int                ptype, len = ASN1_STRING_length(spki->key);
-
-	X509_ALGOR_get0(&obj, &ptype, &pval, spki->alg);
-	if ((o = OBJ_dup(obj)) == NULL ||
-	    (ptype == V_ASN1_OBJECT && (param = OBJ_dup(pval)) == NULL) ||
-	    (bits = OPENSSL_memdup(ASN1_STRING_get0_data(spki->key), (size_t)len)) == NULL)
-		goto fail;
-	if (!X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), o,
-		ptype == V_ASN1_OBJECT ? V_ASN1_OBJECT : V_ASN1_UNDEF, param, bits, len))
-		goto fail;
-	return 1;
-fail:
-	ASN1_OBJECT_free(o);
-	ASN1_OBJECT_free(param);
-	OPENSSL_free(bits);
-	return 0;
-}
-
-/*
- * The general path's share of the Ed25519 strictness check (ed25519.h): 1
- * if the CSR's key and signature pass it, so that OpenSSL then accepts
- * exactly what libsodium would.
- */
-static int
-ed25519_req_strict(X509_REQ *req, EVP_PKEY *pub)
-{
-	const ASN1_BIT_STRING *sig;
-	unsigned char          pk[ED25519_PUBLIC_BYTES];
-	size_t                 len = sizeof(pk);
-
-	X509_REQ_get0_signature(req, &sig, NULL);
-	if (EVP_PKEY_get_raw_public_key(pub, pk, &len) != 1 || len != sizeof(pk))
-		return 0;
-	return ed25519_is_strict(pk, ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig));
 }
 
 /* Appends a DER length to p; returns the bytes written (at most 5). */
@@ -653,154 +273,125 @@ sign_cert(X509 *x, const struct creds *c, const EVP_MD *md, enum signer_engine e
 	return 0;
 }
 
-/* Fills the audit fields (key type, CN) of a request. */
-static void
-describe(X509_REQ *req, enum key_type kt, struct signer_result *r)
+/* Gives the certificate the CSR's subjectPublicKeyInfo as received. 1 or 0. */
+static int
+copy_spki(X509 *x, const CSR_SPKI *spki)
 {
-	ASN1_STRING *cn;
-	int          idx;
+	const ASN1_OBJECT *obj;
+	const void        *pval;
+	ASN1_OBJECT       *o = NULL, *param = NULL;
+	unsigned char     *bits = NULL;
+	int                ptype, len = ASN1_STRING_length(spki->key);
 
-	snprintf(r->key_type, sizeof(r->key_type), "%s", pki_key_type_name(kt));
-	idx = X509_NAME_get_index_by_NID(X509_REQ_get_subject_name(req), NID_commonName, -1);
-	if (idx >= 0) {
-		cn = X509_NAME_ENTRY_get_data(
-		    X509_NAME_get_entry(X509_REQ_get_subject_name(req), idx));
-		snprintf(r->cn, sizeof(r->cn), "%.*s",
-		    ASN1_STRING_length(cn) > 200 ? 200 : ASN1_STRING_length(cn),
-		    (const char *)ASN1_STRING_get0_data(cn));
-	}
+	X509_ALGOR_get0(&obj, &ptype, &pval, spki->alg);
+	if ((o = OBJ_dup(obj)) == NULL ||
+	    (ptype == V_ASN1_OBJECT && (param = OBJ_dup(pval)) == NULL) ||
+	    (bits = OPENSSL_memdup(ASN1_STRING_get0_data(spki->key), (size_t)len)) == NULL)
+		goto fail;
+	if (!X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), o,
+		ptype == V_ASN1_OBJECT ? V_ASN1_OBJECT : V_ASN1_UNDEF, param, bits, len))
+		goto fail;
+	return 1;
+fail:
+	ASN1_OBJECT_free(o);
+	ASN1_OBJECT_free(param);
+	OPENSSL_free(bits);
+	return 0;
 }
 
 /*
- * The key policy, decided from the public key alone: family, RSA size and
- * RSA public exponent. It runs before the signature is verified, so that a
- * key built to make verification expensive (an RSA exponent of thousands of
- * bits costs ~30x a normal verification) is refused for the price of a
- * parse. Exponents outside [2, 2^31-1] are refused as Go's crypto/rsa
- * refuses them. Returns 0, or -1 with the reason in `why`.
+ * Verify, libsodium: an Ed25519 key's signature, accepted exactly when
+ * ASN1_item_verify() would accept it after ed25519_is_strict(): no unused
+ * bits in the signature, an algorithm that names Ed25519 without a digest
+ * (its parameters are not read), and a valid signature over the
+ * CertificationRequestInfo as received. 1 if it verifies.
  */
 static int
-key_policy(const struct signer_policy *pol, EVP_PKEY *pub, enum key_type kt, int bits,
-    const char *name, char *why, size_t whylen)
+verify_libsodium(const struct csr *csr)
 {
-	BIGNUM *e = NULL;
-	int     rc = -1;
+	const ASN1_BIT_STRING *sig = csr_signature(csr);
+	const ASN1_ENCODING   *tbs = &csr->raw->info->enc;
+	const ASN1_OBJECT     *obj;
+	int                    mdnid, pknid;
 
-	if ((pki_key_family(kt) & pol->allowed_families) == 0)
-		snprintf(why, whylen, "key type %s not allowed", name);
-	else if (kt == KEY_RSA && bits < pol->min_rsa_bits)
-		snprintf(why, whylen, "RSA key of %d bits is below %d", bits, pol->min_rsa_bits);
-	else if (kt == KEY_RSA &&
-	    (!EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_E, &e) || BN_num_bits(e) > 31 ||
-		BN_is_zero(e) || BN_is_one(e)))
-		snprintf(why, whylen, "RSA public exponent outside [2, 2^31-1]");
-	else
-		rc = 0;
-	BN_free(e);
-	ERR_clear_error();
-	return rc;
+	X509_ALGOR_get0(&obj, NULL, NULL, csr_sig_alg(csr));
+	if ((sig->flags & 0x7) != 0 || tbs->enc == NULL || tbs->len <= 0 ||
+	    !OBJ_find_sigid_algs(OBJ_obj2nid(obj), &mdnid, &pknid) || mdnid != NID_undef ||
+	    pknid != NID_ED25519)
+		return 0;
+	return ed25519_verify(csr->ed25519, tbs->enc, (size_t)tbs->len,
+	    ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig));
 }
 
-enum signer_status
-signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
-    const struct signer_params *pp, struct signer_result *r)
+/*
+ * Verify, OpenSSL: ASN1_item_verify() over the CertificationRequestInfo as
+ * received, which is what X509_REQ_verify() does. An Ed25519 key read from
+ * its raw bytes gets its EVP_PKEY here. 1 if it verifies.
+ */
+static int
+verify_openssl(const struct csr *csr)
 {
-	const struct signer_policy *pol = &pp->policy;
-	unsigned char              *der = NULL;
-	const unsigned char        *p;
-	long                        dlen = 0;
-	X509_REQ                   *req = NULL;
-	X509                       *x = NULL;
-	X509_NAME                  *subj = NULL; /* borrowed from req */
-	EVP_PKEY                   *pub, *fastpub = NULL;
-	CSR_RAW                    *raw = NULL;
-	GENERAL_NAMES              *sans = NULL;
-	ASN1_BIT_STRING            *ku = NULL;
-	EXTENDED_KEY_USAGE         *eku = NULL;
-	ASN1_OBJECT                *obj;
-	unsigned char              *crt = NULL;
-	size_t                      crtlen = 0;
-	enum key_type               kt;
-	enum signer_status          st;
-	char                        why[128];
-	time_t                      now = (time_t)pp->now;
-	int                         bits;
+	EVP_PKEY *k = csr->pub, *own = NULL;
+	int       ok;
 
-	memset(r, 0, sizeof(*r));
-	if (pol->max_csr_bytes > 0 && len > pol->max_csr_bytes)
-		return result(r, SIGNER_DENIED, "CSR refused by policy: %s", "CSR too large");
-	if (first_pem_block(csr, len, &der, &dlen) == -1)
-		return result(r, SIGNER_BAD_DECODE, "%s", "failed to decode CSR");
-	if ((req = fast_read(der, dlen, pp->engine, &raw, &fastpub, &kt, &bits)) != NULL) {
-		pub = fastpub;
-		goto verified;
-	}
-	p = der;
-	req = d2i_X509_REQ(NULL, &p, dlen);
-	if (req == NULL || p != der + dlen) {
-		st = result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
-		    "not a well-formed PKCS#10 request");
-		goto out;
-	}
-	if ((pub = X509_REQ_get0_pubkey(req)) == NULL) {
-		st =
-		    result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s", "unreadable public key");
-		goto out;
-	}
-	kt = pki_key_type(pub, &bits);
-	describe(req, kt, r);
-	if (key_policy(pol, pub, kt, bits, r->key_type, why, sizeof(why)) == -1) {
-		st = result(r, SIGNER_DENIED, "CSR refused by policy: %s", why);
-		goto out;
-	}
-	if ((kt == KEY_ED25519 && !ed25519_req_strict(req, pub)) ||
-	    X509_REQ_verify(req, pub) != 1) {
-		st = result(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
+	if (k == NULL && csr->kt == KEY_ED25519)
+		k = own = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, csr->ed25519, 32);
+	if (k == NULL)
+		return 0;
+	ok = ASN1_item_verify(ASN1_ITEM_rptr(CSR_INFO), csr_sig_alg(csr), csr_signature(csr),
+		 csr->raw->info, k) == 1;
+	EVP_PKEY_free(own);
+	return ok;
+}
+
+/* Step: the CSR's signature, by the engine's implementation. */
+static enum signer_status
+step_verify(const struct csr *csr, enum signer_engine engine, struct signer_result *r)
+{
+	const ASN1_BIT_STRING *sig = csr_signature(csr);
+	int                    ok;
+
+	if (csr->kt == KEY_ED25519 &&
+	    !ed25519_is_strict(csr->ed25519, ASN1_STRING_get0_data(sig),
+		(size_t)ASN1_STRING_length(sig)))
+		ok = 0; /* both engines: see ed25519.h */
+	else if (csr->kt == KEY_ED25519 && engine == SIGNER_ENGINE_FAST)
+		ok = verify_libsodium(csr);
+	else
+		ok = verify_openssl(csr);
+	if (!ok)
+		return signer_result_set(r, SIGNER_BAD_PARSE, "failed to parse CSR: %s",
 		    "signature verification failed");
-		goto out;
-	}
-	if (0) {
-	verified:
-		describe(req, kt, r);
-	}
-	if ((sans = csr_sans(req, r)) == NULL) {
-		st = result(
-		    r, SIGNER_BAD_PARSE, "failed to parse CSR: %s", "malformed subjectAltName");
-		goto out;
-	}
+	return SIGNER_OK;
+}
 
-	/*
-	 * The rest of the policy, after the signature so that refusals describe
-	 * a real CSR. The fast path (Ed25519, ECDSA: cheap to verify) meets the
-	 * key policy here; the general path met it before verifying.
-	 */
-	if (raw != NULL && key_policy(pol, pub, kt, bits, r->key_type, why, sizeof(why)) == -1) {
-		st = result(r, SIGNER_DENIED, "CSR refused by policy: %s", why);
-		goto out;
-	}
-	if (pol->max_sans > 0 && r->nsans_total > pol->max_sans) {
-		snprintf(why, sizeof(why), "%zu SANs exceed the limit of %u", r->nsans_total,
-		    pol->max_sans);
-		st = result(r, SIGNER_DENIED, "CSR refused by policy: %s", why);
-		goto out;
-	}
-	if (pol->require_peer_ip_san && !peer_in_sans(sans, pp->peer_ip)) {
-		st = result(r, SIGNER_DENIED, "CSR refused by policy: %s",
-		    "caller address is not among the CSR's IP SANs");
-		goto out;
-	}
+/*
+ * Step: the unsigned certificate (trustd's profile, signer.h) in *out
+ * (X509_free). The CSR's subject loses its Organizations in place (the
+ * request is ours and freed after the call).
+ */
+static enum signer_status
+step_build(const struct creds *c, struct csr *csr, const struct signer_params *pp, X509 **out,
+    struct signer_result *r)
+{
+	X509_NAME          *subj = csr->raw->info->subject;
+	X509               *x = NULL;
+	ASN1_BIT_STRING    *ku = NULL;
+	EXTENDED_KEY_USAGE *eku = NULL;
+	ASN1_OBJECT        *obj;
+	time_t              now = (time_t)pp->now;
+	enum signer_status  st = SIGNER_INTERNAL;
 
-	/* Build the certificate. */
-	st = result(r, SIGNER_INTERNAL, "%s", "failed to sign CSR");
+	*out = NULL;
 	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3) ||
 	    !set_serial(x, pp->serial, r) ||
 	    !X509_set_issuer_name(x, X509_get_subject_name(c->ca_cert)) ||
-	    (subj = strip_org(X509_REQ_get_subject_name(req), &r->org_removed)) == NULL ||
-	    !X509_set_subject_name(x, subj) ||
+	    strip_org(subj, &r->org_removed) == NULL || !X509_set_subject_name(x, subj) ||
 	    X509_time_adj_ex(X509_getm_notBefore(x), 0, -(long)(pp->backdate_ms / 1000), &now) ==
 		NULL ||
 	    X509_time_adj_ex(X509_getm_notAfter(x), 0, (long)(pp->ttl_ms / 1000), &now) == NULL ||
-	    !(raw != NULL ? fast_set_pubkey(x, raw->info->spki) : X509_set_pubkey(x, pub))) {
+	    !(csr->spki_as_received ? copy_spki(x, csr->raw->info->spki)
+				    : X509_set_pubkey(x, csr->pub))) {
 		log_ssl("signer: building certificate");
 		goto out;
 	}
@@ -812,8 +403,8 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 		log_ssl("signer: usage extensions");
 		goto out;
 	}
-	if (sk_GENERAL_NAME_num(sans) > 0 &&
-	    !add_ext(x, NID_subject_alt_name, X509_NAME_entry_count(subj) == 0, sans)) {
+	if (sk_GENERAL_NAME_num(csr->sans) > 0 &&
+	    !add_ext(x, NID_subject_alt_name, X509_NAME_entry_count(subj) == 0, csr->sans)) {
 		log_ssl("signer: subjectAltName");
 		goto out;
 	}
@@ -821,23 +412,64 @@ signer_issue(const struct creds *c, const unsigned char *csr, size_t len,
 		log_ssl("signer: authorityKeyIdentifier");
 		goto out;
 	}
-	if (sign_cert(
-		x, c, sign_md(c->ca_type, csr_sig_alg(req, raw)), pp->engine, &crt, &crtlen) == -1)
+	*out = x;
+	x = NULL;
+	st = SIGNER_OK;
+out:
+	sk_ASN1_OBJECT_free(eku); /* OBJ_nid2obj objects are static */
+	ASN1_BIT_STRING_free(ku);
+	X509_free(x);
+	if (st != SIGNER_OK)
+		signer_result_set(r, st, "%s", "failed to sign CSR");
+	return st;
+}
+
+/* Step: signs `x` by the engine's implementation; r->crt_pem gets the PEM. */
+static enum signer_status
+step_sign(const struct creds *c, X509 *x, const struct csr *csr, enum signer_engine engine,
+    struct signer_result *r)
+{
+	unsigned char     *crt = NULL;
+	size_t             crtlen = 0;
+	enum signer_status st = SIGNER_INTERNAL;
+
+	if (sign_cert(x, c, sign_md(c->ca_type, csr_sig_alg(csr)), engine, &crt, &crtlen) == -1)
 		goto out;
 	if ((r->crt_pem = pki_der_to_pem("CERTIFICATE", crt, crtlen, &r->crt_len)) == NULL) {
 		log_warnx("signer: out of memory encoding the certificate");
 		goto out;
 	}
-	st = result(r, SIGNER_OK, "%s", "");
+	st = SIGNER_OK;
 out:
 	OPENSSL_free(crt);
-	sk_ASN1_OBJECT_free(eku); /* OBJ_nid2obj objects are static */
-	ASN1_BIT_STRING_free(ku);
-	GENERAL_NAMES_free(sans);
+	return signer_result_set(r, st, "%s", st == SIGNER_OK ? "" : "failed to sign CSR");
+}
+
+enum signer_status
+signer_issue(const struct creds *c, const unsigned char *pem, size_t len,
+    const struct signer_params *pp, struct signer_result *r)
+{
+	const struct signer_policy *pol = &pp->policy;
+	struct csr                  csr;
+	X509                       *x = NULL;
+	enum signer_status          st;
+
+	/* read: the size rule first, so that a huge input costs nothing. */
+	if (pol->max_csr_bytes > 0 && len > pol->max_csr_bytes) {
+		memset(r, 0, sizeof(*r));
+		memset(&csr, 0, sizeof(csr));
+		st = signer_result_set(r, SIGNER_DENIED, "CSR refused by policy: %s", "CSR too large");
+		goto out;
+	}
+	if ((st = csr_read(pem, len, &csr, r)) != SIGNER_OK ||
+	    (st = csr_judge_key(&csr, pol, r)) != SIGNER_OK ||
+	    (st = step_verify(&csr, pp->engine, r)) != SIGNER_OK ||
+	    (st = csr_judge_request(&csr, pol, pp->peer_ip, r)) != SIGNER_OK ||
+	    (st = step_build(c, &csr, pp, &x, r)) != SIGNER_OK)
+		goto out;
+	st = step_sign(c, x, &csr, pp->engine, r);
+out:
 	X509_free(x);
-	X509_REQ_free(req);
-	EVP_PKEY_free(fastpub);
-	ASN1_item_free((ASN1_VALUE *)raw, ASN1_ITEM_rptr(CSR_RAW));
-	OPENSSL_free(der);
+	csr_free(&csr);
 	return st;
 }

@@ -89,7 +89,9 @@ struct signer_result {
 void signer_policy_defaults(struct signer_policy *);
 
 /*
- * Verifies and signs `csr` (PEM, first block) with the snapshot's CA.
+ * Verifies and signs `csr` (PEM, first block) with the snapshot's CA, in
+ * one pipeline whatever the engine: read (csr.h), key policy, verify,
+ * request policy, build, sign; only verify and sign depend on the engine.
  * Fills `res` (initialised here; free with signer_result_free()) and returns
  * its status. Any thread; `c` must stay referenced for the call.
  */
@@ -97,6 +99,14 @@ enum signer_status signer_issue(const struct creds *c, const unsigned char *csr,
     const struct signer_params *, struct signer_result *res);
 
 void signer_result_free(struct signer_result *);
+
+/*
+ * Sets the status and the client-safe message of `r` (printf format),
+ * clears OpenSSL's error queue, and returns the status. For csr.c and
+ * signer.c.
+ */
+enum signer_status signer_result_set(struct signer_result *r, enum signer_status, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
 
 /* "ok", "invalid_csr", ... (metric/audit label of a status). */
 const char *signer_status_name(enum signer_status);
