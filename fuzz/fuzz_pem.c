@@ -11,6 +11,11 @@
  *
  * Checked beyond "no crash": a loader returns either a value or a non-empty
  * reason; a snapshot that builds has a CA, a key and a token digest.
+ *
+ * Slow by nature (a few hundred inputs a second): creds_build() checks that
+ * each private key matches its certificate, builds the Ed25519 signing key
+ * and the TLS material, on every input. The loaders alone are fuzzed at
+ * parser speed by fuzz_pemparse.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,39 +42,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static void
-load_direct(const uint8_t *data, size_t size)
-{
-	STACK_OF(X509) *sk;
-	EVP_PKEY       *k;
-	char            err[256], fp[65];
-	int             i, bits;
-
-	err[0] = 'x';
-	if ((k = pki_load_key(data, size, err, sizeof(err))) != NULL) {
-		(void)pki_key_type_name(pki_key_type(k, &bits));
-		EVP_PKEY_free(k);
-	} else if (err[0] == '\0')
-		abort(); /* a failure must say why */
-	err[0] = 'x';
-	if ((sk = pki_load_certs(data, size, err, sizeof(err))) != NULL) {
-		if (sk_X509_num(sk) < 1)
-			abort();
-		for (i = 0; i < sk_X509_num(sk); i++) {
-			X509 *x = sk_X509_value(sk, i);
-
-			(void)pki_spki_fingerprint(x, fp);
-			(void)pki_not_after(x);
-			(void)pki_not_before(x);
-			(void)pki_has_ip_san(x, "127.0.0.1");
-			(void)pki_has_ip_san(x, "::1");
-			(void)pki_has_any_ip_san(x);
-		}
-		sk_X509_pop_free(sk, X509_free);
-	} else if (err[0] == '\0')
-		abort();
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -83,7 +55,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	f = (enum creds_field)(data[0] % CF__MAX);
 	data++;
 	size--;
-	load_direct(data, size);
+	fuzzpki_load_direct(data, size);
 
 	fuzzpki_input(&pki, &in);
 	if (creds_input_set(&in, f, data, size, "fuzz") == -1)

@@ -22,6 +22,7 @@
 
 #include "creds.h"
 #include "log.h"
+#include "pki.h"
 
 #define FUZZPKI_TOKEN "abcdef.0123456789abcdef"
 
@@ -201,6 +202,43 @@ static inline void
 fuzzpki_quiet(void)
 {
 	log_init(LOG_JSON, LOG_ERROR);
+}
+
+/*
+ * Gives `data` to both PEM loaders and the describing helpers; aborts when
+ * a loader fails without a reason or returns an empty chain.
+ */
+static inline void
+fuzzpki_load_direct(const uint8_t *data, size_t size)
+{
+	STACK_OF(X509) *sk;
+	EVP_PKEY       *k;
+	char            err[256], fp[65];
+	int             i, bits;
+
+	err[0] = 'x';
+	if ((k = pki_load_key(data, size, err, sizeof(err))) != NULL) {
+		(void)pki_key_type_name(pki_key_type(k, &bits));
+		EVP_PKEY_free(k);
+	} else if (err[0] == '\0')
+		abort(); /* a failure must say why */
+	err[0] = 'x';
+	if ((sk = pki_load_certs(data, size, err, sizeof(err))) != NULL) {
+		if (sk_X509_num(sk) < 1)
+			abort();
+		for (i = 0; i < sk_X509_num(sk); i++) {
+			X509 *x = sk_X509_value(sk, i);
+
+			(void)pki_spki_fingerprint(x, fp);
+			(void)pki_not_after(x);
+			(void)pki_not_before(x);
+			(void)pki_has_ip_san(x, "127.0.0.1");
+			(void)pki_has_ip_san(x, "::1");
+			(void)pki_has_any_ip_san(x);
+		}
+		sk_X509_pop_free(sk, X509_free);
+	} else if (err[0] == '\0')
+		abort();
 }
 
 #endif /* TCS_FUZZPKI_H */

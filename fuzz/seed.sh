@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 command -v openssl >/dev/null || { echo "seed.sh: openssl is missing" >&2; exit 1; }
 
 rm -rf "$out"
-mkdir -p "$out"/{csr,pem,request,watch,secret,h2guard}
+mkdir -p "$out"/{csr,csrparse,pem,pemparse,request,watch,secret,h2guard}
 "$root/hack/dev-pki.sh" "$tmp/pki" --ip 127.0.0.1 >/dev/null
 
 key() { # family file
@@ -42,6 +42,8 @@ done
 { printf '\x01'; cat "$tmp/ec.der"; } >"$out/csr/ec-peer-rule"
 { printf '\x06'; cat "$tmp/ec.der"; } >"$out/csr/ec-limits"
 openssl req -inform DER -in "$tmp/ed.der" -out "$out/csr/ed.pem" 2>/dev/null
+# The parser target reads the same inputs as the whole path.
+cp "$out"/csr/* "$out/csrparse/"
 
 # PEM seeds: one byte choosing the credential part, then its bytes.
 p() { { printf "\\x0$1"; cat "$2"; } >"$out/pem/$3"; }
@@ -55,6 +57,8 @@ p 2 "$tmp/pki/token" token
 cat "$tmp/pki/ca.crt" "$tmp/pki/server.crt" >"$tmp/bundle"; p 3 "$tmp/bundle" accepted
 cat "$tmp/pki/server.crt" "$tmp/pki/ca.crt" >"$tmp/chain"; p 4 "$tmp/chain" tls-chain
 p 5 "$tmp/pki/server.key" tls-key
+# The loaders alone: the same files without the knob byte.
+for f in "$out"/pem/*; do tail -c +2 "$f" >"$out/pemparse/${f##*/}"; done
 
 # Request seeds: CertificateRequest { bytes csr = 1; } in protobuf wire form.
 python3 - "$out/request" "$out/csr/ed.pem" <<'PY'

@@ -110,7 +110,7 @@ read_key(struct csr *csr)
 	const ASN1_OBJECT   *obj;
 	const void          *pval;
 	const unsigned char *pt = ASN1_STRING_get0_data(spki->key), *p;
-	int ptype, len = ASN1_STRING_length(spki->key), curve = NID_undef, plain;
+	int                  ptype, len = ASN1_STRING_length(spki->key), curve = NID_undef, plain;
 	size_t               n = sizeof(csr->ed25519);
 
 	X509_ALGOR_get0(&obj, &ptype, &pval, spki->alg);
@@ -238,7 +238,8 @@ read_sans(struct csr *csr, struct signer_result *r, int *malformed)
 		g = sk_GENERAL_NAME_value(in, i);
 		if (g->type != GEN_DNS && g->type != GEN_IPADD)
 			continue;
-		if ((copy = GENERAL_NAME_dup(g)) == NULL || !sk_GENERAL_NAME_push(csr->sans, copy)) {
+		if ((copy = GENERAL_NAME_dup(g)) == NULL ||
+		    !sk_GENERAL_NAME_push(csr->sans, copy)) {
 			GENERAL_NAME_free(copy);
 			goto out;
 		}
@@ -280,8 +281,9 @@ read_der(struct csr *csr, struct signer_result *r)
 	snprintf(r->key_type, sizeof(r->key_type), "%s", pki_key_type_name(csr->kt));
 	describe_subject(csr->raw->info->subject, r);
 	if (read_sans(csr, r, &malformed) == -1)
-		return malformed ? BAD_PARSE(r, "malformed subjectAltName")
-				 : signer_result_set(r, SIGNER_INTERNAL, "%s", "failed to sign CSR");
+		return malformed
+		    ? BAD_PARSE(r, "malformed subjectAltName")
+		    : signer_result_set(r, SIGNER_INTERNAL, "%s", "failed to sign CSR");
 	ERR_clear_error();
 	return SIGNER_OK;
 }

@@ -57,27 +57,27 @@ DECLARE_ASN1_ITEM(CSR_INFO)
 
 /* A request read by csr_read(); release with csr_free(). */
 struct csr {
-	unsigned char       *der; /* the decoded PEM block (OPENSSL_free) */
-	long                 derlen;
-	CSR_RAW             *raw;
-	enum key_type        kt;
-	int                  bits;
+	unsigned char *der; /* the decoded PEM block (OPENSSL_free) */
+	long           derlen;
+	CSR_RAW       *raw;
+	enum key_type  kt;
+	int            bits;
 	/*
 	 * The public key: an EVP_PKEY for every family but Ed25519 read from
 	 * its raw bytes (then NULL: libsodium needs none, and OpenSSL builds one
 	 * only when it verifies). `ed25519` holds the 32 key bytes of any
 	 * Ed25519 key.
 	 */
-	EVP_PKEY            *pub;
-	unsigned char        ed25519[32];
+	EVP_PKEY     *pub;
+	unsigned char ed25519[32];
 	/*
 	 * 1 when the certificate gets the CSR's subjectPublicKeyInfo as
 	 * received (Ed25519, and ECDSA P-256/P-384 with a named curve and an
 	 * uncompressed point: what X509_set_pubkey() would write for them); 0
 	 * when it is encoded again from `pub`.
 	 */
-	int                  spki_as_received;
-	GENERAL_NAMES       *sans; /* the DNS and IP SANs, in order */
+	int            spki_as_received;
+	GENERAL_NAMES *sans; /* the DNS and IP SANs, in order */
 };
 
 /*
@@ -109,8 +109,8 @@ enum signer_status csr_judge_key(
  * describe a real CSR: the SAN count, and the caller's address among the
  * IP SANs (`peer_ip` text, or NULL). SIGNER_OK or SIGNER_DENIED.
  */
-enum signer_status csr_judge_request(const struct csr *, const struct signer_policy *,
-    const char *peer_ip, struct signer_result *r);
+enum signer_status csr_judge_request(
+    const struct csr *, const struct signer_policy *, const char *peer_ip, struct signer_result *r);
 
 /* The signature algorithm, signature and signed bytes of a read CSR. */
 const X509_ALGOR      *csr_sig_alg(const struct csr *);

@@ -319,8 +319,8 @@ verify_libsodium(const struct csr *csr)
 	    !OBJ_find_sigid_algs(OBJ_obj2nid(obj), &mdnid, &pknid) || mdnid != NID_undef ||
 	    pknid != NID_ED25519)
 		return 0;
-	return ed25519_verify(csr->ed25519, tbs->enc, (size_t)tbs->len,
-	    ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig));
+	return ed25519_verify(csr->ed25519, tbs->enc, (size_t)tbs->len, ASN1_STRING_get0_data(sig),
+	    (size_t)ASN1_STRING_length(sig));
 }
 
 /*
@@ -352,8 +352,8 @@ step_verify(const struct csr *csr, enum signer_engine engine, struct signer_resu
 	int                    ok;
 
 	if (csr->kt == KEY_ED25519 &&
-	    !ed25519_is_strict(csr->ed25519, ASN1_STRING_get0_data(sig),
-		(size_t)ASN1_STRING_length(sig)))
+	    !ed25519_is_strict(
+		csr->ed25519, ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig)))
 		ok = 0; /* both engines: see ed25519.h */
 	else if (csr->kt == KEY_ED25519 && engine == SIGNER_ENGINE_FAST)
 		ok = verify_libsodium(csr);
@@ -458,7 +458,8 @@ signer_issue(const struct creds *c, const unsigned char *pem, size_t len,
 	if (pol->max_csr_bytes > 0 && len > pol->max_csr_bytes) {
 		memset(r, 0, sizeof(*r));
 		memset(&csr, 0, sizeof(csr));
-		st = signer_result_set(r, SIGNER_DENIED, "CSR refused by policy: %s", "CSR too large");
+		st = signer_result_set(
+		    r, SIGNER_DENIED, "CSR refused by policy: %s", "CSR too large");
 		goto out;
 	}
 	if ((st = csr_read(pem, len, &csr, r)) != SIGNER_OK ||
