@@ -7,6 +7,7 @@
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
@@ -345,4 +346,51 @@ Test(signer, status_names)
 	cr_assert_str_eq(signer_status_name(SIGNER_OK), "issued");
 	cr_assert_str_eq(signer_status_name(SIGNER_BAD_PARSE), "invalid_csr");
 	cr_assert_str_eq(signer_status_name(SIGNER__MAX), "unknown");
+}
+
+/*
+ * ASN1_item_verify() does not read the parameters of an Ed25519 signature
+ * algorithm; the libsodium verifier must not either, so that both engines
+ * decide the same on a CSR that carries some.
+ */
+Test(signer, engines_agree_on_ed25519_sigalg_parameters)
+{
+	struct tu_pki        pki;
+	struct creds        *c = tu_creds(TU_ED25519, &pki);
+	EVP_PKEY            *k = tu_key(TU_ED25519);
+	char                *pem = tu_csr_pem(k, "w", NULL, NULL, NULL, 0), *out;
+	BIO                 *in = BIO_new_mem_buf(pem, -1), *b = BIO_new(BIO_s_mem());
+	X509_REQ            *req = PEM_read_bio_X509_REQ(in, NULL, NULL, NULL);
+	const X509_ALGOR    *alg;
+	BUF_MEM             *m;
+	struct signer_params p = tu_signer_params();
+	struct signer_result r;
+	enum signer_status   want;
+	enum signer_engine   e;
+
+	cr_assert_not_null(req);
+	X509_REQ_get0_signature(req, NULL, &alg);
+	/* The signed info keeps its encoding: only the outer algorithm changes. */
+	cr_assert(X509_ALGOR_set0((X509_ALGOR *)alg, OBJ_nid2obj(NID_ED25519), V_ASN1_NULL, NULL));
+	cr_assert(PEM_write_bio_X509_REQ(b, req));
+	BIO_get_mem_ptr(b, &m);
+	out = strndup(m->data, m->length);
+	cr_assert_not_null(strstr(out, "CERTIFICATE REQUEST"));
+	want = X509_REQ_verify(req, k) == 1 ? SIGNER_OK : SIGNER_BAD_PARSE;
+	cr_log_info("OpenSSL %s the parameters", want == SIGNER_OK ? "ignores" : "refuses");
+	for (e = SIGNER_ENGINE_FAST; e < SIGNER_ENGINE__MAX; e++) {
+		p.engine = e;
+		cr_assert_eq(signer_issue(c, (const unsigned char *)out, strlen(out), &p, &r), want,
+		    "engine %d: %s", e, r.message);
+		signer_result_free(&r);
+	}
+	ERR_clear_error();
+	free(out);
+	BIO_free(b);
+	BIO_free(in);
+	X509_REQ_free(req);
+	free(pem);
+	EVP_PKEY_free(k);
+	creds_release(c);
+	tu_pki_free(&pki);
 }
