@@ -281,22 +281,24 @@ copy_spki(X509 *x, const CSR_SPKI *spki)
 	const void        *pval;
 	ASN1_OBJECT       *o = NULL, *param = NULL;
 	unsigned char     *bits = NULL;
-	int                ptype, len = ASN1_STRING_length(spki->key);
+	int                ptype, len = ASN1_STRING_length(spki->key), rc = 0;
 
 	X509_ALGOR_get0(&obj, &ptype, &pval, spki->alg);
 	if ((o = OBJ_dup(obj)) == NULL ||
 	    (ptype == V_ASN1_OBJECT && (param = OBJ_dup(pval)) == NULL) ||
 	    (bits = OPENSSL_memdup(ASN1_STRING_get0_data(spki->key), (size_t)len)) == NULL)
-		goto fail;
+		goto out;
 	if (!X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), o,
 		ptype == V_ASN1_OBJECT ? V_ASN1_OBJECT : V_ASN1_UNDEF, param, bits, len))
-		goto fail;
-	return 1;
-fail:
+		goto out;
+	o = param = NULL; /* the certificate owns them now */
+	bits = NULL;
+	rc = 1;
+out:
 	ASN1_OBJECT_free(o);
 	ASN1_OBJECT_free(param);
 	OPENSSL_free(bits);
-	return 0;
+	return rc;
 }
 
 /*
