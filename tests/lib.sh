@@ -2,9 +2,9 @@
 # bench/run.sh). Source it after setting ROOT (and BIN, PY where used).
 #
 #   harness_init NAME        counters, $WORK (scratch, kept on failure or
-#                            KEEP_WORK=1), $CI, cleanup traps (suite_cleanup
-#                            runs first if the suite defines it; every PID in
-#                            DAEMON_PIDS and BG_PIDS is stopped)
+#                            KEEP_WORK=1), $CI, cleanup traps (every PID in
+#                            DAEMON_PIDS and BG_PIDS is stopped, then
+#                            suite_cleanup runs if the suite defines it)
 #   harness_finish           "failed: ..." then "NAME: N passed, M failed,
 #                            K skipped"; returns 1 if anything failed
 #   say TEXT                 a section title
@@ -27,6 +27,8 @@
 #                            the daemon with only the given environment (plus
 #                            PATH, HOME, TMPDIR and the sanitizer options)
 #   stop_daemon [PID]        SIGTERM, wait, exit status must be 0
+#   kill_daemon [PID]        SIGKILL and reap (no assertion)
+#   daemon_alive [PID]       the daemon is running
 #   now_ms, wait_for SECS CMD..., build_tool, require_tools
 # shellcheck shell=bash
 
@@ -51,9 +53,6 @@ harness_init() {
 harness_cleanup() {
 	local rc=$? pid
 	trap - EXIT
-	if declare -F suite_cleanup >/dev/null; then
-		suite_cleanup || true
-	fi
 	for pid in "${BG_PIDS[@]}" "${DAEMON_PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
@@ -61,6 +60,9 @@ harness_cleanup() {
 	for pid in "${BG_PIDS[@]}" "${DAEMON_PIDS[@]}"; do
 		kill -KILL "$pid" 2>/dev/null || true
 	done
+	if declare -F suite_cleanup >/dev/null; then
+		suite_cleanup || true
+	fi
 	if [[ -n ${WORK:-} && -d $WORK ]]; then
 		if [[ ${KEEP_WORK:-0} == 1 || $FAILED -gt 0 || $rc -ne 0 ]]; then
 			echo "scratch directory kept: $WORK"
@@ -184,12 +186,13 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_daemon NAME [--wait WHAT] [--timeout SECS] [--append] [--pre CMD... --] VAR=VALUE...
+# start_daemon NAME [--wait WHAT] [--timeout SECS] [--append] [--nofile N] [--pre CMD... --] VAR=VALUE...
 # Starts $BIN with only the given environment, plus PATH, HOME, TMPDIR and the
 # sanitizer options of the caller (ASAN_OPTIONS, LSAN_OPTIONS, UBSAN_OPTIONS,
 # TSAN_OPTIONS); stdout and stderr go to $WORK/NAME.log (appended with
 # --append, so that the suite may write its own marker lines into it).
-# --pre runs the daemon under a wrapper (valgrind ...), ended by "--".
+# --pre runs the daemon under a wrapper (valgrind ...), ended by "--";
+# --nofile sets its open-file limit.
 # WHAT is one of: listening (default), serving, published (the first
 # "credentials published"), readyz (HTTP 200 from /readyz, needs
 # HTTP_ADDR=127.0.0.1:0), none, or log:TEXT (a line containing TEXT).
@@ -197,7 +200,7 @@ free_port() {
 # the PID in DAEMON_PIDS; returns 1 (with the log's tail) if the daemon exited
 # or did not reach WHAT in time.
 start_daemon() {
-	local name=$1 what=listening secs=20 append=0 i
+	local name=$1 what=listening secs=20 append=0 nofile= i
 	local -a pre=() passenv=()
 	shift
 	while (($#)); do
@@ -205,6 +208,7 @@ start_daemon() {
 		--wait) what=$2; shift 2 ;;
 		--timeout) secs=$2; shift 2 ;;
 		--append) append=1; shift ;;
+		--nofile) nofile=$2; shift 2 ;;
 		--pre)
 			shift
 			while (($#)) && [[ $1 != -- ]]; do pre+=("$1"); shift; done
@@ -219,8 +223,11 @@ start_daemon() {
 	done
 	D_LOG=$WORK/$name.log D_PORT= D_HTTP=
 	((append)) || : >"$D_LOG"
-	env -i PATH="$PATH" HOME="${HOME:-/}" TMPDIR="${TMPDIR:-/tmp}" "${passenv[@]}" "$@" \
-		"${pre[@]}" "$BIN" >>"$D_LOG" 2>&1 &
+	(
+		[[ -z $nofile ]] || ulimit -n "$nofile"
+		exec env -i PATH="$PATH" HOME="${HOME:-/}" TMPDIR="${TMPDIR:-/tmp}" "${passenv[@]}" "$@" \
+			"${pre[@]}" "$BIN"
+	) >>"$D_LOG" 2>&1 &
 	D_PID=$!
 	DAEMON_PIDS+=("$D_PID")
 	if ! daemon_wait "$what" "$secs"; then
@@ -290,6 +297,13 @@ stop_daemon() {
 	wait "$pid" 2>/dev/null || rc=$?
 	echo "exit status $rc"
 	[[ $rc == 0 ]]
+}
+
+# kill_daemon [PID]: SIGKILL (default D_PID) and reap it; for suites that do
+# not assert a clean stop.
+kill_daemon() {
+	kill -KILL "${1:-$D_PID}" 2>/dev/null || true
+	wait "${1:-$D_PID}" 2>/dev/null || true
 }
 
 # daemon_alive [PID]: the daemon (default D_PID) is running.
