@@ -19,7 +19,8 @@
 #   expect_exit NAME CODE CMD...   CMD must exit with CODE
 #   has FILE REGEX...        every extended regex matches a line of FILE
 #   unavailable WHY          a missing tool for the whole suite: a failure
-#                            under CI=true (exit 1), SKIPPED (exit 0) locally
+#                            under CI=true (exit 1), SKIPPED locally (exit 0,
+#                            or $TCS_SKIP_CODE: ctest sets 77)
 #   skip_or_fail WHY         a missing tool for one part: a failure under
 #                            CI=true, a skip locally; the suite goes on
 #   free_port                a free loopback TCP port
@@ -64,7 +65,7 @@ harness_cleanup() {
 		suite_cleanup || true
 	fi
 	if [[ -n ${WORK:-} && -d $WORK ]]; then
-		if [[ ${KEEP_WORK:-0} == 1 || $FAILED -gt 0 || $rc -ne 0 ]]; then
+		if [[ ${KEEP_WORK:-0} == 1 || $FAILED -gt 0 || ($rc -ne 0 && $rc -ne ${TCS_SKIP_CODE:-0}) ]]; then
 			echo "scratch directory kept: $WORK"
 		else
 			rm -rf "$WORK"
@@ -155,7 +156,7 @@ unavailable() {
 	echo "SKIPPED: $1"
 	skip "$1"
 	[[ -z ${SUITE:-} ]] || harness_finish || true
-	exit 0
+	exit "${TCS_SKIP_CODE:-0}" # ctest sets 77 (SKIP_RETURN_CODE)
 }
 
 # skip_or_fail WHY: one part cannot run; a failure under CI=true, a skip locally.
