@@ -397,8 +397,9 @@ chart_rbac_issuance() {
 		[ "$v" = 0 ] && break
 		sleep 0.1
 	done
+	# grep -c, not -q: it reads to the end, so that curl never meets a closed pipe (pipefail).
 	if [ "$v" = 0 ] && curl -s "http://127.0.0.1:$hport/metrics" |
-		grep -q '^talos_csr_signer_credential_last_reload_success{source="ca_secret"} [01]$'; then
+		grep -c '^talos_csr_signer_credential_last_reload_success{source="ca_secret"} [01]$' >/dev/null; then
 		ok "deleting the TLS Secret sets last_reload_success{source=\"tls_secret\"} to 0"
 	else
 		ko "deleting the TLS Secret did not move last_reload_success{source=\"tls_secret\"} (${v:-absent})"
