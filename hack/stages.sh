@@ -30,6 +30,7 @@ mkdir -p "$STAGE_LOGS"
 
 declare -A T_START T_DUR RESULT BG_PID
 ORDER=()
+T0=$(date +%s)
 
 now() { date +%s; }
 
@@ -108,7 +109,7 @@ finish() {
 		printf '  %-12s %-8s %5ss\n' "$name" "${RESULT[$name]:-running}" "${T_DUR[$name]:-?}"
 		total=$((total + ${T_DUR[$name]:-0}))
 	done
-	printf '  %-12s %-8s %5ss (sum of stage times)\n' total "" "$total"
+	printf '  %-12s %-8s %5ss (sum of stage times; %ss of wall time)\n' total "" "$total" "$(($(now) - T0))"
 	exit "$1"
 }
 trap 'finish 130' INT TERM
