@@ -20,7 +20,7 @@
 #include "filesrc.h"
 #include "testutil.h"
 
-#define ALL (CF_GROUP_CA | CF_GROUP_TLS)
+#define ALL CF_GROUP_ALL
 
 static void
 put(const char *dir, const char *name, const char *content)
@@ -111,7 +111,8 @@ Test(filesrc, kubelet_symlink_swap_and_broken_update, .timeout = 60)
 	tu_pki_make(&a, TU_ED25519);
 	tu_pki_make(&b, TU_P256);
 	kubelet_write(dir, &a, TU_TOKEN, 1);
-	fs = filesrc_new(cfg_for(dir), cs, ALL, ALL);
+	fs = filesrc_new(cfg_for(dir), cs, ALL, err, sizeof(err));
+	cr_assert_not_null(fs, "%s", err);
 	cr_assert_eq(filesrc_load(fs, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(credstore_generation(st), 1);
 	cr_assert_eq(filesrc_start(fs), 0);
@@ -160,7 +161,8 @@ Test(filesrc, plain_rename_and_sighup, .timeout = 60)
 	put(dir, "token", TU_TOKEN);
 	put(dir, "tls.crt", a.tls_pem);
 	put(dir, "tls.key", a.tls_key_pem);
-	fs = filesrc_new(cfg_for(dir), cs, ALL, ALL);
+	fs = filesrc_new(cfg_for(dir), cs, ALL, err, sizeof(err));
+	cr_assert_not_null(fs, "%s", err);
 	cr_assert_eq(filesrc_load(fs, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(filesrc_start(fs), 0);
 	put(dir, "token", "second.0123456789abcdef");
@@ -178,9 +180,10 @@ Test(filesrc, missing_file_names_the_setting)
 {
 	struct credstore *st = credstore_new();
 	struct credsrc   *cs = credsrc_new(st);
-	struct filesrc   *fs = filesrc_new(cfg_for("/nonexistent-dir"), cs, ALL, ALL);
 	char              err[512];
+	struct filesrc   *fs = filesrc_new(cfg_for("/nonexistent-dir"), cs, ALL, err, sizeof(err));
 
+	cr_assert_not_null(fs, "%s", err);
 	cr_assert_eq(filesrc_load(fs, err, sizeof(err)), -1);
 	cr_assert(
 	    strstr(err, "CA_CERT_PATH (/nonexistent-dir/ca.crt): cannot read") != NULL, "%s", err);
