@@ -13,6 +13,10 @@
  */
 #include "watchfsm.h"
 
+_Static_assert(
+    sizeof(struct watchfsm) == 4 * sizeof(int64_t) + 2 * sizeof(enum watch_phase) + 2 * sizeof(int),
+    "struct watchfsm has padding");
+
 void
 watchfsm_init(struct watchfsm *st)
 {

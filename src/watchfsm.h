@@ -36,16 +36,20 @@
 
 enum watch_phase { WATCH_LIST, WATCH_STREAM, WATCH_BACKOFF, WATCH__MAX };
 
-/* The state of one watched Secret. Change it only through watchfsm_step(). */
+/*
+ * The state of one watched Secret. Change it only through watchfsm_step().
+ * The 64-bit fields come first so that the struct has no padding (tests and
+ * the fuzzer compare states with memcmp()).
+ */
 struct watchfsm {
-	enum watch_phase phase;         /* LIST or STREAM in flight, or BACKOFF */
-	enum watch_phase next;          /* in BACKOFF: LIST or STREAM, started at `due` */
 	int64_t          due;           /* monotonic ms */
-	int              backoff_ms;    /* the current backoff step; 0 before any failure */
-	int64_t          last_fail;     /* when that step was taken */
-	int              retried_401;   /* the one immediate 401 retry is spent */
+	int64_t          last_fail;     /* when the current backoff step was taken */
 	int64_t          listed_at;     /* when the last LIST succeeded */
 	int64_t          watch_started; /* when the current WATCH started */
+	enum watch_phase phase;         /* LIST or STREAM in flight, or BACKOFF */
+	enum watch_phase next;          /* in BACKOFF: LIST or STREAM, started at `due` */
+	int              backoff_ms;    /* the current backoff step; 0 before any failure */
+	int              retried_401;   /* the one immediate 401 retry is spent */
 };
 
 enum watchfsm_input_kind {
