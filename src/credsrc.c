@@ -292,7 +292,7 @@ published(const struct credsrc *cs, const struct credsrc_source *s, const struct
     uint64_t gen, const struct creds_input *cand, const char *version, const struct notes *notes)
 {
 	struct audit_rec ar;
-	struct log_field lf[9];
+	struct log_field lf[10];
 	char             changed[160], note[512];
 	size_t           n = 0, i;
 
@@ -303,8 +303,10 @@ published(const struct credsrc *cs, const struct credsrc_source *s, const struct
 	lf[n++] = (struct log_field)LF_S("source", s->label);
 	if (version != NULL)
 		lf[n++] = (struct log_field)LF_S("version", version);
-	if (gen > 1)
+	if (gen > 1) {
+		lf[n++] = (struct log_field)LF_S("reason", audit_reason(AK_CREDS_ROTATED));
 		lf[n++] = (struct log_field)LF_S("changed", changed[0] ? changed : "nothing");
+	}
 	lf[n++] = (struct log_field)LF_S("ca_spki_sha256", c->ca_fp);
 	lf[n++] = (struct log_field)LF_S("serving_spki_sha256", c->tls_fp);
 	lf[n++] = (struct log_field)LF_I("ca_not_after", c->ca_not_after);

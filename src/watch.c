@@ -590,6 +590,7 @@ watcher(void *arg)
 				t->applied_rv[0] = '\0';
 				step_kind(t, WFI_RESYNC);
 			}
+			/* The assembler's "unchanged" memory is one for all sources. */
 			if (w->nt > 0)
 				credsrc_invalidate(w->t[0].src);
 		}

@@ -340,7 +340,9 @@ Test(credsrc, rotation_is_one_line_and_one_event)
 	cr_assert_eq(cap.lines, 1, "one line per rotation: %s", cap.text);
 	cr_assert(strstr(cap.text, "\"msg\":\"credentials published\",\"generation\":2,") != NULL,
 	    "%s", cap.text);
-	cr_assert(strstr(cap.text, "\"changed\":\"token\"") != NULL, "%s", cap.text);
+	cr_assert(
+	    strstr(cap.text, "\"reason\":\"CredentialsRotated\",\"changed\":\"token\"") != NULL,
+	    "%s", cap.text);
 	cr_assert(strstr(cap.text, "qqqqqq") == NULL, "the token leaked: %s", cap.text);
 	cr_assert_eq(seen.n, 1, "one Event per rotation");
 	cr_assert_eq(seen.kind[0], AK_CREDS_ROTATED);
