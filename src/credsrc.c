@@ -265,10 +265,35 @@ waiting_for(const struct credsrc *cs, char *buf, size_t len)
 	}
 }
 
-/* Logs a result that changes nothing: one record. */
+/* 1 if `a` and `b` hold the same bytes in every field of `groups`. */
+static int
+same_parts(const struct creds_input *a, const struct creds_input *b, unsigned groups)
+{
+	const struct creds_part *p, *q;
+	int                      f;
+
+	for (f = 0; f < CF__MAX; f++) {
+		if (!(groups & CF_MASK(f)))
+			continue;
+		p = &a->part[f];
+		q = &b->part[f];
+		if (p->present != q->present)
+			return 0;
+		if (p->present &&
+		    (p->data.len != q->data.len ||
+			CRYPTO_memcmp(p->data.data, q->data.data, p->data.len) != 0))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Logs a result that changes nothing: one record, at debug when it is
+ * routine (a rescan that found what it found last time), else at info.
+ */
 static void
 quiet_outcome(const struct credsrc *cs, const struct credsrc_source *s, enum credsrc_result r,
-    const char *version)
+    const char *version, int routine)
 {
 	struct log_field lf[3];
 	char             wait[256];
@@ -281,8 +306,7 @@ quiet_outcome(const struct credsrc *cs, const struct credsrc_source *s, enum cre
 		waiting_for(cs, wait, sizeof(wait));
 		lf[n++] = (struct log_field)LF_S("waiting_for", wait);
 	}
-	/* A rescan that finds nothing new is routine; a new version that changes nothing is news. */
-	log_record(r == CREDSRC_UNCHANGED && version == NULL ? LOG_DEBUG : LOG_INFO,
+	log_record(routine ? LOG_DEBUG : LOG_INFO,
 	    r == CREDSRC_PENDING ? "credentials pending" : "credentials unchanged", lf, n);
 }
 
@@ -349,7 +373,7 @@ credsrc_submit(struct credsrc_source *s, const struct creds_input *in, const cha
 	char                      note[640], vers[160];
 	struct notes              notes;
 	uint64_t                  gen;
-	int                       f;
+	int                       f, again;
 
 	err[0] = '\0';
 	vers[0] = '\0';
@@ -366,6 +390,8 @@ credsrc_submit(struct credsrc_source *s, const struct creds_input *in, const cha
 			goto out;
 		}
 	}
+	/* The same parts again while waiting for the others (a rescan): routine. */
+	again = (cs->delivered & s->groups) == s->groups && same_parts(&cs->pending, in, s->groups);
 	cs->delivered |= s->groups;
 	if (base == &cs->pending) {
 		/* Before the first publish, keep what each source sent. */
@@ -376,7 +402,7 @@ credsrc_submit(struct credsrc_source *s, const struct creds_input *in, const cha
 	if ((cs->delivered & cs->expected) != cs->expected) {
 		res = CREDSRC_PENDING;
 		metrics_reload(s->metric, 1, (long long)time(NULL)); /* its part is good so far */
-		quiet_outcome(cs, s, res, version);
+		quiet_outcome(cs, s, res, version, again);
 		goto out;
 	}
 	creds_input_digest(&cand, digest);
@@ -386,7 +412,8 @@ credsrc_submit(struct credsrc_source *s, const struct creds_input *in, const cha
 			metrics_reload(s->metric, 1, (long long)time(NULL));
 		else
 			metrics_reload_unchanged(s->metric, (long long)time(NULL));
-		quiet_outcome(cs, s, res, version);
+		/* A rescan that finds nothing new is routine; a new version that changes nothing is news. */
+		quiet_outcome(cs, s, res, version, version == NULL);
 		goto out;
 	}
 	memset(&notes, 0, sizeof(notes));

@@ -199,6 +199,15 @@ Test(credsrc, waits_for_every_source)
 	cr_assert_eq(cap.lines, 1, "one line: %s", cap.text);
 	cr_assert(strstr(cap.text, "\"msg\":\"credentials pending\"") != NULL, "%s", cap.text);
 	cr_assert(strstr(cap.text, "\"waiting_for\":\"Secret a/ca\"") != NULL, "%s", cap.text);
+	/* The same parts again (a rescan) while still waiting: debug only, not every 30 s at info. */
+	cap_begin(&cap, LOG_INFO);
+	cr_assert_eq(credsrc_submit(stls, &tls, NULL, err, sizeof(err)), CREDSRC_PENDING);
+	cap_end(&cap);
+	cr_assert_eq(cap.lines, 0, "%s", cap.text);
+	cap_begin(&cap, LOG_DEBUG);
+	cr_assert_eq(credsrc_submit(stls, &tls, NULL, err, sizeof(err)), CREDSRC_PENDING);
+	cap_end(&cap);
+	cr_assert_eq(cap.lines, 1, "%s", cap.text);
 	cr_assert_eq(credstore_generation(st), 0);
 	cr_assert_eq(credsrc_submit(sca, &ca, "8", err, sizeof(err)), CREDSRC_PUBLISHED, "%s", err);
 	cr_assert_eq(credstore_generation(st), 1);
