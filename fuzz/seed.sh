@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 command -v openssl >/dev/null || { echo "seed.sh: openssl is missing" >&2; exit 1; }
 
 rm -rf "$out"
-mkdir -p "$out"/{csr,pem,request,watch,secret,h2guard}
+mkdir -p "$out"/{csr,pem,request,watch,secret,h2guard,certpipe}
 "$root/hack/dev-pki.sh" "$tmp/pki" --ip 127.0.0.1 >/dev/null
 
 key() { # family file
@@ -125,4 +125,11 @@ for name, blob in seeds.items():
     with open(os.path.join(out, name), "wb") as f:
         f.write(blob)
 PY
+# Certificate pipeline seeds: one knob byte (see fuzz_certpipe.c), then a request.
+for f in "$out"/request/*; do
+	{ printf '\x0d'; cat "$f"; } >"$out/certpipe/$(basename "$f")"
+done
+{ printf '\x1d'; cat "$out/request/csr"; } >"$out/certpipe/csr-ratelimited"
+{ printf '\x05'; cat "$out/request/csr"; } >"$out/certpipe/csr-wrong-token"
+printf '\x00' >"$out/certpipe/reset"
 echo "seed corpora written to fuzz/corpus/ ($(find "$out" -type f | wc -l) files)"

@@ -34,6 +34,7 @@
 #include <openssl/crypto.h>
 
 #include "audit.h"
+#include "certpipe.h"
 #include "cli.h"
 #include "config.h"
 #include "creds.h"
@@ -129,6 +130,8 @@ main(int argc, char **argv)
 	struct kube      *kube = NULL;
 	struct watch     *watcher = NULL;
 	struct events    *events = NULL;
+	struct certpipe_local  local;
+	struct certpipe_issuer issuer;
 	unsigned          fgroups = CF_GROUP_CA | CF_GROUP_TLS;
 	sigset_t          set;
 	char              err[512];
@@ -177,6 +180,7 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	memset(&local, 0, sizeof(local));
 	if ((store = credstore_new()) == NULL || (src = credsrc_new(store)) == NULL)
 		fatalx("out of memory");
 	/* First, so that probes answer (and /readyz says why) before any credential. */
@@ -221,7 +225,12 @@ main(int argc, char **argv)
 	    (rl = ratelimit_new(
 		 cfg.rate_limit_rps, cfg.rate_limit_burst, (size_t)cfg.rate_limit_table)) == NULL)
 		fatalx("out of memory");
-	if ((srv = grpcsrv_start(&cfg, store, rl, err, sizeof(err))) == NULL) {
+	local.params.policy = cfg.policy;
+	local.params.ttl_ms = cfg.cert_ttl_ms;
+	local.params.backdate_ms = cfg.cert_backdate_ms;
+	issuer.issue = certpipe_issue_local;
+	issuer.arg = &local;
+	if ((srv = grpcsrv_start(&cfg, store, rl, &issuer, err, sizeof(err))) == NULL) {
 		startup_error("cannot serve", err);
 		goto out;
 	}
