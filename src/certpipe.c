@@ -168,12 +168,39 @@ sign(const struct certpipe_call *call, const struct creds *cr, const struct cert
 	return o;
 }
 
+/* The call's one audit record. */
+static void
+emit(enum audit_kind kind, const char *peer, const struct signer_result *res, const char *msg)
+{
+	struct audit_rec ar;
+
+	memset(&ar, 0, sizeof(ar));
+	ar.kind = kind;
+	ar.peer = peer;
+	ar.cn = res->cn;
+	ar.sans = res->sans;
+	ar.nsans = res->nsans;
+	ar.serial = res->serial;
+	ar.key_type = res->key_type;
+	ar.org_removed = res->org_removed;
+	ar.message = msg;
+	audit_emit(&ar);
+}
+
+void
+certpipe_audit_signed(const char *peer_ip, const struct signer_result *res)
+{
+	enum certpipe_outcome o = certpipe_from_signer(res->status);
+
+	emit(table[o].audit, peer_ip, res, o == CP_OK ? "certificate issued" : res->message);
+}
+
 void
 certpipe_run(const struct certpipe_call *call, const struct creds *cr, struct ratelimit *rl,
     const struct certpipe_issuer *iss, struct certpipe_result *out)
 {
-	struct audit_rec ar;
-	int              audited = 0;
+	struct audit_rec      ar;
+	int                   audited = 0;
 	enum certpipe_outcome o;
 
 	memset(out, 0, sizeof(*out));
@@ -193,17 +220,8 @@ certpipe_run(const struct certpipe_call *call, const struct creds *cr, struct ra
 	ar.kind = table[o].audit;
 	out->message = table[o].message != NULL ? table[o].message : out->res.message;
 	metrics_request(ar.kind);
-	if (!audited) {
-		ar.peer = call->peer_ip;
-		ar.cn = out->res.cn;
-		ar.sans = out->res.sans;
-		ar.nsans = out->res.nsans;
-		ar.serial = out->res.serial;
-		ar.key_type = out->res.key_type;
-		ar.org_removed = out->res.org_removed;
-		ar.message = o == CP_OK ? "certificate issued" : out->message;
-		audit_emit(&ar);
-	}
+	if (!audited)
+		emit(ar.kind, call->peer_ip, &out->res, o == CP_OK ? "certificate issued" : out->message);
 done:
 	out->outcome = o;
 	out->code = table[o].code;

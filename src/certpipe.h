@@ -114,6 +114,13 @@ void certpipe_run(const struct certpipe_call *call, const struct creds *cr, stru
 
 void certpipe_result_free(struct certpipe_result *);
 
+/*
+ * Writes the audit record of a sign step's outcome, as certpipe_run() would:
+ * for an issuer that audits itself (the keeper, which alone has the subject,
+ * SANs and serial at hand). Any thread.
+ */
+void certpipe_audit_signed(const char *peer_ip, const struct signer_result *res);
+
 /* The table's row for an outcome: gRPC code, fixed message (NULL: the signer's), audit kind. */
 int             certpipe_code(enum certpipe_outcome);
 const char     *certpipe_message(enum certpipe_outcome);

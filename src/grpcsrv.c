@@ -391,6 +391,14 @@ worker(void *arg)
 
 /* --- start and stop -------------------------------------------------------- */
 
+int
+grpcsrv_nthreads(const struct config *cfg)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return cfg->grpc_threads > 0 ? cfg->grpc_threads : (ncpu > 0 ? (int)ncpu : 2);
+}
+
 struct grpcsrv *
 grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimit *rl,
     const struct certpipe_issuer *issuer, char *err, size_t errlen)
@@ -398,7 +406,6 @@ grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimi
 	struct grpcsrv   *s;
 	grpc_arg          args[6];
 	grpc_channel_args chargs;
-	long              ncpu;
 	int               i;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
@@ -442,8 +449,7 @@ grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimi
 	s->insecure = grpc_insecure_server_credentials_create();
 	grpc_server_start(s->server);
 
-	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	s->nthreads = cfg->grpc_threads > 0 ? cfg->grpc_threads : (ncpu > 0 ? (int)ncpu : 2);
+	s->nthreads = grpcsrv_nthreads(cfg);
 	for (i = 0; i < s->nthreads * GRPCSRV_PENDING_PER_THREAD; i++)
 		request_call(s, CALL_CERT);
 	for (i = 0; i < GRPCSRV_PENDING_GENERIC; i++)

@@ -32,6 +32,8 @@ struct ratelimit;
  */
 struct grpcsrv *grpcsrv_start(const struct config *, struct credstore *, struct ratelimit *rl,
     const struct certpipe_issuer *issuer, char *err, size_t errlen);
+/* The number of completion-queue workers grpcsrv_start() will run. */
+int grpcsrv_nthreads(const struct config *);
 /*
  * Hands a connected plaintext HTTP/2 descriptor to gRPC, which owns it from
  * now on (on failure it is closed here). `peer_ip` is the client's real
