@@ -13,7 +13,7 @@ RUN_HTTP   ?= 127.0.0.1:8081
 FUZZ_TIME  ?= 60
 
 .PHONY: help deps deps-build build build-daemon test test-unit test-asan test-tsan test-interop test-ops \
-	test-e2e test-runbook test-faults test-soak test-chart test-image test-abuse test-cluster run lint fuzz fuzz-smoke bench clean version
+	test-keeper test-e2e test-runbook test-faults test-soak test-chart test-image test-abuse test-cluster run lint fuzz fuzz-smoke bench clean version
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,7 @@ test: deps build ## Run every suite (unit, sanitizers, interop, ops, abuse, e2e,
 	$(MAKE) test-interop
 	$(MAKE) test-ops
 	$(MAKE) test-abuse
+	$(MAKE) test-keeper
 	$(MAKE) test-e2e
 	$(MAKE) test-runbook
 	$(MAKE) test-faults
@@ -85,6 +86,9 @@ test-ops: build ## Health/metrics endpoint, policy, rate limit, request and chec
 
 test-abuse: build ## Attacks of issue 10 (floods, rapid reset, slowloris...) on loopback, with a legitimate worker calling
 	TCS_BIN=$(BIN) tests/abuse/run.sh
+
+test-keeper: build ## The CA key only in the keeper process: memory scan, seccomp, kill either process, shutdown order
+	TCS_BIN=$(BIN) tests/keeper/run.sh
 
 test-e2e: build ## Against a real kube-apiserver and etcd (built once, cached)
 	TCS_BIN=$(BIN) tests/e2e/run.sh

@@ -23,7 +23,7 @@
 
 static enum log_format log_fmt = LOG_JSON;
 static enum log_level  log_min = LOG_INFO;
-static const char     *log_proc; /* "keeper" in the keeper process, else NULL */
+static const char     *log_proc; /* "keeper" or "net" after the fork, else NULL */
 
 static const char *const level_names[LOG__MAX] = { "debug", "info", "warn", "error" };
 

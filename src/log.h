@@ -47,8 +47,8 @@ struct log_field {
 /* Sets the format and the minimum level; call before starting threads. */
 void log_init(enum log_format, enum log_level);
 /*
- * Names the process in every later record ("proc" field, last), for the
- * keeper; the network side's records carry none. Before any thread starts.
+ * Names the process in every later record ("proc" field, last): "keeper"
+ * or "net" after the fork. Before any thread starts.
  */
 void log_set_proc(const char *name);
 /* Parses "debug|info|warn|error" and "json|text"; 0 or -1. */

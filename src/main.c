@@ -285,6 +285,7 @@ main(int argc, char **argv)
 	if ((req = calloc((size_t)nreq, sizeof(*req))) == NULL)
 		fatalx("out of memory");
 	keeper = fork_keeper(&cfg, &ctrl, req, nreq);
+	log_set_proc("net");
 
 	if ((store = credstore_new()) == NULL ||
 	    (kc = keeperc_new(ctrl, req, nreq, store, KEEPERC_REPLY_TIMEOUT_MS)) == NULL)
