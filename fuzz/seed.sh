@@ -150,7 +150,8 @@ seeds = {
         "reload": msg(6, 0, b""),
     },
     "network": {
-        "signed-ok": msg(2, 1, f(4, b"\x00") + f(5, b"") + f(6, b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")),
+        "signed-ok": msg(2, 1, f(4, b"\x00") + f(5, b"") + f(6, b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+            + f(10, b"-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n")),
         "signed-denied": msg(2, 2, f(4, b"\x03") + f(5, b"peer address 10.0.0.9 is not an IP SAN of the CSR")),
         "creds": msg(3, 0, f(7, u64(3)) + f(8, b"-----BEGIN CERTIFICATE-----\n") + f(9, b"-----BEGIN PRIVATE KEY-----\n")
             + f(10, b"-----BEGIN CERTIFICATE-----\n") + f(11, b"\xab" * 64) + f(12, b"\x5a" * 32) + f(13, b"0" * 64)

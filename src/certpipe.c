@@ -86,12 +86,12 @@ certpipe_from_signer(enum signer_status s)
 
 int
 certpipe_issue_local(void *arg, const struct creds *cr, const unsigned char *csr, size_t len,
-    const char *peer_ip, struct signer_result *res, int *audited)
+    const char *peer_ip, struct signer_result *res, struct certpipe_signed *sig)
 {
 	const struct certpipe_local *l = arg;
 	struct signer_params         sp = l->params;
 
-	*audited = 0;
+	(void)sig; /* same snapshot: its bundle; certpipe_run() audits */
 	sp.now = (long long)time(NULL);
 	sp.peer_ip = peer_ip;
 	signer_issue(cr, csr, len, &sp, res);
@@ -111,13 +111,13 @@ check_token(const struct certpipe_call *call, const struct creds *cr)
 }
 
 static int
-pack_response(const struct creds *cr, struct certpipe_result *out)
+pack_response(const struct creds *cr, const struct certpipe_signed *sig, struct certpipe_result *out)
 {
 	Securityapi__CertificateResponse resp = SECURITYAPI__CERTIFICATE_RESPONSE__INIT;
 	size_t                           len;
 
-	resp.ca.data = cr->ca_bundle;
-	resp.ca.len = cr->ca_bundle_len;
+	resp.ca.data = sig->ca != NULL ? sig->ca : cr->ca_bundle;
+	resp.ca.len = sig->ca != NULL ? sig->ca_len : cr->ca_bundle_len;
 	resp.crt.data = out->res.crt_pem;
 	resp.crt.len = out->res.crt_len;
 	len = securityapi__certificate_response__get_packed_size(&resp);
@@ -142,6 +142,7 @@ sign(const struct certpipe_call *call, const struct creds *cr, const struct cert
     struct certpipe_result *out, int *audited)
 {
 	Securityapi__CertificateRequest *req = NULL;
+	struct certpipe_signed           sig = { NULL, 0, 0 };
 	enum certpipe_outcome            o;
 	int64_t                          t0;
 	int                              rc;
@@ -151,15 +152,19 @@ sign(const struct certpipe_call *call, const struct creds *cr, const struct cert
 		 NULL, call->message_len, call->message)) == NULL)
 		return CP_BAD_MESSAGE;
 	t0 = mono_us();
-	rc = iss->issue(iss->arg, cr, req->csr.data, req->csr.len, call->peer_ip, &out->res, audited);
+	rc = iss->issue(iss->arg, cr, req->csr.data, req->csr.len, call->peer_ip, &out->res, &sig);
 	metrics_sign_latency_us(mono_us() - t0);
 	securityapi__certificate_request__free_unpacked(req, NULL);
 	if (rc == -1) {
+		free(sig.ca);
 		*audited = 0;
 		return CP_KEEPER_DOWN;
 	}
+	*audited = sig.audited;
 	o = certpipe_from_signer(out->res.status);
-	if (o == CP_OK && pack_response(cr, out) == -1) {
+	rc = o == CP_OK ? pack_response(cr, &sig, out) : 0;
+	free(sig.ca);
+	if (rc == -1) {
 		snprintf(out->res.message, sizeof(out->res.message), "out of memory");
 		out->res.status = SIGNER_INTERNAL;
 		*audited = 0;

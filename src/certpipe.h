@@ -56,19 +56,32 @@ enum certpipe_code {
 };
 
 /*
+ * What an issuer reports beside the signer result (zeroed by the caller).
+ * `ca`: the CA bundle of the snapshot that signed (malloc'd; the response's
+ * `ca` field), or NULL to use the bundle of the snapshot the token was
+ * checked against (the same snapshot in process). The keeper's snapshot may
+ * be one generation ahead of the network side's during a rotation, so the
+ * keeper sends the bundle it signed with, and certificate and `ca` always
+ * agree. `audited`: the issuer already wrote the audit record.
+ */
+struct certpipe_signed {
+	unsigned char *ca;
+	size_t         ca_len;
+	int            audited;
+};
+
+/*
  * The sign step. issue() fills `res` (initialised by the caller) for the CSR
  * bytes and returns its status; it must never leave res->status unset.
  * `cr` is the snapshot the token was checked against (the in-process issuer
  * signs with it; the keeper signs with its own, the same generation or a
  * newer one). Called on the call's thread; may block (the keeper round trip).
  * Returns 0, or -1 when the issuer could not be reached at all
- * (CP_KEEPER_DOWN); then res is left as initialised.
- * If `audited` is set on return, the issuer already wrote the audit record
- * of a signer outcome (the keeper does, with the fields it alone knows).
+ * (CP_KEEPER_DOWN); then res is left as initialised and sig ignored.
  */
 struct certpipe_issuer {
 	int (*issue)(void *arg, const struct creds *cr, const unsigned char *csr, size_t len,
-	    const char *peer_ip, struct signer_result *res, int *audited);
+	    const char *peer_ip, struct signer_result *res, struct certpipe_signed *sig);
 	void *arg;
 };
 
@@ -79,7 +92,7 @@ struct certpipe_local {
 
 /* certpipe_issuer.issue for signing in this process; `arg` is a struct certpipe_local. */
 int certpipe_issue_local(void *arg, const struct creds *cr, const unsigned char *csr, size_t len,
-    const char *peer_ip, struct signer_result *res, int *audited);
+    const char *peer_ip, struct signer_result *res, struct certpipe_signed *sig);
 
 /* What a call carried, as the transport collected it. Nothing is owned. */
 struct certpipe_call {

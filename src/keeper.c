@@ -111,21 +111,23 @@ answer(struct keeper *kp, int fd, const struct kp_msg *m)
 		sp.now = (long long)time(NULL);
 		sp.peer_ip = m->peer;
 		signer_issue(cr, m->csr, m->csr_len, &sp, &res);
-		creds_release(cr);
 	}
 	certpipe_audit_signed(m->peer, &res);
 	kp_init(&r, KP_SIGNED);
 	r.id = m->id;
 	r.status = (int)res.status;
 	snprintf(r.message, sizeof(r.message), "%s", res.message);
-	if (res.status == SIGNER_OK) {
+	if (res.status == SIGNER_OK) { /* with the bundle of the CA that signed */
 		r.crt = res.crt_pem;
 		r.crt_len = res.crt_len;
+		r.ca_bundle = cr->ca_bundle;
+		r.ca_bundle_len = cr->ca_bundle_len;
 	}
 	sbuf_init(&out, KP_HEADER_LEN + KP_MAX_PAYLOAD);
 	rc = kp_encode(&out, &r) == 0 ? kp_write(fd, out.data, out.len) : -1;
 	sbuf_free(&out);
 	signer_result_free(&res);
+	creds_release(cr);
 	return rc;
 }
 

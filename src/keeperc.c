@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "certpipe.h"
 #include "creds.h"
 #include "credstore.h"
 #include "keeperproto.h"
@@ -273,7 +274,7 @@ done:
 
 int
 keeperc_issue(void *arg, const struct creds *cr, const unsigned char *csr, size_t len,
-    const char *peer_ip, struct signer_result *res, int *audited)
+    const char *peer_ip, struct signer_result *res, struct certpipe_signed *sig)
 {
 	struct keeperc *k = arg;
 	struct chan    *ch;
@@ -283,7 +284,6 @@ keeperc_issue(void *arg, const struct creds *cr, const unsigned char *csr, size_
 	int             rc = -1;
 
 	(void)cr; /* the keeper signs with its own snapshot */
-	*audited = 0;
 	if (atomic_load(&k->dead))
 		return -1;
 	if (len > KP_MAX_CSR) {
@@ -305,16 +305,21 @@ keeperc_issue(void *arg, const struct creds *cr, const unsigned char *csr, size_
 		res->status = (enum signer_status)m.status;
 		snprintf(res->message, sizeof(res->message), "%.255s", m.message);
 		if (m.crt != NULL) {
-			if ((res->crt_pem = malloc(m.crt_len + 1)) == NULL) {
+			if ((res->crt_pem = malloc(m.crt_len + 1)) == NULL ||
+			    (sig->ca = malloc(m.ca_bundle_len + 1)) == NULL) {
+				free(res->crt_pem);
+				res->crt_pem = NULL;
 				res->status = SIGNER_INTERNAL;
 				snprintf(res->message, sizeof(res->message), "out of memory");
 			} else {
 				memcpy(res->crt_pem, m.crt, m.crt_len);
 				res->crt_pem[m.crt_len] = '\0';
 				res->crt_len = m.crt_len;
+				memcpy(sig->ca, m.ca_bundle, m.ca_bundle_len);
+				sig->ca_len = m.ca_bundle_len;
 			}
 		}
-		*audited = 1; /* the keeper wrote the record, with subject and serial */
+		sig->audited = 1; /* the keeper wrote the record, with subject and serial */
 		rc = 0;
 	}
 	sbuf_free(&in);

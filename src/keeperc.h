@@ -23,6 +23,7 @@
 #include <stddef.h>
 
 struct audit_rec;
+struct certpipe_signed;
 struct creds;
 struct credstore;
 struct keeperc;
@@ -41,7 +42,7 @@ struct keeperc *keeperc_new(int ctrl, const int *req, int n, struct credstore *s
 int keeperc_start(struct keeperc *);
 /* certpipe_issuer.issue: signs through the keeper; arg is the keeperc. Any thread. */
 int keeperc_issue(void *arg, const struct creds *cr, const unsigned char *csr, size_t len,
-    const char *peer_ip, struct signer_result *res, int *audited);
+    const char *peer_ip, struct signer_result *res, struct certpipe_signed *sig);
 /* audit_sink_fn: forwards a record to the keeper (best effort). Any thread. */
 void keeperc_audit_sink(const struct audit_rec *, void *arg);
 /* Asks the keeper to re-read its credential sources (SIGHUP). Any thread. */

@@ -82,7 +82,7 @@ static const struct {
 } types[KP__MAX] = {
 	[KP_SIGN] = { "sign", KP_TO_KEEPER, T(KT_CSR) | T(KT_PEER), T(KT_CSR) | T(KT_PEER) | T(KT_TRACE) },
 	[KP_SIGNED] = { "signed", KP_TO_NETWORK, T(KT_STATUS) | T(KT_MESSAGE),
-	    T(KT_STATUS) | T(KT_MESSAGE) | T(KT_CRT) },
+	    T(KT_STATUS) | T(KT_MESSAGE) | T(KT_CRT) | T(KT_CA_BUNDLE) },
 	[KP_CREDS] = { "creds", KP_TO_NETWORK,
 	    T(KT_GEN) | T(KT_TLS_CERT) | T(KT_TLS_KEY) | T(KT_CA_BUNDLE) | T(KT_DIGESTS) |
 		T(KT_TLS_DIGEST) | T(KT_TLS_FP) | T(KT_TLS_NOT_AFTER) | T(KT_CA_NOT_AFTER),
@@ -169,10 +169,12 @@ payload(struct sbuf *o, const struct kp_msg *m)
 		    ? -1
 		    : 0;
 	case KP_SIGNED:
-		if ((m->status == SIGNER_OK) != (m->crt != NULL))
+		if ((m->status == SIGNER_OK) != (m->crt != NULL) ||
+		    (m->crt != NULL) != (m->ca_bundle != NULL))
 			return -1;
 		return u8(o, KT_STATUS, m->status) || text(o, KT_MESSAGE, m->message) ||
-			(m->crt != NULL && field(o, KT_CRT, m->crt, m->crt_len))
+			(m->crt != NULL && (field(o, KT_CRT, m->crt, m->crt_len) ||
+					       field(o, KT_CA_BUNDLE, m->ca_bundle, m->ca_bundle_len)))
 		    ? -1
 		    : 0;
 	case KP_CREDS:
@@ -335,8 +337,9 @@ kp_decode(const unsigned char *buf, size_t len, enum kp_dir dir, struct kp_msg *
 		snprintf(err, errlen, "%s: a required field is missing", kp_type_name(type));
 		goto fail;
 	}
-	if (type == KP_SIGNED && (m->status == SIGNER_OK) != (m->crt != NULL)) {
-		snprintf(err, errlen, "signed: a certificate iff the status is OK");
+	if (type == KP_SIGNED && ((m->status == SIGNER_OK) != (m->crt != NULL) ||
+				     (m->crt != NULL) != (m->ca_bundle != NULL))) {
+		snprintf(err, errlen, "signed: a certificate and its CA bundle iff the status is OK");
 		goto fail;
 	}
 	return 0;

@@ -24,7 +24,8 @@
  *   network -> keeper  KP_SIGN    csr, peer, trace?           (request id)
  *                      KP_AUDIT   kind, peer?, message, related?
  *                      KP_RELOAD  (SIGHUP forwarded)
- *   keeper -> network  KP_SIGNED  status, message, crt? (crt iff status OK; same request id)
+ *   keeper -> network  KP_SIGNED  status, message, crt?, ca_bundle? (both iff status OK:
+ *                                 the bundle of the snapshot that signed; same request id)
  *                      KP_CREDS   gen, tls_cert, tls_key, ca_bundle, digests, tls_digest,
  *                                 tls_fp, tls_not_after, ca_not_after
  *                      KP_WAITING message (what the keeper waits for; "" clears)
@@ -86,7 +87,7 @@ struct kp_msg {
 	char                 message[KP_MAX_TEXT + 1];
 	const unsigned char *crt;
 	size_t               crt_len;
-	/* KP_CREDS */
+	/* KP_CREDS (ca_bundle also in KP_SIGNED) */
 	uint64_t             gen;
 	const unsigned char *tls_cert, *tls_key, *ca_bundle;
 	size_t               tls_cert_len, tls_key_len, ca_bundle_len;

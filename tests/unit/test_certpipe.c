@@ -194,10 +194,10 @@ Test(certpipe, undecodable_message_and_csr)
 
 static int
 unreachable(void *arg, const struct creds *cr, const unsigned char *csr, size_t len,
-    const char *peer, struct signer_result *res, int *audited)
+    const char *peer, struct signer_result *res, struct certpipe_signed *sig)
 {
 	(void)arg, (void)cr, (void)csr, (void)len, (void)peer, (void)res;
-	*audited = 1; /* must be ignored: nothing was audited */
+	sig->audited = 1; /* must be ignored: nothing was audited */
 	return -1;
 }
 

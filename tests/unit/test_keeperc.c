@@ -9,12 +9,14 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
 
 #include "audit.h"
+#include "certpipe.h"
 #include "creds.h"
 #include "credstore.h"
 #include "keeperc.h"
@@ -88,19 +90,22 @@ reply(uint32_t id, const char *crt)
 	m.status = SIGNER_OK;
 	m.crt = (const unsigned char *)crt;
 	m.crt_len = strlen(crt);
+	m.ca_bundle = (const unsigned char *)"BUNDLE";
+	m.ca_bundle_len = 6;
 	send_msg(req[1], &m);
 }
 
 Test(keeperc, a_reply_and_a_late_reply)
 {
 	struct signer_result res;
-	int                  audited = 0;
+	struct certpipe_signed sig;
 	uint32_t             id1, id2;
 	pid_t                pid;
 
 	/* First call: the keeper answers nothing in time. */
 	memset(&res, 0, sizeof(res));
-	cr_assert_eq(keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &audited), -1);
+	memset(&sig, 0, sizeof(sig));
+	cr_assert_eq(keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &sig), -1);
 	id1 = read_sign();
 	cr_assert_eq(keeperc_dead(kc), 0, "a timeout is not a dead keeper");
 	/* Second call: the late reply to the first comes before its own. */
@@ -113,27 +118,32 @@ Test(keeperc, a_reply_and_a_late_reply)
 		_exit(id2 != id1 ? 0 : 1);
 	}
 	memset(&res, 0, sizeof(res));
-	cr_assert_eq(keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &audited), 0);
+	memset(&sig, 0, sizeof(sig));
+	cr_assert_eq(keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &sig), 0);
 	cr_assert_eq(res.status, SIGNER_OK);
 	cr_assert_eq(res.crt_len, 4);
 	cr_assert(memcmp(res.crt_pem, "MINE", 4) == 0, "got the late reply");
-	cr_assert_eq(audited, 1, "the keeper audits signing outcomes");
+	cr_assert_eq(sig.audited, 1, "the keeper audits signing outcomes");
+	cr_assert_eq(sig.ca_len, 6);
+	cr_assert(memcmp(sig.ca, "BUNDLE", 6) == 0, "the bundle of the CA that signed");
+	free(sig.ca);
 	signer_result_free(&res);
 }
 
 Test(keeperc, keeper_gone_is_unavailable_and_dead)
 {
 	struct signer_result res;
-	int                  audited = 0;
+	struct certpipe_signed sig;
 
 	close(req[1]);
 	close(ctrl[1]);
 	memset(&res, 0, sizeof(res));
-	cr_assert_eq(keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &audited), -1);
+	memset(&sig, 0, sizeof(sig));
+	cr_assert_eq(keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &sig), -1);
 	cr_assert_eq(keeperc_dead(kc), 1);
 	cr_assert_null(res.crt_pem);
 	/* Later calls fail at once. */
-	cr_assert_eq(keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &audited), -1);
+	cr_assert_eq(keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &sig), -1);
 	req[1] = ctrl[1] = -1;
 }
 
