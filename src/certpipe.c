@@ -111,7 +111,8 @@ check_token(const struct certpipe_call *call, const struct creds *cr)
 }
 
 static int
-pack_response(const struct creds *cr, const struct certpipe_signed *sig, struct certpipe_result *out)
+pack_response(
+    const struct creds *cr, const struct certpipe_signed *sig, struct certpipe_result *out)
 {
 	Securityapi__CertificateResponse resp = SECURITYAPI__CERTIFICATE_RESPONSE__INIT;
 	size_t                           len;
@@ -226,7 +227,8 @@ certpipe_run(const struct certpipe_call *call, const struct creds *cr, struct ra
 	out->message = table[o].message != NULL ? table[o].message : out->res.message;
 	metrics_request(ar.kind);
 	if (!audited)
-		emit(ar.kind, call->peer_ip, &out->res, o == CP_OK ? "certificate issued" : out->message);
+		emit(ar.kind, call->peer_ip, &out->res,
+		    o == CP_OK ? "certificate issued" : out->message);
 done:
 	out->outcome = o;
 	out->code = table[o].code;

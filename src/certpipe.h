@@ -29,17 +29,17 @@ struct ratelimit;
 /* What happened to one call; each has one row in the status table. */
 enum certpipe_outcome {
 	CP_OK,
-	CP_RESET,          /* ended before its message without a valid token: summarised */
-	CP_UNAVAILABLE,    /* no credentials yet */
-	CP_KEEPER_DOWN,    /* the keeper did not answer */
+	CP_RESET,       /* ended before its message without a valid token: summarised */
+	CP_UNAVAILABLE, /* no credentials yet */
+	CP_KEEPER_DOWN, /* the keeper did not answer */
 	CP_MISSING_TOKEN,
 	CP_INVALID_TOKEN,
 	CP_RATE_LIMITED,
-	CP_BAD_MESSAGE,    /* the protobuf did not decode */
-	CP_BAD_DECODE,     /* signer: no PEM block */
-	CP_BAD_PARSE,      /* signer: not a CSR, bad signature */
-	CP_DENIED,         /* signer: policy */
-	CP_INTERNAL,       /* signer: our failure */
+	CP_BAD_MESSAGE, /* the protobuf did not decode */
+	CP_BAD_DECODE,  /* signer: no PEM block */
+	CP_BAD_PARSE,   /* signer: not a CSR, bad signature */
+	CP_DENIED,      /* signer: policy */
+	CP_INTERNAL,    /* signer: our failure */
 	CP__MAX
 };
 

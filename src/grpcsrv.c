@@ -303,15 +303,15 @@ finish(struct call *c, grpc_status_code code, const char *msg)
 static void
 handle_certificate(struct call *c)
 {
-	struct grpcsrv        *s = c->srv;
-	struct creds          *cr = NULL;
-	struct certpipe_call   pc;
-	struct certpipe_result pr;
+	struct grpcsrv         *s = c->srv;
+	struct creds           *cr = NULL;
+	struct certpipe_call    pc;
+	struct certpipe_result  pr;
 	grpc_byte_buffer_reader rd;
-	grpc_slice             all = grpc_empty_slice();
-	grpc_slice             out;
-	char                  *peer, ip[64];
-	size_t                 i;
+	grpc_slice              all = grpc_empty_slice();
+	grpc_slice              out;
+	char                   *peer, ip[64];
+	size_t                  i;
 
 	memset(&pc, 0, sizeof(pc));
 	peer = grpc_call_get_peer(c->call);

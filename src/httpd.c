@@ -120,8 +120,7 @@ httpd_readiness(struct credstore *store, long long now, struct httpd_readiness *
 		credstore_waiting(store, r->reason, sizeof(r->reason));
 		if (r->reason[0] == '\0')
 			snprintf(r->reason, sizeof(r->reason), "gRPC port not bound");
-	}
-	else if (c->ca_not_after < now)
+	} else if (c->ca_not_after < now)
 		snprintf(r->reason, sizeof(r->reason),
 		    "issuing CA certificate expired "
 		    "(generation %llu)",

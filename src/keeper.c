@@ -92,15 +92,14 @@ wake(struct keeper *kp)
 		log_warn("keeper: eventfd write");
 }
 
-/* Replies to one sign request; 0 or -1 (the channel is gone). */
+/* Replies to one sign request through `out` (reused); 0 or -1 (the channel is gone). */
 static int
-answer(struct keeper *kp, int fd, const struct kp_msg *m)
+answer(struct keeper *kp, int fd, const struct kp_msg *m, struct sbuf *out)
 {
 	struct signer_params sp = kp->params;
 	struct signer_result res;
 	struct creds        *cr;
 	struct kp_msg        r;
-	struct sbuf          out;
 	int                  rc;
 
 	memset(&res, 0, sizeof(res));
@@ -123,9 +122,8 @@ answer(struct keeper *kp, int fd, const struct kp_msg *m)
 		r.ca_bundle = cr->ca_bundle;
 		r.ca_bundle_len = cr->ca_bundle_len;
 	}
-	sbuf_init(&out, KP_HEADER_LEN + KP_MAX_PAYLOAD);
-	rc = kp_encode(&out, &r) == 0 ? kp_write(fd, out.data, out.len) : -1;
-	sbuf_free(&out);
+	out->len = 0; /* a certificate and a CA bundle: nothing secret */
+	rc = kp_encode(out, &r) == 0 ? kp_write(fd, out->data, out->len) : -1;
 	signer_result_free(&res);
 	creds_release(cr);
 	return rc;
@@ -134,21 +132,26 @@ answer(struct keeper *kp, int fd, const struct kp_msg *m)
 static void *
 serve(void *arg)
 {
-	struct rchan  *ch = arg;
-	struct keeper *kp = ch->kp;
-	struct sbuf    in;
-	struct kp_msg  m;
-	char           err[256];
-	int            r;
+	struct rchan        *ch = arg;
+	struct keeper       *kp = ch->kp;
+	struct kp_reader     rd;
+	struct sbuf          out;
+	struct kp_msg        m;
+	const unsigned char *msg;
+	size_t               len;
+	char                 err[256];
+	int                  r;
 
-	sbuf_init(&in, KP_HEADER_LEN + KP_MAX_PAYLOAD);
+	kp_reader_init(&rd, ch->fd);
+	sbuf_init(&out, KP_HEADER_LEN + KP_MAX_PAYLOAD);
 	while (!atomic_load(&kp->stop)) {
-		if ((r = kp_read(ch->fd, &in, -1)) != 1) {
+		if ((r = kp_reader_next(&rd, -1, &msg, &len)) != 1) {
 			if (r == -1 && !atomic_load(&kp->stop))
 				log_warn("keeper: request channel");
 			break;
 		}
-		if (kp_decode(in.data, in.len, KP_TO_KEEPER, &m, err, sizeof(err)) == -1 ||
+		err[0] = '\0';
+		if (kp_decode(msg, len, KP_TO_KEEPER, &m, err, sizeof(err)) == -1 ||
 		    m.type != KP_SIGN) {
 			log_warnx("keeper: protocol error on a request channel: %s",
 			    err[0] ? err : "not a sign request");
@@ -156,10 +159,11 @@ serve(void *arg)
 			wake(kp);
 			break;
 		}
-		if (answer(kp, ch->fd, &m) == -1)
+		if (answer(kp, ch->fd, &m, &out) == -1)
 			break;
 	}
-	sbuf_free(&in);
+	kp_reader_free(&rd);
+	sbuf_free(&out);
 	return NULL;
 }
 
@@ -211,8 +215,7 @@ forward(struct keeper *kp, uint64_t *sent_gen, char *sent_wait, size_t wlen)
 
 /* Handles one control message from the network side. */
 static void
-control(const struct kp_msg *m, struct events *events, struct filesrc *files,
-    struct watch *watcher)
+control(const struct kp_msg *m, struct events *events, struct filesrc *files, struct watch *watcher)
 {
 	struct audit_rec ar;
 
@@ -364,7 +367,8 @@ keeper_main(const struct config *cfg, int ctrl, const int *req, int n, int paren
 	if (watcher != NULL && watch_start(watcher) == -1)
 		goto out;
 	for (i = 0; i < n; i++) {
-		if (util_thread_start(&kp.chans[i].th, UTIL_STACK_MEDIUM, serve, &kp.chans[i]) != 0) {
+		if (util_thread_start(&kp.chans[i].th, UTIL_STACK_MEDIUM, serve, &kp.chans[i]) !=
+		    0) {
 			log_warnx("keeper: cannot start request threads");
 			goto out;
 		}

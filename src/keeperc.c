@@ -38,9 +38,11 @@
 #include "util.h"
 
 struct chan {
-	int          fd;
-	uint32_t     next_id;
-	struct chan *next_free;
+	int              fd;
+	uint32_t         next_id;
+	struct kp_reader rd;  /* replies (kept across calls: no allocation per call) */
+	struct sbuf      out; /* requests (a CSR and an address: nothing secret) */
+	struct chan     *next_free;
 };
 
 struct keeperc {
@@ -62,7 +64,8 @@ static void
 mark_dead(struct keeperc *k, const char *why)
 {
 	if (atomic_exchange(&k->dead, 1) == 0) {
-		log_warnx("keeper: %s: refusing calls (UNAVAILABLE) until the process restarts", why);
+		log_warnx(
+		    "keeper: %s: refusing calls (UNAVAILABLE) until the process restarts", why);
 		credstore_set_waiting(k->store, "the keeper process is gone (restarting)");
 		metrics_set_serving(0);
 	}
@@ -138,7 +141,8 @@ reader(void *arg)
 		} else if (m.type == KP_WAITING)
 			credstore_set_waiting(k->store, m.message);
 		else
-			log_warnx("keeper: unexpected %s on the control channel", kp_type_name(m.type));
+			log_warnx(
+			    "keeper: unexpected %s on the control channel", kp_type_name(m.type));
 		sbuf_reset(&in);
 	}
 	sbuf_free(&in); /* wipes the serving key's copy */
@@ -151,7 +155,8 @@ keeperc_new(int ctrl, const int *req, int n, struct credstore *store, int timeou
 	struct keeperc *k;
 	int             i;
 
-	if ((k = calloc(1, sizeof(*k))) == NULL || (k->chans = calloc((size_t)n, sizeof(*k->chans))) == NULL) {
+	if ((k = calloc(1, sizeof(*k))) == NULL ||
+	    (k->chans = calloc((size_t)n, sizeof(*k->chans))) == NULL) {
 		free(k);
 		close(ctrl);
 		for (i = 0; i < n; i++)
@@ -169,6 +174,8 @@ keeperc_new(int ctrl, const int *req, int n, struct credstore *store, int timeou
 	for (i = n - 1; i >= 0; i--) {
 		k->chans[i].fd = req[i];
 		k->chans[i].next_id = 1;
+		kp_reader_init(&k->chans[i].rd, req[i]);
+		sbuf_init(&k->chans[i].out, KP_HEADER_LEN + KP_MAX_PAYLOAD);
 		k->chans[i].next_free = k->free_list;
 		k->free_list = &k->chans[i];
 	}
@@ -224,52 +231,51 @@ give_back(struct keeperc *k, struct chan *ch)
 	pthread_mutex_unlock(&k->pool_mtx);
 }
 
-/* One exchange on a channel; 0 with the reply in m (pointing into in), or -1. */
+/* One exchange on a channel; 0 with the reply in m (pointing into the channel's reader), or -1. */
 static int
-exchange(struct keeperc *k, struct chan *ch, const struct kp_msg *req, struct sbuf *in,
-    struct kp_msg *m, int64_t deadline)
+exchange(struct keeperc *k, struct chan *ch, const struct kp_msg *req, struct kp_msg *m,
+    int64_t deadline)
 {
-	struct sbuf out;
-	char        err[256];
-	int64_t     left;
-	int         r, rc = -1;
+	const unsigned char *msg;
+	size_t               len;
+	char                 err[256];
+	int64_t              left;
+	int                  r;
 
-	sbuf_init(&out, KP_HEADER_LEN + KP_MAX_PAYLOAD);
-	if (kp_encode(&out, req) == -1) {
+	ch->out.len = 0;
+	if (kp_encode(&ch->out, req) == -1) {
 		log_warnx("keeper: cannot encode a sign request");
-		goto done;
+		return -1;
 	}
-	if (kp_write(ch->fd, out.data, out.len) == -1) {
+	if (kp_write(ch->fd, ch->out.data, ch->out.len) == -1) {
 		mark_dead(k, strerror(errno));
-		goto done;
+		return -1;
 	}
 	for (;;) {
 		if ((left = deadline - util_mono_ms()) <= 0) {
 			log_warnx("keeper: no reply within %d ms", k->timeout_ms);
-			goto done;
+			return -1;
 		}
-		if ((r = kp_read(ch->fd, in, (int)left)) != 1) {
+		/* The whole timeout per read: a late reply is at most one more read. */
+		if ((r = kp_reader_next(&ch->rd, k->timeout_ms, &msg, &len)) != 1) {
 			if (r == 0 || errno != ETIMEDOUT)
 				mark_dead(k, r == 0 ? "request channel closed" : strerror(errno));
 			else
 				log_warnx("keeper: no reply within %d ms", k->timeout_ms);
-			goto done;
+			return -1;
 		}
-		if (kp_decode(in->data, in->len, KP_TO_NETWORK, m, err, sizeof(err)) == -1 ||
+		err[0] = '\0';
+		if (kp_decode(msg, len, KP_TO_NETWORK, m, err, sizeof(err)) == -1 ||
 		    m->type != KP_SIGNED) {
 			log_warnx("keeper: protocol error on a request channel: %s",
-			    m->type != KP_SIGNED && err[0] == '\0' ? "not a reply" : err);
+			    err[0] == '\0' ? "not a reply" : err);
 			mark_dead(k, "protocol error");
-			goto done;
+			return -1;
 		}
 		if (m->id == req->id)
-			break;
+			return 0;
 		/* A late reply to a request that timed out: drop it. */
 	}
-	rc = 0;
-done:
-	sbuf_free(&out);
-	return rc;
 }
 
 int
@@ -279,7 +285,6 @@ keeperc_issue(void *arg, const struct creds *cr, const unsigned char *csr, size_
 	struct keeperc *k = arg;
 	struct chan    *ch;
 	struct kp_msg   req, m;
-	struct sbuf     in;
 	int64_t         deadline = util_mono_ms() + k->timeout_ms;
 	int             rc = -1;
 
@@ -300,8 +305,7 @@ keeperc_issue(void *arg, const struct creds *cr, const unsigned char *csr, size_
 	req.csr = csr;
 	req.csr_len = len;
 	snprintf(req.peer, sizeof(req.peer), "%s", peer_ip != NULL ? peer_ip : "unknown");
-	sbuf_init(&in, KP_HEADER_LEN + KP_MAX_PAYLOAD);
-	if (exchange(k, ch, &req, &in, &m, deadline) == 0) {
+	if (exchange(k, ch, &req, &m, deadline) == 0) {
 		res->status = (enum signer_status)m.status;
 		snprintf(res->message, sizeof(res->message), "%.255s", m.message);
 		if (m.crt != NULL) {
@@ -322,7 +326,6 @@ keeperc_issue(void *arg, const struct creds *cr, const unsigned char *csr, size_
 		sig->audited = 1; /* the keeper wrote the record, with subject and serial */
 		rc = 0;
 	}
-	sbuf_free(&in);
 	give_back(k, ch);
 	return rc;
 }
@@ -338,7 +341,8 @@ send_ctrl(struct keeperc *k, const struct kp_msg *m)
 	if (kp_encode(&out, m) == 0) {
 		pthread_mutex_lock(&k->ctrl_mtx);
 		if (kp_write(k->ctrl, out.data, out.len) == -1)
-			log_warnx("keeper: cannot send %s: %s", kp_type_name(m->type), strerror(errno));
+			log_warnx(
+			    "keeper: cannot send %s: %s", kp_type_name(m->type), strerror(errno));
 		pthread_mutex_unlock(&k->ctrl_mtx);
 	}
 	sbuf_free(&out);
@@ -381,8 +385,11 @@ keeperc_free(struct keeperc *k)
 	if (k->reader_started)
 		pthread_join(k->reader, NULL);
 	close(k->ctrl);
-	for (i = 0; i < k->nchans; i++)
+	for (i = 0; i < k->nchans; i++) {
 		close(k->chans[i].fd);
+		kp_reader_free(&k->chans[i].rd);
+		sbuf_free(&k->chans[i].out);
+	}
 	pthread_mutex_destroy(&k->ctrl_mtx);
 	pthread_mutex_destroy(&k->pool_mtx);
 	pthread_cond_destroy(&k->pool_cond);

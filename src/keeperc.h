@@ -36,8 +36,8 @@ struct signer_result;
  * to the keeper; owned from now on). `store` receives the serving
  * credentials. Returns NULL on ENOMEM (the descriptors are closed).
  */
-struct keeperc *keeperc_new(int ctrl, const int *req, int n, struct credstore *store,
-    int reply_timeout_ms);
+struct keeperc *keeperc_new(
+    int ctrl, const int *req, int n, struct credstore *store, int reply_timeout_ms);
 /* Starts the control reader thread. 0 or -1. Main thread. */
 int keeperc_start(struct keeperc *);
 /* certpipe_issuer.issue: signs through the keeper; arg is the keeperc. Any thread. */

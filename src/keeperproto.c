@@ -17,6 +17,7 @@
 #include "keeperproto.h"
 
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <errno.h>
 #include <poll.h>
@@ -63,8 +64,8 @@ static const struct {
 	[KT_GEN] = { KF_U64, 8 },
 	[KT_TLS_CERT] = { KF_BYTES, 1024 * 1024 },
 	[KT_TLS_KEY] = { KF_BYTES, 1024 * 1024 },
-	[KT_CA_BUNDLE] = { KF_BYTES, 1024 * 1024 },
-	[KT_DIGESTS] = { KF_BYTES, KP_MAX_DIGESTS * KP_DIGEST_LEN },
+	[KT_CA_BUNDLE] = { KF_BYTES, 3 * 1024 * 1024 }, /* accepted CAs + the issuing CA */
+	[KT_DIGESTS] = { KF_BYTES, KP_MAX_DIGESTS *KP_DIGEST_LEN },
 	[KT_TLS_DIGEST] = { KF_FIXED, KP_DIGEST_LEN },
 	[KT_TLS_FP] = { KF_TEXT, KP_MAX_TEXT },
 	[KT_TLS_NOT_AFTER] = { KF_U64, 8 },
@@ -80,7 +81,8 @@ static const struct {
 	enum kp_dir to;
 	uint32_t    required, allowed;
 } types[KP__MAX] = {
-	[KP_SIGN] = { "sign", KP_TO_KEEPER, T(KT_CSR) | T(KT_PEER), T(KT_CSR) | T(KT_PEER) | T(KT_TRACE) },
+	[KP_SIGN] = { "sign", KP_TO_KEEPER, T(KT_CSR) | T(KT_PEER),
+	    T(KT_CSR) | T(KT_PEER) | T(KT_TRACE) },
 	[KP_SIGNED] = { "signed", KP_TO_NETWORK, T(KT_STATUS) | T(KT_MESSAGE),
 	    T(KT_STATUS) | T(KT_MESSAGE) | T(KT_CRT) | T(KT_CA_BUNDLE) },
 	[KP_CREDS] = { "creds", KP_TO_NETWORK,
@@ -173,14 +175,16 @@ payload(struct sbuf *o, const struct kp_msg *m)
 		    (m->crt != NULL) != (m->ca_bundle != NULL))
 			return -1;
 		return u8(o, KT_STATUS, m->status) || text(o, KT_MESSAGE, m->message) ||
-			(m->crt != NULL && (field(o, KT_CRT, m->crt, m->crt_len) ||
-					       field(o, KT_CA_BUNDLE, m->ca_bundle, m->ca_bundle_len)))
+			(m->crt != NULL &&
+			    (field(o, KT_CRT, m->crt, m->crt_len) ||
+				field(o, KT_CA_BUNDLE, m->ca_bundle, m->ca_bundle_len)))
 		    ? -1
 		    : 0;
 	case KP_CREDS:
 		if (m->ndigests < 1 || m->ndigests > KP_MAX_DIGESTS)
 			return -1;
-		return u64(o, KT_GEN, m->gen) || field(o, KT_TLS_CERT, m->tls_cert, m->tls_cert_len) ||
+		return u64(o, KT_GEN, m->gen) ||
+			field(o, KT_TLS_CERT, m->tls_cert, m->tls_cert_len) ||
 			field(o, KT_TLS_KEY, m->tls_key, m->tls_key_len) ||
 			field(o, KT_CA_BUNDLE, m->ca_bundle, m->ca_bundle_len) ||
 			field(o, KT_DIGESTS, m->digests, m->ndigests * KP_DIGEST_LEN) ||
@@ -323,7 +327,8 @@ kp_decode(const unsigned char *buf, size_t len, enum kp_dir dir, struct kp_msg *
 		    ((tags[t].form == KF_FIXED || tags[t].form == KF_U64 ||
 			 tags[t].form == KF_U8) &&
 			n != tags[t].max)) {
-			snprintf(err, errlen, "%s: field %u: bad length %u", kp_type_name(type), t, n);
+			snprintf(
+			    err, errlen, "%s: field %u: bad length %u", kp_type_name(type), t, n);
 			goto fail;
 		}
 		if (store(m, (enum kp_tag)t, buf + off, n) == -1) {
@@ -337,9 +342,11 @@ kp_decode(const unsigned char *buf, size_t len, enum kp_dir dir, struct kp_msg *
 		snprintf(err, errlen, "%s: a required field is missing", kp_type_name(type));
 		goto fail;
 	}
-	if (type == KP_SIGNED && ((m->status == SIGNER_OK) != (m->crt != NULL) ||
-				     (m->crt != NULL) != (m->ca_bundle != NULL))) {
-		snprintf(err, errlen, "signed: a certificate and its CA bundle iff the status is OK");
+	if (type == KP_SIGNED &&
+	    ((m->status == SIGNER_OK) != (m->crt != NULL) ||
+		(m->crt != NULL) != (m->ca_bundle != NULL))) {
+		snprintf(
+		    err, errlen, "signed: a certificate and its CA bundle iff the status is OK");
 		goto fail;
 	}
 	return 0;
@@ -444,4 +451,97 @@ kp_read(int fd, struct sbuf *in, int timeout_ms)
 		return -1;
 	}
 	return 1;
+}
+
+/* --- buffered reader (request channels) ------------------------------------ */
+
+#define KP_READER_CHUNK (64 * 1024)
+
+void
+kp_reader_init(struct kp_reader *r, int fd)
+{
+	r->fd = fd;
+	sbuf_init(&r->buf, KP_HEADER_LEN + KP_MAX_PAYLOAD + KP_READER_CHUNK);
+	r->start = 0;
+	r->timeout_ms = -1;
+}
+
+void
+kp_reader_free(struct kp_reader *r)
+{
+	sbuf_free(&r->buf);
+	r->start = 0;
+}
+
+/* Makes room for `want` bytes from r->start; 0 or -1. */
+static int
+room(struct kp_reader *r, size_t want)
+{
+	static const unsigned char zero[4096];
+	size_t                     have = r->buf.len - r->start, n;
+
+	if (r->start > 0) { /* move the unread bytes to the front */
+		memmove(r->buf.data, r->buf.data + r->start, have);
+		r->buf.len = have;
+		r->start = 0;
+	}
+	while (r->buf.cap < want + 1) { /* sbuf grows by doubling */
+		n = want - r->buf.len < sizeof(zero) ? want - r->buf.len : sizeof(zero);
+		if (sbuf_add(&r->buf, zero, n ? n : 1) == -1)
+			return -1;
+	}
+	r->buf.len = have;
+	return 0;
+}
+
+int
+kp_reader_next(struct kp_reader *r, int timeout_ms, const unsigned char **msg, size_t *len)
+{
+	struct timeval tv;
+	enum kp_type   type;
+	uint32_t       id, plen;
+	size_t         have, want;
+	ssize_t        n;
+
+	if (timeout_ms != r->timeout_ms) {
+		tv.tv_sec = timeout_ms < 0 ? 0 : timeout_ms / 1000;
+		tv.tv_usec = timeout_ms < 0 ? 0 : (timeout_ms % 1000) * 1000;
+		if (setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == -1)
+			return -1;
+		r->timeout_ms = timeout_ms;
+	}
+	for (;;) {
+		have = r->buf.len - r->start;
+		want = KP_HEADER_LEN;
+		if (have >= KP_HEADER_LEN) {
+			if (kp_header(r->buf.data + r->start, &type, &id, &plen) == -1) {
+				errno = EPROTO;
+				return -1;
+			}
+			want = KP_HEADER_LEN + (size_t)plen;
+			if (have >= want) {
+				*msg = r->buf.data + r->start;
+				*len = want;
+				r->start += want;
+				return 1;
+			}
+		}
+		if (room(r, want > KP_READER_CHUNK ? want : KP_READER_CHUNK) == -1)
+			return -1;
+		n = recv(r->fd, r->buf.data + r->buf.len, r->buf.cap - 1 - r->buf.len, 0);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				errno = ETIMEDOUT;
+			return -1;
+		}
+		if (n == 0) {
+			if (r->buf.len == r->start)
+				return 0;
+			errno = EPROTO;
+			return -1;
+		}
+		r->buf.len += (size_t)n;
+	}
 }

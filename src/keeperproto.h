@@ -45,21 +45,13 @@
 
 #define KP_VERSION     1
 #define KP_HEADER_LEN  12
-#define KP_MAX_PAYLOAD (4u * 1024 * 1024) /* three credential parts of up to 1 MiB */
+#define KP_MAX_PAYLOAD (6u * 1024 * 1024) /* KP_CREDS: serving pair, CA bundle */
 #define KP_MAX_CSR     (1024 * 1024)
 #define KP_MAX_TEXT    639 /* message, peer, trace, related, fingerprint */
 #define KP_MAX_DIGESTS 16  /* CREDS_MAX_TOKENS */
 #define KP_DIGEST_LEN  32
 
-enum kp_type {
-	KP_SIGN = 1,
-	KP_SIGNED,
-	KP_CREDS,
-	KP_WAITING,
-	KP_AUDIT,
-	KP_RELOAD,
-	KP__MAX
-};
+enum kp_type { KP_SIGN = 1, KP_SIGNED, KP_CREDS, KP_WAITING, KP_AUDIT, KP_RELOAD, KP__MAX };
 
 /* Which side is reading: each accepts only the types sent to it. */
 enum kp_dir {
@@ -116,8 +108,8 @@ int kp_encode(struct sbuf *out, const struct kp_msg *);
  * Checks the header: magic, version, a known type and a payload length
  * within the limit. Fills type, id and the payload length. 0 or -1. Pure.
  */
-int kp_header(const unsigned char hdr[KP_HEADER_LEN], enum kp_type *type, uint32_t *id,
-    uint32_t *len);
+int kp_header(
+    const unsigned char hdr[KP_HEADER_LEN], enum kp_type *type, uint32_t *id, uint32_t *len);
 
 /*
  * Decodes exactly one whole message (header + payload, `len` bytes) that
@@ -142,5 +134,29 @@ int kp_write(int fd, const void *buf, size_t len);
  * EPROTO for a bad header or a truncated message, or the read's own).
  */
 int kp_read(int fd, struct sbuf *in, int timeout_ms);
+
+/*
+ * A buffered reader for a request channel, the hot path: one recv() usually
+ * brings a whole message (and any that follow are kept for the next call),
+ * instead of one read for the header and one for the payload. Not for the
+ * control channel (its buffer is not wiped between messages; KP_CREDS holds
+ * the serving key): use kp_read() there. One thread at a time.
+ */
+struct kp_reader {
+	int         fd;
+	struct sbuf buf;
+	size_t      start;      /* first unread byte in buf */
+	int         timeout_ms; /* SO_RCVTIMEO in force, -1: none */
+};
+
+void kp_reader_init(struct kp_reader *, int fd);
+/*
+ * Returns 1 with the next whole message in *msg (valid until the next call),
+ * 0 on end of file at a message boundary, -1 on error (errno: ETIMEDOUT when
+ * nothing came within timeout_ms (<0: wait forever), EPROTO for a bad header
+ * or a truncated message).
+ */
+int  kp_reader_next(struct kp_reader *, int timeout_ms, const unsigned char **msg, size_t *len);
+void kp_reader_free(struct kp_reader *);
 
 #endif /* TCS_KEEPERPROTO_H */

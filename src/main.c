@@ -132,8 +132,8 @@ keeper_reaped(pid_t keeper, int *status)
  * SIGTERM/SIGINT arrived first, or -1 if the keeper ended (*status set).
  */
 static int
-wait_first_creds(struct credstore *store, struct keeperc *kc, pid_t keeper, const sigset_t *set,
-    int *status)
+wait_first_creds(
+    struct credstore *store, struct keeperc *kc, pid_t keeper, const sigset_t *set, int *status)
 {
 	struct timespec ts = { 0, 50 * 1000 * 1000 };
 	int             sig;

@@ -53,7 +53,6 @@ static const char *const source_label[MS__MAX] = {
 	[MS_FILES] = "files",
 };
 
-
 int
 metrics_share(void)
 {
@@ -305,7 +304,8 @@ render_requests(struct sbuf *o)
 	    "talos_csr_signer_signing_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
 	    "talos_csr_signer_signing_duration_seconds_sum %.6f\n"
 	    "talos_csr_signer_signing_duration_seconds_count %llu\n",
-	    (unsigned long long)cum, (double)atomic_load(&M->sum_us) / 1e6, (unsigned long long)cum);
+	    (unsigned long long)cum, (double)atomic_load(&M->sum_us) / 1e6,
+	    (unsigned long long)cum);
 	return rc;
 }
 

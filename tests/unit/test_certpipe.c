@@ -18,12 +18,12 @@
 #include "ratelimit.h"
 #include "testutil.h"
 
-static struct creds         *snap;
-static struct tu_pki         pki;
-static struct certpipe_local local;
+static struct creds          *snap;
+static struct tu_pki          pki;
+static struct certpipe_local  local;
 static struct certpipe_issuer issuer;
-static unsigned char        *msg;
-static size_t                msg_len;
+static unsigned char         *msg;
+static size_t                 msg_len;
 
 static void
 setup(void)
@@ -75,7 +75,8 @@ Test(certpipe, every_outcome_has_a_row)
 		if (o == CP_OK)
 			cr_assert_eq(certpipe_code(CP_OK), CPC_OK);
 		else
-			cr_assert_neq(certpipe_code((enum certpipe_outcome)o), CPC_OK, "outcome %d", o);
+			cr_assert_neq(
+			    certpipe_code((enum certpipe_outcome)o), CPC_OK, "outcome %d", o);
 	}
 	cr_assert_eq(certpipe_code(CP_MISSING_TOKEN), 16);
 	cr_assert_str_eq(certpipe_message(CP_MISSING_TOKEN), "missing token");

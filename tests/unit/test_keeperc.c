@@ -97,15 +97,16 @@ reply(uint32_t id, const char *crt)
 
 Test(keeperc, a_reply_and_a_late_reply)
 {
-	struct signer_result res;
+	struct signer_result   res;
 	struct certpipe_signed sig;
-	uint32_t             id1, id2;
-	pid_t                pid;
+	uint32_t               id1, id2;
+	pid_t                  pid;
 
 	/* First call: the keeper answers nothing in time. */
 	memset(&res, 0, sizeof(res));
 	memset(&sig, 0, sizeof(sig));
-	cr_assert_eq(keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &sig), -1);
+	cr_assert_eq(
+	    keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &sig), -1);
 	id1 = read_sign();
 	cr_assert_eq(keeperc_dead(kc), 0, "a timeout is not a dead keeper");
 	/* Second call: the late reply to the first comes before its own. */
@@ -119,7 +120,8 @@ Test(keeperc, a_reply_and_a_late_reply)
 	}
 	memset(&res, 0, sizeof(res));
 	memset(&sig, 0, sizeof(sig));
-	cr_assert_eq(keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &sig), 0);
+	cr_assert_eq(
+	    keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &sig), 0);
 	cr_assert_eq(res.status, SIGNER_OK);
 	cr_assert_eq(res.crt_len, 4);
 	cr_assert(memcmp(res.crt_pem, "MINE", 4) == 0, "got the late reply");
@@ -132,28 +134,30 @@ Test(keeperc, a_reply_and_a_late_reply)
 
 Test(keeperc, keeper_gone_is_unavailable_and_dead)
 {
-	struct signer_result res;
+	struct signer_result   res;
 	struct certpipe_signed sig;
 
 	close(req[1]);
 	close(ctrl[1]);
 	memset(&res, 0, sizeof(res));
 	memset(&sig, 0, sizeof(sig));
-	cr_assert_eq(keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &sig), -1);
+	cr_assert_eq(
+	    keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &sig), -1);
 	cr_assert_eq(keeperc_dead(kc), 1);
 	cr_assert_null(res.crt_pem);
 	/* Later calls fail at once. */
-	cr_assert_eq(keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &sig), -1);
+	cr_assert_eq(
+	    keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &sig), -1);
 	req[1] = ctrl[1] = -1;
 }
 
 Test(keeperc, credentials_and_waiting_reach_the_store)
 {
-	struct kp_msg  m;
-	struct creds  *c;
-	unsigned char  dig[2][KP_DIGEST_LEN];
-	char           w[128];
-	int            i;
+	struct kp_msg m;
+	struct creds *c;
+	unsigned char dig[2][KP_DIGEST_LEN];
+	char          w[128];
+	int           i;
 
 	credstore_waiting(store, w, sizeof(w));
 	cr_assert_str_eq(w, "waiting for the keeper process");

@@ -47,7 +47,8 @@ Test(keeperproto, sign_round_trip)
 	cr_assert_eq(kp_encode(&buf, &m), 0);
 	cr_assert_eq(buf.data[0], 'K');
 	cr_assert_eq(buf.data[2], KP_VERSION);
-	cr_assert_eq(kp_decode(buf.data, buf.len, KP_TO_KEEPER, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(
+	    kp_decode(buf.data, buf.len, KP_TO_KEEPER, &d, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(d.type, KP_SIGN);
 	cr_assert_eq(d.id, 0x01020304u);
 	cr_assert_eq(d.csr_len, 35);
@@ -74,7 +75,8 @@ Test(keeperproto, signed_needs_crt_iff_ok)
 	m.ca_bundle = (const unsigned char *)"CA";
 	m.ca_bundle_len = 2;
 	cr_assert_eq(kp_encode(&buf, &m), 0);
-	cr_assert_eq(kp_decode(buf.data, buf.len, KP_TO_NETWORK, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(
+	    kp_decode(buf.data, buf.len, KP_TO_NETWORK, &d, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(d.status, SIGNER_OK);
 	cr_assert_eq(d.crt_len, 3);
 	cr_assert_eq(d.ca_bundle_len, 2);
@@ -87,7 +89,8 @@ Test(keeperproto, signed_needs_crt_iff_ok)
 	m.ca_bundle = NULL;
 	snprintf(m.message, sizeof(m.message), "peer address not in the CSR");
 	cr_assert_eq(kp_encode(&buf, &m), 0);
-	cr_assert_eq(kp_decode(buf.data, buf.len, KP_TO_NETWORK, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(
+	    kp_decode(buf.data, buf.len, KP_TO_NETWORK, &d, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(d.status, SIGNER_DENIED);
 	cr_assert_null(d.crt);
 	cr_assert_str_eq(d.message, "peer address not in the CSR");
@@ -114,7 +117,8 @@ Test(keeperproto, creds_round_trip)
 	m.tls_not_after = 1900000000;
 	m.ca_not_after = -5;
 	cr_assert_eq(kp_encode(&buf, &m), 0);
-	cr_assert_eq(kp_decode(buf.data, buf.len, KP_TO_NETWORK, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(
+	    kp_decode(buf.data, buf.len, KP_TO_NETWORK, &d, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(d.gen, m.gen);
 	cr_assert_eq(d.ndigests, 3);
 	cr_assert(memcmp(d.digests, dig, sizeof(dig)) == 0);
@@ -135,7 +139,8 @@ Test(keeperproto, audit_waiting_reload)
 	snprintf(m.peer, sizeof(m.peer), "::1");
 	snprintf(m.message, sizeof(m.message), "too many requests");
 	cr_assert_eq(kp_encode(&buf, &m), 0);
-	cr_assert_eq(kp_decode(buf.data, buf.len, KP_TO_KEEPER, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(
+	    kp_decode(buf.data, buf.len, KP_TO_KEEPER, &d, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(d.kind, AK_RATE_LIMITED);
 	cr_assert_str_eq(d.peer, "::1");
 	m.kind = AK__MAX;
@@ -145,14 +150,16 @@ Test(keeperproto, audit_waiting_reload)
 	kp_init(&m, KP_WAITING);
 	snprintf(m.message, sizeof(m.message), "waiting for Secret talos/talos-ca");
 	cr_assert_eq(kp_encode(&buf, &m), 0);
-	cr_assert_eq(kp_decode(buf.data, buf.len, KP_TO_NETWORK, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(
+	    kp_decode(buf.data, buf.len, KP_TO_NETWORK, &d, err, sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(d.message, "waiting for Secret talos/talos-ca");
 
 	sbuf_reset(&buf);
 	kp_init(&m, KP_RELOAD);
 	cr_assert_eq(kp_encode(&buf, &m), 0);
 	cr_assert_eq(buf.len, KP_HEADER_LEN);
-	cr_assert_eq(kp_decode(buf.data, buf.len, KP_TO_KEEPER, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(
+	    kp_decode(buf.data, buf.len, KP_TO_KEEPER, &d, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(d.type, KP_RELOAD);
 }
 
@@ -223,15 +230,17 @@ Test(keeperproto, missing_required_field)
 
 Test(keeperproto, header_limits)
 {
-	unsigned char h[KP_HEADER_LEN] = { 'K', 'P', KP_VERSION, KP_CREDS, 0, 0, 0, 0, 0, 0x40, 0, 0 };
+	unsigned char h[KP_HEADER_LEN] = { 'K', 'P', KP_VERSION, KP_CREDS, 0, 0, 0, 0,
+		(unsigned char)(KP_MAX_PAYLOAD >> 24), (unsigned char)(KP_MAX_PAYLOAD >> 16),
+		(unsigned char)(KP_MAX_PAYLOAD >> 8), (unsigned char)KP_MAX_PAYLOAD };
 	enum kp_type  t;
 	uint32_t      id, len;
 
-	cr_assert_eq(kp_header(h, &t, &id, &len), 0); /* 4 MiB exactly */
+	cr_assert_eq(kp_header(h, &t, &id, &len), 0); /* the limit exactly */
 	cr_assert_eq(len, KP_MAX_PAYLOAD);
-	h[11] = 1;
+	h[11] |= 1;
 	cr_assert_eq(kp_header(h, &t, &id, &len), -1);
-	h[11] = 0;
+	h[11] &= (unsigned char)~1;
 	h[3] = 0;
 	cr_assert_eq(kp_header(h, &t, &id, &len), -1);
 }
@@ -279,4 +288,41 @@ Test(keeperproto, write_and_read_over_a_socketpair)
 	cr_assert_eq(kp_read(sv[1], &in, 1000), 0); /* then a clean EOF */
 	close(sv[1]);
 	sbuf_free(&in);
+}
+
+Test(keeperproto, reader_keeps_what_follows_and_joins_pieces)
+{
+	struct kp_reader     rd;
+	struct kp_msg        d;
+	const unsigned char *msg;
+	unsigned char        copy[256];
+	size_t               len, one;
+	int                  sv[2];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	kp_reader_init(&rd, sv[1]);
+	sign_msg();
+	one = buf.len;
+	/* Two messages in one write, then one in three pieces. */
+	cr_assert(one <= sizeof(copy));
+	memcpy(copy, buf.data, one);
+	cr_assert_eq(sbuf_add(&buf, copy, one), 0);
+	cr_assert_eq(kp_write(sv[0], buf.data, buf.len), 0);
+	cr_assert_eq(kp_reader_next(&rd, 1000, &msg, &len), 1);
+	cr_assert_eq(len, one);
+	cr_assert_eq(kp_decode(msg, len, KP_TO_KEEPER, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(kp_reader_next(&rd, 1000, &msg, &len), 1, "the second was kept");
+	cr_assert_eq(kp_decode(msg, len, KP_TO_KEEPER, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(kp_write(sv[0], buf.data, 3), 0);
+	cr_assert_eq(kp_write(sv[0], buf.data + 3, 10), 0);
+	cr_assert_eq(kp_write(sv[0], buf.data + 13, one - 13), 0);
+	cr_assert_eq(kp_reader_next(&rd, 1000, &msg, &len), 1);
+	cr_assert_eq(kp_decode(msg, len, KP_TO_KEEPER, &d, err, sizeof(err)), 0, "%s", err);
+	errno = 0;
+	cr_assert_eq(kp_reader_next(&rd, 50, &msg, &len), -1);
+	cr_assert_eq(errno, ETIMEDOUT);
+	close(sv[0]);
+	cr_assert_eq(kp_reader_next(&rd, 1000, &msg, &len), 0);
+	kp_reader_free(&rd);
+	close(sv[1]);
 }

@@ -150,7 +150,7 @@ Test(sandbox, execve_kills)
 {
 	int st = in_child(try_exec);
 
-	cr_assert(WIFSIGNALED(st), "execve did not kill (exit %d)",
-	    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	cr_assert(
+	    WIFSIGNALED(st), "execve did not kill (exit %d)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 	cr_assert_eq(WTERMSIG(st), SIGSYS);
 }
