@@ -308,7 +308,7 @@ keeper_main(const struct config *cfg, int ctrl, const int *req, int n, int paren
 	struct kube    *kube = NULL;
 	struct watch   *watcher = NULL;
 	struct events  *events = NULL;
-	unsigned        expect = CF_GROUP_CA | CF_GROUP_TLS, fgroups = expect;
+	unsigned        fgroups = CF_GROUP_ALL;
 	char            err[512];
 	int             i, rc = 1;
 
@@ -342,19 +342,19 @@ keeper_main(const struct config *cfg, int ctrl, const int *req, int n, int paren
 		}
 		/* Secrets through the API; files (if any) supply the other group. */
 		if ((kube = kube_new(cfg, err, sizeof(err))) == NULL ||
-		    (watcher = watch_new(kube, cfg, src, expect, err, sizeof(err))) == NULL ||
+		    (watcher = watch_new(kube, cfg, src, err, sizeof(err))) == NULL ||
 		    (events = events_new(kube, cfg, err, sizeof(err))) == NULL) {
 			startup_error(err);
 			goto out;
 		}
-		fgroups = expect & ~watch_groups(watcher);
-		audit_set_sink(events_sink, events); /* before any emitter thread */
+		fgroups = CF_GROUP_ALL & ~credsrc_expected(src); /* the Secrets registered */
+		audit_set_sink(events_sink, events);             /* before any emitter thread */
 		if (events_start(events) == -1)
 			goto out;
 	}
 	if (fgroups != 0) {
-		if ((files = filesrc_new(cfg, src, fgroups, expect)) == NULL) {
-			log_warnx("keeper: out of memory");
+		if ((files = filesrc_new(cfg, src, fgroups, err, sizeof(err))) == NULL) {
+			startup_error(err);
 			goto out;
 		}
 		if (filesrc_load(files, err, sizeof(err)) == -1) {
