@@ -116,7 +116,7 @@ answer(struct keeper *kp, int fd, const struct kp_msg *m, struct sbuf *out)
 	r.id = m->id;
 	r.status = (int)res.status;
 	snprintf(r.message, sizeof(r.message), "%s", res.message);
-	if (res.status == SIGNER_OK) { /* with the bundle of the CA that signed */
+	if (res.status == SIGNER_OK && cr != NULL) { /* with the bundle of the CA that signed */
 		r.crt = res.crt_pem;
 		r.crt_len = res.crt_len;
 		r.ca_bundle = cr->ca_bundle;
