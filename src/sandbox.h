@@ -26,6 +26,13 @@
  */
 int sandbox_keeper(char *err, size_t errlen);
 
+/*
+ * 1 in sanitizer builds (tests only), whose filter also allows what
+ * LeakSanitizer does at exit: ptrace and any prctl (it sets the process
+ * dumpable while it scans).
+ */
+int sandbox_is_relaxed(void);
+
 /* Installs the same filter regardless of the environment (tests). 0 or -1. */
 int sandbox_keeper_install(char *err, size_t errlen);
 
