@@ -153,22 +153,31 @@ wait_first_creds(
 	return 0;
 }
 
-/* Waits up to KEEPER_REAP_MS for the keeper to exit, then kills it. */
-static void
+/*
+ * Waits up to KEEPER_REAP_MS for the keeper to exit, then kills it. Returns
+ * 0 if it exited with status 0, else -1 (logged).
+ */
+static int
 reap_keeper(pid_t keeper)
 {
 	int64_t end = util_mono_ms() + KEEPER_REAP_MS;
-	int     status;
+	int     status = 0;
 
 	while (waitpid(keeper, &status, WNOHANG) == 0) {
 		if (util_mono_ms() >= end) {
 			log_warnx("keeper did not exit within %d ms: killing it", KEEPER_REAP_MS);
 			kill(keeper, SIGKILL);
 			waitpid(keeper, &status, 0);
-			return;
+			return -1;
 		}
 		usleep(10 * 1000);
 	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	log_warnx("keeper ended with %s %d during shutdown",
+	    WIFSIGNALED(status) ? "signal" : "status",
+	    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	return -1;
 }
 
 /*
@@ -379,8 +388,8 @@ out:
 	audit_flush_summaries(1);
 	audit_set_sink(NULL, NULL); /* every emitter has stopped */
 	keeperc_free(kc);           /* the keeper reads end of file and exits */
-	if (keeper > 0 && !reaped)
-		reap_keeper(keeper);
+	if (keeper > 0 && !reaped && reap_keeper(keeper) == -1 && rc == 0)
+		rc = 1; /* the keeper failed to stop cleanly: say so with the exit status */
 	ratelimit_free(rl);
 	credstore_free(store);
 	free(req);

@@ -65,6 +65,7 @@ static const char *const allowed[] = {
 	"readlink",
 	"readlinkat",
 	"getdents64",
+	"getdents",
 	"fcntl",
 	"ioctl",
 	"dup",
