@@ -24,59 +24,27 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${TCS_BIN:-build/talos-csr-signer}
 [[ $BIN == /* ]] || BIN=$ROOT/$BIN
-CI=${CI:-false}
 SECTIONS=${KEEPER_SECTIONS:-memory seccomp kill shutdown talos}
-PASSED=0
-FAILED=0
-FAILED_NAMES=()
-PIDS=()
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcs-keeper.XXXXXX")
-mkdir -p "$WORK/out"
 # shellcheck source=tests/lib.sh
 source "$ROOT/tests/lib.sh"
-
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	if ((FAILED > 0)); then
-		echo "scratch directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+harness_init keeper
 
 [[ -x $BIN ]] || unavailable "daemon binary $BIN is missing (run make build)"
 command -v python3 >/dev/null || unavailable "python3 is missing"
 command -v openssl >/dev/null || unavailable "openssl is missing"
 
-# start NAME PKI_DIR: the daemon in files mode on free ports. Sets D_PID
-# (network process), K_PID (keeper), D_PORT, D_HTTP, D_LOG.
+# start NAME PKI_DIR: the daemon in files mode on free ports (tests/lib.sh
+# start_daemon). Sets D_PID (network process), K_PID (keeper), D_PORT, D_HTTP, D_LOG.
 start() {
-	local name=$1 p=$2 i
-	D_LOG=$WORK/$name.log
-	: >"$D_LOG"
-	CA_CERT_PATH=$p/ca.crt CA_KEY_PATH=$p/ca.key TLS_CERT_PATH=$p/server.crt \
-		TLS_KEY_PATH=$p/server.key TOKEN_PATH=$p/token PORT=0 LISTEN_ADDRESS=127.0.0.1 \
-		HTTP_ADDR=127.0.0.1:0 SHUTDOWN_GRACE=2s "$BIN" >"$D_LOG" 2>&1 &
-	D_PID=$!
-	PIDS+=("$D_PID")
-	for ((i = 0; i < 100; i++)); do
-		if grep -q '"msg":"serving"' "$D_LOG"; then
-			D_PORT=$(grep -o '"msg":"listening","addr":"[^"]*","port":[0-9]*' "$D_LOG" | head -1 | grep -o '[0-9]*$')
-			D_HTTP=$(grep -o '"msg":"http listening","addr":"[^"]*","port":[0-9]*' "$D_LOG" | head -1 | grep -o '[0-9]*$')
-			K_PID=$(pgrep -P "$D_PID" | head -1)
-			PIDS+=("$K_PID")
-			return 0
-		fi
-		kill -0 "$D_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	not_ok "$name: the daemon did not start" "$(tail -n 5 "$D_LOG" | tr '\n' ' ')"
-	return 1
+	local name=$1 p=$2
+	if ! start_daemon "$name" --wait serving -- CA_CERT_PATH="$p/ca.crt" CA_KEY_PATH="$p/ca.key" \
+		TLS_CERT_PATH="$p/server.crt" TLS_KEY_PATH="$p/server.key" TOKEN_PATH="$p/token" PORT=0 \
+		LISTEN_ADDRESS=127.0.0.1 HTTP_ADDR=127.0.0.1:0 SHUTDOWN_GRACE=2s >"$WORK/out/$name.start" 2>&1; then
+		not_ok "$name: the daemon did not start" "$(cat "$WORK/out/$name.start")"
+		return 1
+	fi
+	K_PID=$(pgrep -P "$D_PID" | head -1)
+	DAEMON_PIDS+=("$K_PID")
 }
 
 # request PKI_DIR: one certificate through the `request` subcommand.
@@ -126,7 +94,7 @@ absent() { # NAME PID KEY
 	out=$(scan "$2" "$3") || rc=$?
 	case $rc in
 	1) ok "$1 ($out)" ;;
-	2) unavailable "cannot read /proc/$2/mem (needs root or CAP_SYS_PTRACE)" ;;
+	2) skip_or_fail "cannot read /proc/$2/mem (needs root or CAP_SYS_PTRACE)" ;;
 	*) not_ok "$1" "$out" ;;
 	esac
 }
@@ -135,7 +103,7 @@ present() { # NAME PID KEY
 	out=$(scan "$2" "$3") || rc=$?
 	case $rc in
 	0) ok "$1 ($out)" ;;
-	2) unavailable "cannot read /proc/$2/mem (needs root or CAP_SYS_PTRACE)" ;;
+	2) skip_or_fail "cannot read /proc/$2/mem (needs root or CAP_SYS_PTRACE)" ;;
 	*) not_ok "$1" "$out" ;;
 	esac
 }
@@ -164,8 +132,7 @@ section_memory() {
 	absent "memory: after rotation, no byte of the new CA key in the network process" "$D_PID" "$live/ca.key"
 	absent "memory: ... nor of the old one" "$D_PID" "$WORK/old-ca.key"
 	present "memory: the keeper holds the new key" "$K_PID" "$live/ca.key"
-	kill -TERM "$D_PID"
-	wait "$D_PID" || true
+	stop_daemon "$D_PID" >/dev/null || true
 }
 
 section_seccomp() {
@@ -178,8 +145,7 @@ section_seccomp() {
 		"! ls -l /proc/$K_PID/fd 2>/dev/null | grep -o 'socket:\[[0-9]*\]' | grep -o '[0-9]*' | \
 		 while read -r i; do awk -v i=\$i '\$10 == i && \$4 == \"0A\"' /proc/net/tcp /proc/net/tcp6; done | grep -q ."
 	check "seccomp: the keeper's log lines carry proc=keeper" grep -q '"proc":"keeper"' "$D_LOG"
-	kill -TERM "$D_PID"
-	wait "$D_PID" || true
+	stop_daemon "$D_PID" >/dev/null || true
 }
 
 section_kill() {
@@ -229,16 +195,10 @@ section_talos() {
 		"$TOOL" worker --endpoint "127.0.0.1:$D_PORT" --ca "$p/ca.crt" --token-file "$p/token" \
 		--csr-family ed25519 --expect-ca "$p/ca.crt" --expect-issuer "$p/ca.crt" --trustd-ca "$p" \
 		--label keeper
-	kill -TERM "$D_PID"
-	wait "$D_PID" || true
+	stop_daemon "$D_PID" >/dev/null || true
 }
 
 for s in $SECTIONS; do
 	"section_$s"
 done
-echo
-echo "$PASSED passed, $FAILED failed"
-if ((FAILED > 0)); then
-	printf '  %s\n' "${FAILED_NAMES[@]}"
-	exit 1
-fi
+harness_finish
