@@ -105,15 +105,30 @@ floor=$work/floor
 # shellcheck disable=SC2046
 cc -O2 -g -std=gnu11 -I "$root/src" -I "$builddir/proto" "$root/bench/floor.c" \
 	"$builddir/libtcs_core.a" "$builddir/libtcs_proto.a" \
-	$(pkg-config --libs grpc libprotobuf-c openssl libsodium libcjson libcurl) \
+	$(pkg-config --libs grpc libprotobuf-c openssl libsodium libcjson libcurl libseccomp) \
 	$(pkg-config --exists libmicrohttpd && pkg-config --libs libmicrohttpd) \
 	-lpthread -o "$floor"
 
 ulimit -n 16384 2>/dev/null || true
 tck=$(getconf CLK_TCK)
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+# The daemon is two processes (the network side and its keeper child): CPU and
+# memory are summed over the process and its children. A Go signer has none.
+procs() { echo "$1" $(pgrep -P "$1" 2>/dev/null || true); }
+cpu_ticks() {
+	local p t=0
+	for p in $(procs "$1"); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+rss_kb() {
+	local p t=0
+	for p in $(procs "$1"); do
+		t=$((t + $(awk -v k="$2:" '$1 == k {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
 
 # bench_daemon PKI_DIR -> sets dpid, dport (tests/lib.sh start_daemon)
 # The load generator is one source (127.0.0.1) standing in for a fleet: the

@@ -30,7 +30,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_STAGES="build unit asan tsan interop ops abuse e2e runbook faults soak chart image cluster"
+ALL_STAGES="build unit asan tsan interop ops abuse keeper e2e runbook faults soak chart image cluster"
 # Stages that can run in the background beside unit/asan/tsan.
 CAN_RUN_ALONGSIDE="lint fuzz-smoke"
 STAGE_LOGS=${STAGE_LOGS:-$PWD/build/stages}
