@@ -114,6 +114,13 @@ audit_emit(const struct audit_rec *r)
 }
 
 void
+audit_post(const struct audit_rec *r)
+{
+	if (sink != NULL)
+		sink(r, sink_arg);
+}
+
+void
 audit_note_reset(const char *peer)
 {
 	struct summary *sl = NULL;

@@ -45,6 +45,12 @@ typedef void (*audit_sink_fn)(const struct audit_rec *, void *arg);
 void audit_set_sink(audit_sink_fn, void *arg);
 /* Logs the record and hands it to the sink. Any thread. */
 void audit_emit(const struct audit_rec *);
+/*
+ * Hands the record to the sink only, without a log line: for an outcome that
+ * its caller has already logged in its own record (credsrc.c's "credentials
+ * published"), so that one outcome is one line. Any thread.
+ */
+void audit_post(const struct audit_rec *);
 
 /* "CertificateIssued", "AuthenticationFailed", ... */
 const char *audit_reason(enum audit_kind);

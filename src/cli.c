@@ -1364,41 +1364,48 @@ ck_audit(const struct audit_rec *r, void *arg)
  * Kubernetes mode: reads each configured Secret the way the watcher does
  * (a LIST with a name field selector, through the in-cluster account or
  * KUBE_API_URL/KUBE_TOKEN_PATH/KUBE_CA_PATH) and submits it; the groups not
- * held in Secrets come from the files, as in the daemon. Returns the groups
- * delivered from Secrets.
+ * held in Secrets come from the files, as in the daemon. Each Secret is
+ * registered with the assembler first, then submitted after all were read.
  */
-static unsigned
-check_kube(struct ck *ck, const struct config *cfg, struct credsrc *src, unsigned expect)
+static void
+check_kube(struct ck *ck, const struct config *cfg, struct credsrc *src)
 {
 	static const atomic_int nostop = 0;
 	const char             *spec[2] = { cfg->ca_secret, cfg->tls_secret };
 	const char             *setting[2] = { "CA_SECRET", "TLS_SECRET" };
 	struct kube            *k = NULL;
 	struct kube_call       *call = NULL;
-	struct creds_input      in;
+	struct creds_input      in[2];
+	struct credsrc_source  *h[2] = { NULL, NULL };
 	const struct sbuf      *body;
-	char     ns[KUBE_NS_MAX], name[KUBE_NAME_MAX], label[KUBE_NS_MAX + KUBE_NAME_MAX + 8];
-	char     path[512], sel[300], err[512], msg[400];
-	unsigned groups = 0;
-	long     st;
-	int      i;
+	char ns[KUBE_NS_MAX], name[KUBE_NAME_MAX], label[KUBE_NS_MAX + KUBE_NAME_MAX + 8];
+	char path[512], sel[300], err[512], msg[400];
+	long st;
+	int  i, got[2] = { 0, 0 };
 
+	creds_input_init(&in[0]);
+	creds_input_init(&in[1]);
 	if ((k = kube_new(cfg, err, sizeof(err))) == NULL) {
 		ck_say(ck, CK_SEV_ERROR, "Kubernetes client: %s", err);
-		return 0;
+		return;
 	}
 	if ((call = kube_call_new(k, &nostop)) == NULL)
 		goto out;
 	for (i = 0; i < 2; i++) {
 		if (spec[i] == NULL || *spec[i] == '\0')
 			continue;
-		groups |= secret_groups(i == 0 ? SECRET_CA : SECRET_TLS);
 		if (kube_object_ref(spec[i], kube_namespace(k), ns, name) == -1) {
 			ck_say(ck, CK_SEV_ERROR, "%s: \"%s\" is not a valid name or namespace/name",
 			    setting[i], spec[i]);
 			continue;
 		}
 		snprintf(label, sizeof(label), "%s/%s", ns, name);
+		snprintf(msg, sizeof(msg), "Secret %s", label);
+		if ((h[i] = credsrc_register(src, secret_groups(i == 0 ? SECRET_CA : SECRET_TLS),
+			 msg, i == 0 ? MS_CA_SECRET : MS_TLS_SECRET, err, sizeof(err))) == NULL) {
+			ck_say(ck, CK_SEV_ERROR, "%s: %s", setting[i], err);
+			continue;
+		}
 		snprintf(sel, sizeof(sel), "metadata.name=%s", name);
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets?fieldSelector=%s", ns,
 		    kube_escape(sel, msg, sizeof(msg)));
@@ -1414,23 +1421,23 @@ check_kube(struct ck *ck, const struct config *cfg, struct credsrc *src, unsigne
 			    st, *msg ? ": " : "", msg);
 			continue;
 		}
-		creds_input_init(&in);
 		if (secret_decode_list(body->data, body->len, i == 0 ? SECRET_CA : SECRET_TLS,
-			label, &in, err, sizeof(err)) == -1)
+			label, &in[i], err, sizeof(err)) == -1)
 			ck_say(ck, CK_SEV_ERROR, "%s: %s", setting[i], err);
 		else {
 			ck_say(ck, CK_SEV_OK, "%s: Secret %s read from %s", setting[i], label,
 			    kube_url(k));
-			snprintf(msg, sizeof(msg), "Secret %s", label);
-			credsrc_submit(src, expect, secret_groups(i == 0 ? SECRET_CA : SECRET_TLS),
-			    &in, msg, err, sizeof(err));
+			got[i] = 1;
 		}
-		creds_input_free(&in);
 	}
+	for (i = 0; i < 2; i++)
+		if (got[i])
+			credsrc_submit(h[i], &in[i], NULL, err, sizeof(err));
 out:
+	creds_input_free(&in[0]);
+	creds_input_free(&in[1]);
 	kube_call_free(call);
 	kube_free(k);
-	return groups;
 }
 
 int
@@ -1445,7 +1452,7 @@ cli_check(int argc, char **argv)
 	X509             *ca = NULL;
 	const char       *endpoints[CLI_MAX_ENDPOINTS], *v;
 	char            **rest = NULL, err[512], ip[64];
-	unsigned          all = CF_GROUP_CA | CF_GROUP_TLS, fgroups = all;
+	unsigned          fgroups = CF_GROUP_ALL;
 	size_t            nendpoints = 0;
 	int               i, nrest = 0, port, rc = CK_ERRORS, kube_mode = 0;
 
@@ -1523,12 +1530,18 @@ cli_check(int argc, char **argv)
 			goto done;
 		}
 		kube_mode = 1;
-		fgroups = all & ~check_kube(&ck, &cfg, src, all);
+		/* Registered before any Secret is submitted: the assembler expects both. */
+		if (cfg.ca_secret != NULL && *cfg.ca_secret != '\0')
+			fgroups &= ~(unsigned)CF_GROUP_CA;
+		if (cfg.tls_secret != NULL && *cfg.tls_secret != '\0')
+			fgroups &= ~(unsigned)CF_GROUP_TLS;
 	}
-	if (fgroups != 0 && (files = filesrc_new(&cfg, src, fgroups, all)) == NULL) {
-		ck_say(&ck, CK_SEV_ERROR, "out of memory");
+	if (fgroups != 0 && (files = filesrc_new(&cfg, src, fgroups, err, sizeof(err))) == NULL) {
+		ck_say(&ck, CK_SEV_ERROR, "%s", err);
 		goto done;
 	}
+	if (kube_mode)
+		check_kube(&ck, &cfg, src);
 	if (files != NULL && filesrc_load(files, err, sizeof(err)) == -1 && !ck.refused)
 		ck_say(&ck, CK_SEV_ERROR, "the daemon would not start: %s", err);
 	if (credstore_generation(store) == 0 && !ck.refused)

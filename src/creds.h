@@ -48,6 +48,19 @@ struct creds_input {
 	struct creds_part part[CF__MAX];
 };
 
+/*
+ * Field groups: the fields one source delivers together (a CA Secret or the
+ * CA files; a serving Secret or the serving files). Every source owns whole
+ * groups; the assembler (credsrc.h) waits until every registered group has
+ * been delivered once.
+ */
+#define CF_MASK(f) (1u << (f))
+#define CF_GROUP_CA                                                                                \
+	(CF_MASK(CF_CA_CERT) | CF_MASK(CF_CA_KEY) | CF_MASK(CF_TOKEN) | CF_MASK(CF_ACCEPTED_CAS) | \
+	    CF_MASK(CF_ACCEPTED_TOKENS))
+#define CF_GROUP_TLS (CF_MASK(CF_TLS_CERT) | CF_MASK(CF_TLS_KEY))
+#define CF_GROUP_ALL (CF_GROUP_CA | CF_GROUP_TLS)
+
 /* Upper bound of any one input (a Secret value is at most 1 MiB). */
 #define CREDS_MAX_PART (1024 * 1024)
 /* Machine token plus accepted tokens; a token migration needs two or three. */

@@ -1,8 +1,10 @@
 /*
  * filesrc.c: the file credential source and its inotify watcher thread.
  *
- * Threads: filesrc_load() on main before the watcher starts; then only the
- * watcher thread reads files and submits. filesrc_reload()/filesrc_free()
+ * Threads: filesrc_new() and filesrc_load() on main before the watcher
+ * starts; then only the watcher thread reads files and submits. It registers
+ * with the assembler as the source "files"; the assembler logs, counts and
+ * audits every outcome, including a file that cannot be read. filesrc_reload()/filesrc_free()
  * from main talk to it through an eventfd. Owns: the inotify descriptor, the
  * eventfd and the watcher thread; file contents live in scrubbed buffers only
  * for the duration of a rescan.
@@ -22,13 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "credsrc.h"
 #include "log.h"
-#include "metrics.h"
 #include "util.h"
 
 #define FILESRC_MAX_DIRS    8
@@ -36,16 +36,16 @@
 #define FILESRC_RECHECK_MS  30000 /* safety net: rescan even without events */
 
 struct filesrc {
-	const struct config *cfg;
-	struct credsrc      *cs;
-	unsigned             groups, expect;
-	int                  ifd, efd;
-	char                *dirs[FILESRC_MAX_DIRS];
-	int                  wds[FILESRC_MAX_DIRS];
-	int                  ndirs;
-	pthread_t            thr;
-	int                  running;
-	atomic_int           stop, force;
+	const struct config   *cfg;
+	struct credsrc_source *src;
+	unsigned               groups;
+	int                    ifd, efd;
+	char                  *dirs[FILESRC_MAX_DIRS];
+	int                    wds[FILESRC_MAX_DIRS];
+	int                    ndirs;
+	pthread_t              thr;
+	int                    running;
+	atomic_int             stop, force;
 };
 
 struct filespec {
@@ -114,26 +114,26 @@ read_all(struct filesrc *fs, struct creds_input *in, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Reads every owned file and submits them; the assembler reports the
+ * outcome. A file that cannot be read is reported to the assembler as a
+ * fault when `report` is set (the watcher thread); at start-up it is the
+ * caller's configuration error. 0, or -1 with err set.
+ */
 static int
-rescan(struct filesrc *fs, char *err, size_t errlen)
+rescan(struct filesrc *fs, int report, char *err, size_t errlen)
 {
-	struct creds_input  in;
-	enum credsrc_result r;
-	int                 rc = 0;
+	struct creds_input in;
+	int                rc = -1;
 
 	creds_input_init(&in);
 	if (read_all(fs, &in, err, errlen) == -1) {
-		metrics_reload(MS_FILES, 0, (long long)time(NULL));
-		rc = -1;
+		if (report)
+			credsrc_fault(fs->src, CREDSRC_UNREADABLE, NULL, err);
 		goto out;
 	}
-	r = credsrc_submit(fs->cs, fs->expect, fs->groups, &in, "files", err, errlen);
-	if (r == CREDSRC_INVALID)
-		rc = -2; /* already logged and audited by credsrc */
-	if (r == CREDSRC_UNCHANGED)
-		metrics_reload_unchanged(MS_FILES, (long long)time(NULL));
-	else
-		metrics_reload(MS_FILES, r != CREDSRC_INVALID, (long long)time(NULL));
+	if (credsrc_submit(fs->src, &in, NULL, err, errlen) != CREDSRC_INVALID)
+		rc = 0;
 out:
 	creds_input_free(&in);
 	return rc;
@@ -142,20 +142,24 @@ out:
 int
 filesrc_load(struct filesrc *fs, char *err, size_t errlen)
 {
-	return rescan(fs, err, errlen) == 0 ? 0 : -1;
+	return rescan(fs, 0, err, errlen);
 }
 
 struct filesrc *
-filesrc_new(const struct config *cfg, struct credsrc *cs, unsigned groups, unsigned expect)
+filesrc_new(const struct config *cfg, struct credsrc *cs, unsigned groups, char *err, size_t errlen)
 {
 	struct filesrc *fs;
 
-	if ((fs = calloc(1, sizeof(*fs))) == NULL)
+	if ((fs = calloc(1, sizeof(*fs))) == NULL) {
+		snprintf(err, errlen, "out of memory");
 		return NULL;
+	}
+	if ((fs->src = credsrc_register(cs, groups, "files", MS_FILES, err, errlen)) == NULL) {
+		free(fs);
+		return NULL;
+	}
 	fs->cfg = cfg;
-	fs->cs = cs;
 	fs->groups = groups;
-	fs->expect = expect;
 	fs->ifd = fs->efd = -1;
 	atomic_init(&fs->stop, 0);
 	atomic_init(&fs->force, 0);
@@ -250,7 +254,7 @@ watcher(void *arg)
 		if (rc > 0 && (pfd[0].revents & POLLIN) && drain_inotify(fs))
 			due = util_mono_ms() + FILESRC_DEBOUNCE_MS; /* settle first */
 		if (atomic_exchange(&fs->force, 0)) {
-			credsrc_invalidate(fs->cs);
+			credsrc_invalidate(fs->src);
 			due = util_mono_ms();
 		}
 		if (util_mono_ms() >= next_check) {
@@ -260,10 +264,7 @@ watcher(void *arg)
 		if (due >= 0 && util_mono_ms() >= due) {
 			due = -1;
 			watch_dirs(fs); /* a replaced directory needs a new watch */
-			if (rescan(fs, err, sizeof(err)) == -1) {
-				metrics_inc(MC_RELOAD_FAIL);
-				log_warnx("credentials not reloaded: %s", err);
-			}
+			rescan(fs, 1, err, sizeof(err)); /* the assembler reports */
 		}
 	}
 	return NULL;

@@ -20,11 +20,13 @@ struct credsrc;
 struct filesrc;
 
 /*
- * `groups` is the CF_GROUP_* mask this source owns, `expect` the mask every
- * source together delivers. Returns NULL on ENOMEM.
+ * Registers with the assembler `cs` as the source "files" of `groups` (the
+ * CF_GROUP_* mask it owns; in Kubernetes mode a Secret may own the others).
+ * Returns NULL with a one-line reason in err (ENOMEM, or a registration the
+ * assembler refuses). Main thread, before any source submits.
  */
 struct filesrc *filesrc_new(
-    const struct config *, struct credsrc *, unsigned groups, unsigned expect);
+    const struct config *, struct credsrc *cs, unsigned groups, char *err, size_t errlen);
 /*
  * Reads and submits once, synchronously (start-up). Returns 0 when the files
  * were read and accepted (or are pending other sources), -1 with a one-line

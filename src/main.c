@@ -129,10 +129,9 @@ main(int argc, char **argv)
 	struct kube      *kube = NULL;
 	struct watch     *watcher = NULL;
 	struct events    *events = NULL;
-	unsigned          fgroups = CF_GROUP_CA | CF_GROUP_TLS;
 	sigset_t          set;
 	char              err[512];
-	unsigned          expect = CF_GROUP_CA | CF_GROUP_TLS;
+	unsigned          fgroups = CF_GROUP_ALL;
 	struct timespec   housekeeping = { 30, 0 };
 	int               sig, rc = 1;
 
@@ -189,19 +188,21 @@ main(int argc, char **argv)
 			fatalx("cannot initialise libcurl");
 		/* Secrets through the API; files (if any) supply the other group. */
 		if ((kube = kube_new(&cfg, err, sizeof(err))) == NULL ||
-		    (watcher = watch_new(kube, &cfg, src, expect, err, sizeof(err))) == NULL ||
+		    (watcher = watch_new(kube, &cfg, src, err, sizeof(err))) == NULL ||
 		    (events = events_new(kube, &cfg, err, sizeof(err))) == NULL) {
 			startup_error("configuration error", err);
 			goto out;
 		}
-		fgroups = expect & ~watch_groups(watcher);
-		audit_set_sink(events_sink, events); /* before any emitter thread */
+		fgroups = CF_GROUP_ALL & ~credsrc_expected(src); /* the Secrets registered */
+		audit_set_sink(events_sink, events);             /* before any emitter thread */
 		if (events_start(events) == -1)
 			goto out;
 	}
 	if (fgroups != 0) {
-		if ((files = filesrc_new(&cfg, src, fgroups, expect)) == NULL)
-			fatalx("out of memory");
+		if ((files = filesrc_new(&cfg, src, fgroups, err, sizeof(err))) == NULL) {
+			startup_error("configuration error", err);
+			goto out;
+		}
 		if (filesrc_load(files, err, sizeof(err)) == -1) {
 			startup_error("configuration error", err);
 			goto out;

@@ -13,7 +13,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "credsrc.h"
+#include "creds.h"
 
 struct secret_key {
 	const char      *key;
@@ -187,6 +187,6 @@ secret_status_message(const void *body, size_t len, char *buf, size_t buflen)
 	m = cJSON_GetObjectItemCaseSensitive(doc, "message");
 	if (cJSON_IsString(m))
 		snprintf(buf, buflen, "%s", m->valuestring);
-	secret_json_free(doc);
+	cJSON_Delete(doc); /* a Status carries no secret: nothing to wipe */
 	return buf;
 }

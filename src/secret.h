@@ -56,10 +56,18 @@ int secret_decode(const struct cJSON *obj, enum secret_kind kind, const char *la
 int secret_decode_list(const void *body, size_t len, enum secret_kind kind, const char *label,
     struct creds_input *in, char *err, size_t errlen);
 
-/* The `message` of a Kubernetes Status body into buf ("" if none). Returns buf. */
+/*
+ * The `message` of a Kubernetes Status body (an API error answer) into buf
+ * ("" if none). Returns buf.
+ */
 char *secret_status_message(const void *body, size_t len, char *buf, size_t buflen);
 
-/* Wipes every string in the tree, then cJSON_Delete(). NULL is fine. */
+/*
+ * Frees a parsed document that may carry Secret data (a Secret, a SecretList,
+ * a watch event line): wipes every string in the tree, then cJSON_Delete().
+ * A document that cannot carry any (a Status) is freed with cJSON_Delete().
+ * NULL is fine.
+ */
 void secret_json_free(struct cJSON *);
 
 #endif /* TCS_SECRET_H */

@@ -4,24 +4,20 @@
  * DESIGN
  * One thread (started by watch_start(), stopped by watch_free()) drives one
  * kube_multi with one kube_call per watched Secret, so that both Secrets are
- * followed at once without a thread each. Each target cycles through
- * WATCH_LIST (a LIST with a metadata.name field selector is in flight),
- * WATCH_STREAM (a WATCH is in flight, its bytes fed to the target's parser)
- * and WATCH_BACKOFF (waiting until `due`, then starting `next`). This is
- * client-go's Reflector reduced to one object:
+ * followed at once without a thread each. Each target's phase (LIST, WATCH,
+ * BACKOFF) and every decision about a request that ended (401, 410, 429, a
+ * watch that ended at once, backoff and jitter) belong to the pure state
+ * machine in watchfsm.c; this file does the I/O (curl through kube.c, JSON)
+ * and carries out the action the machine returns:
  *   - LIST gives the collection resourceVersion to watch from and the object;
  *   - WATCH carries allowWatchBookmarks and timeoutSeconds random in
- *     [300, 600); every event and bookmark advances the resume point;
- *   - a clean end of stream re-watches at once from the last resourceVersion,
- *     unless the watch lasted under a second with no event (then back off
- *     and relist);
- *   - 410 Gone, as an ERROR event or an HTTP status, relists;
- *   - a transport error or 429 backs off and re-watches; other HTTP errors
- *     back off and relist; a 401 retries once at once (kube.c has marked the
- *     token stale, so the retry re-reads it).
- * Decoding, validation and publishing happen on this thread (secret.c, then
- * credsrc_submit()); a broken Secret never replaces the last good snapshot.
- * Failures are logged once per change of state, not once per retry.
+ *     [300, 600); every event and bookmark advances the resume point.
+ * Each target registers with the credential assembler as its own source.
+ * Decoding happens here (secret.c); the decoded Secret, or the fact that it
+ * could not be decoded, was deleted or is missing, goes to the assembler,
+ * which alone logs, counts and audits credential outcomes. This file reports
+ * only the transport: failures (once per change of state, not per retry),
+ * recovery, a 403/404 as SecretAccessFailed, and /readyz's waiting text.
  *
  * Owns: the thread, the multi driver, the calls, the parsers (their line
  * buffers hold base64 secret data and are wiped). Shared with other threads:
@@ -36,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -50,14 +45,11 @@
 #include "metrics.h"
 #include "secret.h"
 #include "util.h"
+#include "watchfsm.h"
 
-#define WATCH_BACKOFF_MIN_MS   800
-#define WATCH_BACKOFF_MAX_MS   30000
-#define WATCH_BACKOFF_RESET_MS (2 * 60 * 1000)
-#define WATCH_TIMEOUT_MIN_S    300 /* timeoutSeconds in [300, 600) like client-go */
-#define WATCH_IDLE_S           200 /* bookmarks come about every minute */
-#define WATCH_SHORT_MS         1000
-#define WATCH_MAX_TARGETS      2
+#define WATCH_TIMEOUT_MIN_S 300 /* timeoutSeconds in [300, 600) like client-go */
+#define WATCH_IDLE_S        200 /* bookmarks come about every minute */
+#define WATCH_MAX_TARGETS   2
 
 /* ------------------------------------------------------------------ parser */
 
@@ -195,39 +187,30 @@ watch_feed(struct watch_parser *p, const void *buf, size_t len)
 
 /* ----------------------------------------------------------------- watcher */
 
-enum watch_phase { WATCH_LIST, WATCH_STREAM, WATCH_BACKOFF, WATCH__MAX };
-
 struct target {
-	struct watch        *w;
-	enum secret_kind     kind;
-	char                 ns[KUBE_NS_MAX], name[KUBE_NAME_MAX];
-	char                 label[KUBE_NS_MAX + KUBE_NAME_MAX + 8]; /* "Secret ns/name" */
-	struct kube_call    *call;
-	struct watch_parser *parser;
-
-	enum watch_phase phase;
-	enum watch_phase next; /* after WATCH_BACKOFF: LIST or STREAM */
-	int64_t          due;
-	char             rv[128]; /* resume point, opaque */
-	int64_t          listed_at, watch_started;
-	int              backoff_ms;
-	int64_t          last_fail;
-	int              retried_401;
-	int              watches; /* streams started, for the restart metric */
+	struct watch          *w;
+	enum secret_kind       kind;
+	char                   ns[KUBE_NS_MAX], name[KUBE_NAME_MAX];
+	char                   ref[KUBE_NS_MAX + KUBE_NAME_MAX + 2];   /* "ns/name" */
+	char                   label[KUBE_NS_MAX + KUBE_NAME_MAX + 9]; /* "Secret ns/name" */
+	struct credsrc_source *src;
+	struct kube_call      *call;
+	struct watch_parser   *parser;
+	struct watchfsm        fsm;
+	char                   rv[128]; /* resume point, opaque */
+	int                    watches; /* streams started, for the restart metric */
 
 	/* Set by the event callback during a stream. */
 	int gone, stream_err;
 
 	/* What was applied, to skip repeats after a relist. */
 	char applied_uid[64], applied_rv[128];
-	int  missing;       /* reported as absent */
+	int  missing;       /* reported as absent or deleted */
 	char last_err[256]; /* logged failure, to log changes only */
 };
 
 struct watch {
 	struct kube       *k;
-	struct credsrc    *cs;
-	unsigned           expect, groups;
 	struct target      t[WATCH_MAX_TARGETS];
 	int                nt;
 	char               desc[2 * (KUBE_NS_MAX + KUBE_NAME_MAX + 10)];
@@ -246,6 +229,31 @@ rnd(struct watch *w)
 	w->rng ^= w->rng << 25;
 	w->rng ^= w->rng >> 27;
 	return w->rng * 2685821657736338717ULL;
+}
+
+/* Feeds one input to the target's state machine; returns what to do. */
+static struct watchfsm_step
+step(struct target *t, struct watchfsm_input *in)
+{
+	struct watchfsm_step out;
+
+	in->now = util_mono_ms();
+	in->rand = rnd(t->w);
+	watchfsm_step(&t->fsm, in, &t->fsm, &out);
+	if (t->fsm.phase == WATCH_BACKOFF && out.delay_ms > 0)
+		log_debug("watch %s: %s in %lld ms", t->label, watchfsm_phase_name(t->fsm.next),
+		    (long long)out.delay_ms);
+	return out;
+}
+
+static void
+step_kind(struct target *t, enum watchfsm_input_kind kind)
+{
+	struct watchfsm_input in;
+
+	memset(&in, 0, sizeof(in));
+	in.kind = kind;
+	step(t, &in);
 }
 
 /*
@@ -270,20 +278,21 @@ fail_note(struct target *t, const char *fmt, ...)
 	log_warnx("watch %s: %s", t->label, msg);
 	snprintf(t->last_err, sizeof(t->last_err), "%s", msg);
 	snprintf(waiting, sizeof(waiting), "waiting for %s: %s", t->label, msg);
-	credsrc_set_waiting(t->w->cs, waiting);
+	credsrc_waiting(t->src, waiting);
 	return 1;
 }
 
 /*
  * A 403 or 404 from the API server: a missing RBAC verb, a wrong namespace
  * or a Secret name typo. Posts a Warning Event naming the Secret and the
- * verb the ServiceAccount needs (once per change; retries back off).
+ * verb the ServiceAccount needs (once per change; retries back off). This is
+ * about access, not about credentials: the assembler hears nothing of it.
  */
 static void
 access_failed(struct target *t, const char *verb, long status, const char *why)
 {
 	struct audit_rec ar;
-	char             note[640];
+	char             note[1024];
 
 	if (!fail_note(t, "%s: %s", verb, why))
 		return;
@@ -304,75 +313,24 @@ access_failed(struct target *t, const char *verb, long status, const char *why)
 	audit_emit(&ar);
 }
 
+/* The source answers again: says so once, clears the /readyz text. */
 static void
 healthy(struct target *t)
 {
 	if (t->last_err[0] != '\0') {
 		log_info("watch %s: recovered", t->label);
 		t->last_err[0] = '\0';
-		credsrc_set_waiting(t->w->cs, "");
+		credsrc_waiting(t->src, "");
 	}
-	t->retried_401 = 0;
 }
 
-/* Schedules `next` after a jittered exponential delay (at least min_ms). */
-static void
-backoff(struct target *t, enum watch_phase next, long min_ms)
-{
-	int64_t now = util_mono_ms();
-	int     d;
-
-	if (t->backoff_ms == 0 || now - t->last_fail >= WATCH_BACKOFF_RESET_MS)
-		t->backoff_ms = WATCH_BACKOFF_MIN_MS;
-	else if ((t->backoff_ms *= 2) > WATCH_BACKOFF_MAX_MS)
-		t->backoff_ms = WATCH_BACKOFF_MAX_MS;
-	t->last_fail = now;
-	/* Jitter downwards: [0.75, 1] x the step, so 30 s stays the ceiling. */
-	d = t->backoff_ms - (int)(rnd(t->w) % (uint64_t)(t->backoff_ms / 4 + 1));
-	if (d < min_ms)
-		d = (int)min_ms;
-	t->phase = WATCH_BACKOFF;
-	t->next = next;
-	t->due = now + d;
-	log_debug("watch %s: retrying in %d ms", t->label, d);
-}
-
-static void
-soon(struct target *t, enum watch_phase next)
-{
-	t->phase = WATCH_BACKOFF;
-	t->next = next;
-	t->due = util_mono_ms();
-}
-
-/* The per-source reload gauge of this target's Secret. */
-static void
-record(const struct target *t, int ok)
-{
-	metrics_reload(
-	    t->kind == SECRET_CA ? MS_CA_SECRET : MS_TLS_SECRET, ok, (long long)time(NULL));
-}
-
-static void
-report_invalid(struct target *t, const char *why)
-{
-	struct audit_rec ar;
-
-	memset(&ar, 0, sizeof(ar));
-	ar.kind = AK_CREDS_INVALID;
-	ar.message = why;
-	ar.related = t->label;
-	audit_emit(&ar);
-}
-
-/* Decodes and submits one Secret object. */
+/* Decodes one Secret object and delivers it; the assembler reports the outcome. */
 static void
 apply(struct target *t, const cJSON *obj)
 {
-	struct creds_input  in;
-	enum credsrc_result r;
-	const char         *rv, *uid;
-	char                err[512], note[640];
+	struct creds_input in;
+	const char        *rv, *uid, *version;
+	char               err[512];
 
 	secret_meta(obj, NULL, NULL, &rv, &uid);
 	if (*rv != '\0' && strcmp(rv, t->applied_rv) == 0 && strcmp(uid, t->applied_uid) == 0)
@@ -383,72 +341,24 @@ apply(struct target *t, const cJSON *obj)
 		log_info("watch %s: the Secret exists again", t->label);
 		t->missing = 0;
 	}
+	version = *rv != '\0' ? rv : NULL;
 	creds_input_init(&in);
-	if (secret_decode(obj, t->kind, t->label + 7, &in, err, sizeof(err)) == -1) {
-		metrics_inc(MC_RELOAD_FAIL);
-		record(t, 0);
-		snprintf(note, sizeof(note),
-		    "new credentials refused (resourceVersion %s), "
-		    "still serving the last good ones: %s",
-		    rv, err);
-		report_invalid(t, note);
-		goto out;
-	}
-	r = credsrc_submit(
-	    t->w->cs, t->w->expect, secret_groups(t->kind), &in, t->label, err, sizeof(err));
-	record(t, r != CREDSRC_INVALID);
-	{
-		struct log_field f[] = {
-			LF_S("secret", t->label + 7),
-			LF_S("resource_version", rv),
-			LF_S("result",
-			    r == CREDSRC_PUBLISHED       ? "published"
-				: r == CREDSRC_UNCHANGED ? "unchanged"
-				: r == CREDSRC_PENDING   ? "pending"
-							 : "refused"),
-		};
-		log_record(r == CREDSRC_INVALID ? LOG_WARN : LOG_INFO, "secret applied", f,
-		    sizeof(f) / sizeof(f[0]));
-	}
-out:
+	if (secret_decode(obj, t->kind, t->ref, &in, err, sizeof(err)) == -1)
+		credsrc_fault(t->src, CREDSRC_UNREADABLE, version, err);
+	else
+		credsrc_submit(t->src, &in, version, err, sizeof(err));
 	creds_input_free(&in);
 }
 
+/* The Secret was deleted (a DELETED event) or is absent (an empty LIST): once. */
 static void
-deleted(struct target *t)
+gone_away(struct target *t, enum credsrc_fault why, const char *rv)
 {
-	char note[640];
-
 	t->applied_rv[0] = t->applied_uid[0] = '\0';
 	if (t->missing)
 		return;
 	t->missing = 1;
-	metrics_inc(MC_RELOAD_FAIL);
-	record(t, 0);
-	snprintf(note, sizeof(note), "%s was deleted; still serving the last good credentials",
-	    t->label);
-	report_invalid(t, note);
-}
-
-static void
-absent(struct target *t)
-{
-	char note[640];
-
-	t->applied_rv[0] = t->applied_uid[0] = '\0';
-	if (t->missing)
-		return;
-	t->missing = 1;
-	metrics_inc(MC_RELOAD_FAIL);
-	record(t, 0);
-	snprintf(note, sizeof(note),
-	    "%s not found; waiting for it (the last good credentials, "
-	    "if any, keep serving)",
-	    t->label);
-	report_invalid(t, note);
-	snprintf(note, sizeof(note), "waiting for %s: not found (check the name and the namespace)",
-	    t->label);
-	credsrc_set_waiting(t->w->cs, note);
+	credsrc_fault(t->src, why, rv != NULL && *rv != '\0' ? rv : NULL, NULL);
 }
 
 static void
@@ -475,7 +385,7 @@ on_event(enum watch_evtype type, const cJSON *obj, void *arg)
 		break;
 	case WATCH_DELETED:
 		set_rv(t, obj);
-		deleted(t);
+		gone_away(t, CREDSRC_DELETED, t->rv);
 		break;
 	case WATCH_BOOKMARK:
 		set_rv(t, obj);
@@ -495,6 +405,7 @@ on_event(enum watch_evtype type, const cJSON *obj, void *arg)
 		return -1; /* the server ends the stream after an ERROR anyway */
 	default: return -1;
 	}
+	step_kind(t, WFI_EVENT);
 	healthy(t);
 	return 0;
 }
@@ -514,6 +425,52 @@ on_data(const void *buf, size_t len, void *arg)
 	return 0;
 }
 
+/* Short reason from a Status body, for logs. */
+static void
+status_reason(const struct kube_call *c, char *buf, size_t len)
+{
+	const struct sbuf *b = kube_call_body(c);
+	char               msg[256];
+
+	secret_status_message(b->data, b->len, msg, sizeof(msg));
+	if (msg[0] != '\0')
+		snprintf(buf, len, "HTTP %ld: %.200s", kube_call_status(c), msg);
+	else
+		snprintf(buf, len, "HTTP %ld", kube_call_status(c));
+}
+
+/* Reports what the state machine decided about the request that ended (`verb`: list, watch). */
+static void
+report(struct target *t, const char *verb, enum watchfsm_action a)
+{
+	char why[300];
+
+	switch (a) {
+	case WFA_EXPIRED:
+		log_info(
+		    "watch %s: resourceVersion %s expired (410 Gone); relisting", t->label, t->rv);
+		break;
+	case WFA_NOT_STARTED:
+		fail_note(t, "cannot start a request: %s", kube_call_error(t->call));
+		break;
+	case WFA_TRANSPORT: fail_note(t, "%s: %s", verb, kube_call_error(t->call)); break;
+	case WFA_ACCESS:
+		status_reason(t->call, why, sizeof(why));
+		access_failed(t, verb, kube_call_status(t->call), why);
+		break;
+	case WFA_HTTP:
+		status_reason(t->call, why, sizeof(why));
+		fail_note(t, "%s: %s", verb, why);
+		break;
+	case WFA_NOT_A_LIST: fail_note(t, "list: the answer is not a SecretList"); break;
+	case WFA_SHORT: fail_note(t, "watch ended at once without events"); break;
+	case WFA_THROTTLED: fail_note(t, "watch: HTTP 429 (too many requests)"); break;
+	case WFA_NONE:
+	case WFA_LISTED:
+	default: break;
+	}
+}
+
 static int
 start(struct target *t)
 {
@@ -523,7 +480,7 @@ start(struct target *t)
 	int           rc;
 
 	kube_escape(t->name, sel, sizeof(sel));
-	if (t->next == WATCH_LIST) {
+	if (t->fsm.next == WATCH_LIST) {
 		snprintf(path, sizeof(path),
 		    "/api/v1/namespaces/%s/secrets"
 		    "?fieldSelector=metadata.name%%3D%s",
@@ -539,7 +496,6 @@ start(struct target *t)
 		    t->ns, sel, rv, tmo);
 		watch_parser_reset(t->parser);
 		t->gone = t->stream_err = 0;
-		t->watch_started = util_mono_ms();
 		if (t->watches++ > 0)
 			metrics_inc(MC_WATCH_RESTARTS);
 		log_debug("watch %s: watching from resourceVersion %s", t->label, t->rv);
@@ -547,64 +503,45 @@ start(struct target *t)
 		    t->call, "GET", path, NULL, NULL, on_data, t, tmo + 30, WATCH_IDLE_S);
 	}
 	if (rc == -1 || kube_multi_add(w->multi, t->call) == -1) {
-		fail_note(t, "cannot start a request: %s", kube_call_error(t->call));
-		backoff(t, t->next, 0);
+		struct watchfsm_input in;
+
+		memset(&in, 0, sizeof(in));
+		in.kind = WFI_START_FAILED;
+		report(t, "", step(t, &in).action);
 		return -1;
 	}
-	t->phase = t->next;
+	step_kind(t, WFI_STARTED);
 	return 0;
 }
 
-/* Short reason from a Status body, for logs. */
+/* The common part of a finished request's input. */
 static void
-status_reason(const struct kube_call *c, char *buf, size_t len)
+done_input(const struct target *t, struct watchfsm_input *in)
 {
-	const struct sbuf *b = kube_call_body(c);
-	cJSON             *doc;
-	const cJSON       *m;
-
-	snprintf(buf, len, "HTTP %ld", kube_call_status(c));
-	if (b->len == 0 || (doc = cJSON_ParseWithLength((const char *)b->data, b->len)) == NULL)
-		return;
-	m = cJSON_GetObjectItemCaseSensitive(doc, "message");
-	if (cJSON_IsString(m))
-		snprintf(buf, len, "HTTP %ld: %.200s", kube_call_status(c), m->valuestring);
-	secret_json_free(doc);
+	memset(in, 0, sizeof(*in));
+	in->kind = WFI_DONE;
+	in->transport_failed = kube_call_result(t->call) == -1;
+	in->status = kube_call_status(t->call);
+	in->retry_after_s = kube_call_retry_after(t->call);
 }
 
 static void
 list_done(struct target *t)
 {
-	const struct sbuf *b = kube_call_body(t->call);
-	cJSON             *doc = NULL;
-	const cJSON       *items, *item;
-	const char        *rv;
-	char               why[300];
-	long               st;
+	const struct sbuf    *b = kube_call_body(t->call);
+	cJSON                *doc = NULL;
+	const cJSON          *items = NULL, *item;
+	const char           *rv;
+	struct watchfsm_input in;
+	struct watchfsm_step  out;
 
-	if (kube_call_result(t->call) == -1) {
-		fail_note(t, "list: %s", kube_call_error(t->call));
-		backoff(t, WATCH_LIST, 0);
-		return;
-	}
-	if ((st = kube_call_status(t->call)) == 401 && !t->retried_401) {
-		t->retried_401 = 1;
-		soon(t, WATCH_LIST);
-		return;
-	}
-	if (st != 200) {
-		status_reason(t->call, why, sizeof(why));
-		if (st == 403 || st == 404)
-			access_failed(t, "list", st, why);
-		else
-			fail_note(t, "list: %s", why);
-		backoff(t, WATCH_LIST, kube_call_retry_after(t->call) * 1000);
-		return;
-	}
-	if ((doc = cJSON_ParseWithLength((const char *)b->data, b->len)) == NULL ||
-	    !cJSON_IsArray(items = cJSON_GetObjectItemCaseSensitive(doc, "items"))) {
-		fail_note(t, "list: the answer is not a SecretList");
-		backoff(t, WATCH_LIST, 0);
+	done_input(t, &in);
+	if (!in.transport_failed && in.status == 200 &&
+	    (doc = cJSON_ParseWithLength((const char *)b->data, b->len)) != NULL)
+		in.list_ok = cJSON_IsArray(items = cJSON_GetObjectItemCaseSensitive(doc, "items"));
+	out = step(t, &in);
+	if (out.action != WFA_LISTED) {
+		report(t, "list", out.action);
 		goto out;
 	}
 	/* The collection's resourceVersion is where the watch starts. */
@@ -612,69 +549,27 @@ list_done(struct target *t)
 	    cJSON_GetObjectItemCaseSensitive(doc, "metadata"), "resourceVersion"));
 	snprintf(t->rv, sizeof(t->rv), "%s", rv != NULL ? rv : "");
 	healthy(t);
-	item = cJSON_GetArrayItem(items, 0);
-	if (item != NULL)
+	if ((item = cJSON_GetArrayItem(items, 0)) != NULL)
 		apply(t, item);
 	else
-		absent(t);
-	t->listed_at = util_mono_ms();
+		gone_away(t, CREDSRC_MISSING, NULL);
 	log_debug("watch %s: listed at resourceVersion %s", t->label, t->rv);
-	soon(t, WATCH_STREAM);
 out:
-	secret_json_free(doc);
+	secret_json_free(doc); /* a SecretList: wiped */
 }
 
 static void
 stream_done(struct target *t)
 {
-	char    why[300];
-	int64_t now = util_mono_ms(), lived = now - t->watch_started;
-	int     r = kube_call_result(t->call);
-	long    st = kube_call_status(t->call);
+	struct watchfsm_input in;
 
 	if (atomic_load(&t->w->stop))
 		return;
-	if (t->gone || st == 410) {
-		log_info(
-		    "watch %s: resourceVersion %s expired (410 Gone); relisting", t->label, t->rv);
-		/* A fresh list that is already gone again: do not spin. */
-		if (now - t->listed_at < WATCH_SHORT_MS)
-			backoff(t, WATCH_LIST, 0);
-		else
-			soon(t, WATCH_LIST);
-		return;
-	}
-	if (r == -1) {
-		fail_note(t, "watch: %s", kube_call_error(t->call));
-		backoff(t, WATCH_STREAM, 0);
-		return;
-	}
-	if (st == 401 && !t->retried_401) {
-		t->retried_401 = 1;
-		soon(t, WATCH_STREAM);
-		return;
-	}
-	if (st / 100 == 2 && !t->stream_err) {
-		if (lived < WATCH_SHORT_MS && watch_parser_events(t->parser) == 0) {
-			fail_note(t, "watch ended at once without events");
-			backoff(t, WATCH_LIST, 0);
-		} else
-			soon(t, WATCH_STREAM); /* timeoutSeconds elapsed: resume */
-		return;
-	}
-	if (st == 429) {
-		fail_note(t, "watch: HTTP 429 (too many requests)");
-		backoff(t, WATCH_STREAM, kube_call_retry_after(t->call) * 1000);
-		return;
-	}
-	if (st / 100 != 2) {
-		status_reason(t->call, why, sizeof(why));
-		if (st == 403 || st == 404)
-			access_failed(t, "watch", st, why);
-		else
-			fail_note(t, "watch: %s", why);
-	}
-	backoff(t, WATCH_LIST, kube_call_retry_after(t->call) * 1000);
+	done_input(t, &in);
+	in.gone = t->gone;
+	in.stream_err = t->stream_err;
+	in.events = watch_parser_events(t->parser);
+	report(t, "watch", step(t, &in).action);
 }
 
 static void *
@@ -690,21 +585,23 @@ watcher(void *arg)
 		if (atomic_exchange(&w->resync, 0)) {
 			for (i = 0; i < w->nt; i++) {
 				t = &w->t[i];
-				if (t->phase != WATCH_BACKOFF)
+				if (t->fsm.phase != WATCH_BACKOFF)
 					kube_multi_remove(w->multi, t->call);
 				t->applied_rv[0] = '\0';
-				soon(t, WATCH_LIST);
+				step_kind(t, WFI_RESYNC);
 			}
-			credsrc_invalidate(w->cs);
+			/* The assembler's "unchanged" memory is one for all sources. */
+			if (w->nt > 0)
+				credsrc_invalidate(w->t[0].src);
 		}
 		now = util_mono_ms();
 		wait = 1000;
 		for (i = 0; i < w->nt; i++) {
 			t = &w->t[i];
-			if (t->phase == WATCH_BACKOFF && now >= t->due)
+			if (t->fsm.phase == WATCH_BACKOFF && now >= t->fsm.due)
 				start(t);
-			if (t->phase == WATCH_BACKOFF && t->due - now < wait)
-				wait = t->due - now < 0 ? 0 : t->due - now;
+			if (t->fsm.phase == WATCH_BACKOFF && t->fsm.due - now < wait)
+				wait = t->fsm.due - now < 0 ? 0 : t->fsm.due - now;
 		}
 		if ((n = kube_multi_run(w->multi, (int)wait, done, WATCH_MAX_TARGETS)) == -1) {
 			log_warnx("watch: the transfer driver failed");
@@ -716,9 +613,9 @@ watcher(void *arg)
 				t = &w->t[i];
 				if (t->call != done[j])
 					continue;
-				if (t->phase == WATCH_LIST)
+				if (t->fsm.phase == WATCH_LIST)
 					list_done(t);
-				else if (t->phase == WATCH_STREAM)
+				else if (t->fsm.phase == WATCH_STREAM)
 					stream_done(t);
 			}
 		}
@@ -729,14 +626,12 @@ watcher(void *arg)
 }
 
 struct watch *
-watch_new(struct kube *k, const struct config *cfg, struct credsrc *cs, unsigned expect, char *err,
-    size_t errlen)
+watch_new(struct kube *k, const struct config *cfg, struct credsrc *cs, char *err, size_t errlen)
 {
 	struct watch  *w;
 	struct target *t;
 	const char    *spec[2] = { cfg->ca_secret, cfg->tls_secret };
 	const char    *setting[2] = { "CA_SECRET", "TLS_SECRET" };
-	size_t         o = 0;
 	int            i;
 
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
@@ -744,8 +639,6 @@ watch_new(struct kube *k, const struct config *cfg, struct credsrc *cs, unsigned
 		return NULL;
 	}
 	w->k = k;
-	w->cs = cs;
-	w->expect = expect;
 	atomic_init(&w->stop, 0);
 	atomic_init(&w->resync, 0);
 	w->rng = (uint64_t)util_real_ms() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)w;
@@ -757,15 +650,18 @@ watch_new(struct kube *k, const struct config *cfg, struct credsrc *cs, unsigned
 		t = &w->t[w->nt];
 		t->w = w;
 		t->kind = i == 0 ? SECRET_CA : SECRET_TLS;
+		watchfsm_init(&t->fsm);
 		if (kube_object_ref(spec[i], kube_namespace(k), t->ns, t->name) == -1) {
 			snprintf(err, errlen, "%s: \"%s\" is not a valid name or namespace/name",
 			    setting[i], spec[i]);
 			goto fail;
 		}
 		{
-			char label[sizeof(t->label)];
+			char ref[sizeof(t->ref)], label[sizeof(t->label)];
 
-			snprintf(label, sizeof(label), "Secret %s/%s", t->ns, t->name);
+			snprintf(ref, sizeof(ref), "%s/%s", t->ns, t->name);
+			snprintf(label, sizeof(label), "Secret %s", ref);
+			memcpy(t->ref, ref, sizeof(ref));
 			memcpy(t->label, label, sizeof(label));
 		}
 		if ((t->call = kube_call_new(k, &w->stop)) == NULL ||
@@ -774,16 +670,24 @@ watch_new(struct kube *k, const struct config *cfg, struct credsrc *cs, unsigned
 			w->nt++;
 			goto fail;
 		}
-		t->phase = WATCH_BACKOFF;
-		t->next = WATCH_LIST;
-		w->groups |= secret_groups(t->kind);
-		o += (size_t)snprintf(
-		    w->desc + o, sizeof(w->desc) - o, "%s%s", o ? ", " : "", t->label);
 		w->nt++;
 	}
-	if (w->nt == 2 && strcmp(w->t[0].label, w->t[1].label) == 0) {
+	if (w->nt == 2 && strcmp(w->t[0].ref, w->t[1].ref) == 0) {
 		snprintf(err, errlen, "TLS_SECRET: must name a different Secret than CA_SECRET");
 		goto fail;
+	}
+	{
+		char desc[sizeof(w->desc)]; /* not in place: the labels live in *w too */
+
+		snprintf(desc, sizeof(desc), "%s%s%s", w->nt > 0 ? w->t[0].label : "",
+		    w->nt > 1 ? ", " : "", w->nt > 1 ? w->t[1].label : "");
+		memcpy(w->desc, desc, sizeof(desc));
+	}
+	for (i = 0; i < w->nt; i++) {
+		t = &w->t[i];
+		if ((t->src = credsrc_register(cs, secret_groups(t->kind), t->label,
+			 t->kind == SECRET_CA ? MS_CA_SECRET : MS_TLS_SECRET, err, errlen)) == NULL)
+			goto fail;
 	}
 	if ((w->multi = kube_multi_new()) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -793,12 +697,6 @@ watch_new(struct kube *k, const struct config *cfg, struct credsrc *cs, unsigned
 fail:
 	watch_free(w);
 	return NULL;
-}
-
-unsigned
-watch_groups(const struct watch *w)
-{
-	return w->groups;
 }
 
 const char *

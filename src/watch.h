@@ -7,8 +7,9 @@
  * resourceVersion with bookmarks and a randomized timeout, resuming from the
  * last resourceVersion seen, relisting on 410 Gone (an ERROR event or the
  * HTTP status), backing off with jitter (0.8 s doubling to 30 s, reset after
- * two quiet minutes) on errors. Every ADDED/MODIFIED object is decoded and
- * submitted to the credential assembler, which validates before publishing.
+ * two quiet minutes) on errors (the decisions: watchfsm.h). Every
+ * ADDED/MODIFIED object is decoded and submitted to the credential
+ * assembler, which validates before publishing and reports the outcome.
  *
  * The stream parser is pure and separate (watch_parser_*), so that tests and
  * fuzzers can feed it any chunking.
@@ -62,15 +63,14 @@ void watch_parser_free(struct watch_parser *);
 const char *watch_evtype_name(enum watch_evtype);
 
 /*
- * Builds the watcher for the Secrets named in cfg (CA_SECRET, TLS_SECRET)
- * submitting to `cs`; `expect` is the mask every source delivers together.
- * `k`, `cfg` and `cs` must outlive it. Returns NULL with a one-line reason
- * naming the setting in err (main thread, start-up).
+ * Builds the watcher for the Secrets named in cfg (CA_SECRET, TLS_SECRET),
+ * registering each Secret with the assembler `cs` as a source of its group
+ * (so credsrc_expected() includes them). `k`, `cfg` and `cs` must outlive it.
+ * Returns NULL with a one-line reason naming the setting in err (main thread,
+ * start-up, before any source submits).
  */
-struct watch *watch_new(struct kube *k, const struct config *cfg, struct credsrc *cs,
-    unsigned expect, char *err, size_t errlen);
-/* The CF_GROUP_* mask the watched Secrets deliver. */
-unsigned watch_groups(const struct watch *);
+struct watch *watch_new(
+    struct kube *k, const struct config *cfg, struct credsrc *cs, char *err, size_t errlen);
 /* "Secret ns/a, Secret ns/b" for logs. Valid until watch_free(). */
 const char *watch_describe(const struct watch *);
 /* Starts the watcher thread. 0 or -1. */

@@ -203,8 +203,8 @@ sys.exit(0 if ok else 1)"
 say "initial load from the Secrets"
 check "daemon starts, waits for the Secrets and serves" start_daemon
 check "log shows both Secrets applied from the API" \
-	bash -c "grep -q '\"secret\":\"$NS/$CA_SECRET\".*\"result\":\"pending\"\\|\"secret\":\"$NS/$CA_SECRET\".*\"result\":\"published\"' '$LOG' &&
-		grep -q '\"secret\":\"$NS/$TLS_SECRET\"' '$LOG'"
+	bash -c "grep -q '\"msg\":\"credentials \\(pending\\|published\\)\".*\"source\":\"Secret $NS/$CA_SECRET\"' '$LOG' &&
+		grep -q '\"msg\":\"credentials \\(pending\\|published\\)\".*\"source\":\"Secret $NS/$TLS_SECRET\"' '$LOG'"
 check "a Talos worker gets a certificate from the Secret's CA" \
 	worker "$WORK/pki1/token" --ca "$WORK/pki1/ca.crt" --expect-issuer "$WORK/pki1/ca.crt" \
 	--expect-ca "$WORK/pki1/ca.crt"

@@ -127,12 +127,13 @@ make_input(struct creds_input *in, const char *token)
 }
 
 struct shared {
-	struct credstore *store;
-	struct credsrc   *src;
-	struct ratelimit *rl;
-	atomic_int        stop;
-	atomic_long       reads, bad;
-	atomic_long       allowed;
+	struct credstore      *store;
+	struct credsrc        *src;
+	struct credsrc_source *all; /* one source, submitted through by two threads */
+	struct ratelimit      *rl;
+	atomic_int             stop;
+	atomic_long            reads, bad;
+	atomic_long            allowed;
 };
 
 static void *
@@ -166,8 +167,7 @@ submitter(void *arg)
 	for (i = 0; i < 60; i++) {
 		snprintf(tok, sizeof(tok), "tok%03d.%p", i, (void *)&in);
 		make_input(&in, tok);
-		credsrc_submit(s->src, CF_GROUP_CA | CF_GROUP_TLS, CF_GROUP_CA | CF_GROUP_TLS, &in,
-		    "stress", err, sizeof(err));
+		credsrc_submit(s->all, &in, NULL, err, sizeof(err));
 		creds_input_free(&in);
 	}
 	return NULL;
@@ -201,6 +201,11 @@ main(void)
 	memset(&s, 0, sizeof(s));
 	s.store = credstore_new();
 	s.src = credsrc_new(s.store);
+	if ((s.all = credsrc_register(s.src, CF_GROUP_ALL, "stress", MS_FILES, err, sizeof(err))) ==
+	    NULL) {
+		fprintf(stderr, "credsrc_register: %s\n", err);
+		return 1;
+	}
 
 	/* 1. Readers against a publisher of fresh snapshots. */
 	make_input(&in, "abcdef.0123456789abcdef");

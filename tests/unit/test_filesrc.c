@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 #include <criterion/criterion.h>
 
+#include "audit.h"
 #include "config.h"
 #include "creds.h"
 #include "credsrc.h"
@@ -20,7 +22,7 @@
 #include "filesrc.h"
 #include "testutil.h"
 
-#define ALL (CF_GROUP_CA | CF_GROUP_TLS)
+#define ALL CF_GROUP_ALL
 
 static void
 put(const char *dir, const char *name, const char *content)
@@ -111,7 +113,8 @@ Test(filesrc, kubelet_symlink_swap_and_broken_update, .timeout = 60)
 	tu_pki_make(&a, TU_ED25519);
 	tu_pki_make(&b, TU_P256);
 	kubelet_write(dir, &a, TU_TOKEN, 1);
-	fs = filesrc_new(cfg_for(dir), cs, ALL, ALL);
+	fs = filesrc_new(cfg_for(dir), cs, ALL, err, sizeof(err));
+	cr_assert_not_null(fs, "%s", err);
 	cr_assert_eq(filesrc_load(fs, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(credstore_generation(st), 1);
 	cr_assert_eq(filesrc_start(fs), 0);
@@ -160,7 +163,8 @@ Test(filesrc, plain_rename_and_sighup, .timeout = 60)
 	put(dir, "token", TU_TOKEN);
 	put(dir, "tls.crt", a.tls_pem);
 	put(dir, "tls.key", a.tls_key_pem);
-	fs = filesrc_new(cfg_for(dir), cs, ALL, ALL);
+	fs = filesrc_new(cfg_for(dir), cs, ALL, err, sizeof(err));
+	cr_assert_not_null(fs, "%s", err);
 	cr_assert_eq(filesrc_load(fs, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(filesrc_start(fs), 0);
 	put(dir, "token", "second.0123456789abcdef");
@@ -178,13 +182,82 @@ Test(filesrc, missing_file_names_the_setting)
 {
 	struct credstore *st = credstore_new();
 	struct credsrc   *cs = credsrc_new(st);
-	struct filesrc   *fs = filesrc_new(cfg_for("/nonexistent-dir"), cs, ALL, ALL);
 	char              err[512];
+	struct filesrc   *fs = filesrc_new(cfg_for("/nonexistent-dir"), cs, ALL, err, sizeof(err));
 
+	cr_assert_not_null(fs, "%s", err);
 	cr_assert_eq(filesrc_load(fs, err, sizeof(err)), -1);
 	cr_assert(
 	    strstr(err, "CA_CERT_PATH (/nonexistent-dir/ca.crt): cannot read") != NULL, "%s", err);
 	filesrc_free(fs);
 	credsrc_free(cs);
 	credstore_free(st);
+}
+
+/* What the audit sink saw, from the file watcher's thread. */
+struct fs_seen {
+	pthread_mutex_t mtx;
+	int             invalid;
+	char            related[160], message[600];
+};
+
+static void
+fs_sink(const struct audit_rec *r, void *arg)
+{
+	struct fs_seen *s = arg;
+
+	pthread_mutex_lock(&s->mtx);
+	if (r->kind == AK_CREDS_INVALID) {
+		s->invalid++;
+		snprintf(s->related, sizeof(s->related), "%s", r->related ? r->related : "");
+		snprintf(s->message, sizeof(s->message), "%s", r->message ? r->message : "");
+	}
+	pthread_mutex_unlock(&s->mtx);
+}
+
+/* A file that vanishes: the assembler reports it once per rescan, the last good set serves. */
+Test(filesrc, an_unreadable_file_is_reported_by_the_assembler, .timeout = 60)
+{
+	char              dir[] = "/tmp/tcs-filesrc-XXXXXX", err[512], path[600];
+	struct tu_pki     a;
+	struct credstore *st = credstore_new();
+	struct credsrc   *cs = credsrc_new(st);
+	struct filesrc   *fs;
+	struct fs_seen    seen;
+	int               i, n = 0;
+
+	memset(&seen, 0, sizeof(seen));
+	pthread_mutex_init(&seen.mtx, NULL);
+	cr_assert_not_null(mkdtemp(dir));
+	tu_pki_make(&a, TU_ED25519);
+	put(dir, "ca.crt", a.ca_pem);
+	put(dir, "ca.key", a.ca_key_pem);
+	put(dir, "token", TU_TOKEN);
+	put(dir, "tls.crt", a.tls_pem);
+	put(dir, "tls.key", a.tls_key_pem);
+	fs = filesrc_new(cfg_for(dir), cs, ALL, err, sizeof(err));
+	cr_assert_not_null(fs, "%s", err);
+	cr_assert_eq(filesrc_load(fs, err, sizeof(err)), 0, "%s", err);
+	audit_set_sink(fs_sink, &seen);
+	cr_assert_eq(filesrc_start(fs), 0);
+	snprintf(path, sizeof(path), "%s/tls.key", dir);
+	cr_assert_eq(unlink(path), 0);
+	for (i = 0; i < 100 && n == 0; i++) {
+		usleep(50000);
+		pthread_mutex_lock(&seen.mtx);
+		n = seen.invalid;
+		pthread_mutex_unlock(&seen.mtx);
+	}
+	filesrc_free(fs);
+	audit_set_sink(NULL, NULL);
+	cr_assert_eq(n, 1, "one CredentialsInvalid record for one failed rescan");
+	cr_assert_str_eq(seen.related, "files");
+	cr_assert(strstr(seen.message, "still serving the last good ones: TLS_KEY_PATH (") != NULL,
+	    "%s", seen.message);
+	cr_assert(strstr(seen.message, "cannot read") != NULL, "%s", seen.message);
+	cr_assert_eq(credstore_generation(st), 1);
+	credsrc_free(cs);
+	credstore_free(st);
+	tu_pki_free(&a);
+	pthread_mutex_destroy(&seen.mtx);
 }

@@ -14,6 +14,7 @@
 #include "creds.h"
 #include "credsrc.h"
 #include "credstore.h"
+#include "metrics.h"
 #include "secret.h"
 #include "testutil.h"
 
@@ -205,13 +206,19 @@ Test(secret, metadata_and_groups)
 
 Test(secret, through_the_assembler_a_broken_secret_keeps_the_last_good)
 {
-	struct credstore  *st = credstore_new();
-	struct credsrc    *cs = credsrc_new(st);
-	struct tu_pki      pki, pki2;
-	struct creds_input in;
-	cJSON             *o, *data;
-	char               err[512];
-	const unsigned     all = CF_GROUP_CA | CF_GROUP_TLS;
+	struct credstore      *st = credstore_new();
+	struct credsrc        *cs = credsrc_new(st);
+	struct credsrc_source *sca, *stls;
+	struct tu_pki          pki, pki2;
+	struct creds_input     in;
+	cJSON                 *o, *data;
+	char                   err[512];
+
+	sca = credsrc_register(
+	    cs, secret_groups(SECRET_CA), "Secret tcs/ca", MS_CA_SECRET, err, sizeof(err));
+	stls = credsrc_register(
+	    cs, secret_groups(SECRET_TLS), "Secret tcs/srv", MS_TLS_SECRET, err, sizeof(err));
+	cr_assert(sca != NULL && stls != NULL, "%s", err);
 
 	tu_pki_make(&pki, TU_ED25519);
 	tu_pki_make(&pki2, TU_P256);
@@ -220,8 +227,7 @@ Test(secret, through_the_assembler_a_broken_secret_keeps_the_last_good)
 	put(data, "tls.crt", pki.tls_pem);
 	put(data, "tls.key", pki.tls_key_pem);
 	cr_assert_eq(secret_decode(o, SECRET_TLS, "tcs/srv", &in, err, sizeof(err)), 0);
-	cr_assert_eq(credsrc_submit(cs, all, CF_GROUP_TLS, &in, "Secret tcs/srv", err, sizeof(err)),
-	    CREDSRC_PENDING);
+	cr_assert_eq(credsrc_submit(stls, &in, "1", err, sizeof(err)), CREDSRC_PENDING);
 	secret_json_free(o);
 	creds_input_free(&in);
 
@@ -231,8 +237,7 @@ Test(secret, through_the_assembler_a_broken_secret_keeps_the_last_good)
 	put(data, "tls.key", pki.ca_key_pem);
 	put(data, "token", TU_TOKEN);
 	cr_assert_eq(secret_decode(o, SECRET_CA, "tcs/ca", &in, err, sizeof(err)), 0);
-	cr_assert_eq(credsrc_submit(cs, all, CF_GROUP_CA, &in, "Secret tcs/ca", err, sizeof(err)),
-	    CREDSRC_PUBLISHED, "%s", err);
+	cr_assert_eq(credsrc_submit(sca, &in, "2", err, sizeof(err)), CREDSRC_PUBLISHED, "%s", err);
 	secret_json_free(o);
 	creds_input_free(&in);
 
@@ -243,8 +248,7 @@ Test(secret, through_the_assembler_a_broken_secret_keeps_the_last_good)
 	put(data, "tls.key", pki2.ca_key_pem);
 	put(data, "token", TU_TOKEN);
 	cr_assert_eq(secret_decode(o, SECRET_CA, "tcs/ca", &in, err, sizeof(err)), 0);
-	cr_assert_eq(credsrc_submit(cs, all, CF_GROUP_CA, &in, "Secret tcs/ca", err, sizeof(err)),
-	    CREDSRC_INVALID);
+	cr_assert_eq(credsrc_submit(sca, &in, "3", err, sizeof(err)), CREDSRC_INVALID);
 	cr_assert(strstr(err, "Secret tcs/ca key tls") != NULL, "%s", err);
 	cr_assert_eq(credstore_generation(st), 1);
 	secret_json_free(o);
