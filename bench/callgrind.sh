@@ -46,9 +46,11 @@ out=${CG_OUT:-$work/out}
 mkdir -p "$out"
 dpid=
 cleanup() {
-	[ -n "$dpid" ] && kill "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null
-	[ -n "${CG_OUT:-}" ] || rm -rf "$work"
-	[ -z "${CG_OUT:-}" ] || rm -rf "$work"/pki "$work"/daemon.log
+	if [ -n "$dpid" ]; then
+		kill "$dpid" 2>/dev/null || true
+		wait "$dpid" 2>/dev/null || true
+	fi
+	rm -rf "$work" # with CG_OUT set, the callgrind files are outside it
 }
 trap cleanup EXIT
 
