@@ -111,8 +111,6 @@ call = (ir["steady"][0] - 4 * conn) / (sj["ok"] - 4)
 print("connections: %d, steady calls: %d" % (cj["ok"], sj["ok"]))
 print("Ir per new connection + call: %.0f" % conn)
 print("Ir per steady call: %.0f" % call)
-for k in ("conn", "steady"):
-    print("file %s %s" % (k, ir[k][1]))
 PY
 
 stop_and_wait() {
@@ -121,12 +119,21 @@ stop_and_wait() {
 	dpid=
 }
 stop_and_wait
+# The functions of a phase, one per line, without the thread entry points
+# (callgrind_annotate charges them the cost of threads started before the
+# counters were zeroed).
+top_of() { # FILE yes|no
+	callgrind_annotate --inclusive="$2" --threshold=100 "$1" 2>/dev/null |
+		grep -E '^ *[0-9,]+ \( *[0-9.]+%\) ' | grep -v -E 'PROGRAM TOTALS|:start_thread |:clone ' |
+		head -n "$top" || true # head closing the pipe early is not a failure
+}
 for k in conn steady; do
 	f=$(grep -l "^desc: Trigger: .*$k\$" "$out"/callgrind.out.* | head -1)
 	echo
 	echo "== $k: top $top functions by inclusive Ir (whole phase)"
-	callgrind_annotate --inclusive=yes "$f" 2>/dev/null | sed -n '/^Ir/,$p' | sed -n "3,$((top + 2))p"
+	top_of "$f" yes
 	echo
 	echo "== $k: top $top functions by self Ir (whole phase)"
-	callgrind_annotate "$f" 2>/dev/null | sed -n '/^Ir/,$p' | sed -n "3,$((top + 2))p"
+	top_of "$f" no
 done
+[ -z "${CG_OUT:-}" ] || echo "callgrind files: $out"
