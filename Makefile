@@ -36,20 +36,8 @@ build-daemon: deps-build
 		cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTS=OFF
 	cmake --build $(BUILD) -j $(JOBS) --target talos-csr-signer
 
-test: deps build ## Run every suite (unit, sanitizers, interop, ops, abuse, e2e, chart)
-	$(MAKE) test-unit
-	$(MAKE) test-asan
-	$(MAKE) test-tsan
-	$(MAKE) test-interop
-	$(MAKE) test-ops
-	$(MAKE) test-abuse
-	$(MAKE) test-e2e
-	$(MAKE) test-runbook
-	$(MAKE) test-faults
-	$(MAKE) test-soak
-	$(MAKE) test-chart
-	$(MAKE) test-image
-	$(MAKE) test-cluster
+test: ## Run every suite as named stages (hack/stages.sh: build, unit, asan, tsan, interop, ops, abuse, e2e, runbook, faults, soak, chart, image, cluster)
+	MAKE="$(MAKE)" hack/stages.sh
 	@echo "make test: all suites passed"
 
 test-unit: build ## Criterion unit tests

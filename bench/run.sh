@@ -81,6 +81,9 @@ command -v gnuplot >/dev/null || apt_install gnuplot-nox || true
 command -v gnuplot >/dev/null || missing "gnuplot is not installed (apt-get install gnuplot-nox)"
 
 work=$(mktemp -d)
+WORK=$work BIN=$bin ROOT=$root
+# shellcheck source=tests/lib.sh
+. "$root/tests/lib.sh" # start_daemon, stop_daemon, free_port
 pids=()
 cleanup() {
 	local p
@@ -109,44 +112,26 @@ cc -O2 -g -std=gnu11 -I "$root/src" -I "$builddir/proto" "$root/bench/floor.c" \
 ulimit -n 16384 2>/dev/null || true
 tck=$(getconf CLK_TCK)
 
-freeport() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
-# start_daemon PKI_DIR -> sets dpid, dport
+# bench_daemon PKI_DIR -> sets dpid, dport (tests/lib.sh start_daemon)
 # The load generator is one source (127.0.0.1) standing in for a fleet: the
 # front door's per-source cap is lifted to the global one so that holding
 # BENCH_HOLD connections measures memory, not the cap.
-start_daemon() {
-	dport=$(freeport)
-	CA_CERT_PATH=$1/ca.crt CA_KEY_PATH=$1/ca.key TLS_CERT_PATH=$1/server.crt \
-		TLS_KEY_PATH=$1/server.key TOKEN_PATH=$1/token LISTEN_ADDRESS=127.0.0.1 \
-		PORT=$dport HTTP_ADDR='' LOG_FORMAT=json LOG_LEVEL=info \
+bench_daemon() {
+	dport=$(free_port)
+	start_daemon daemon --wait listening --timeout 10 -- CA_CERT_PATH="$1/ca.crt" CA_KEY_PATH="$1/ca.key" \
+		TLS_CERT_PATH="$1/server.crt" TLS_KEY_PATH="$1/server.key" TOKEN_PATH="$1/token" \
+		LISTEN_ADDRESS=127.0.0.1 PORT="$dport" HTTP_ADDR='' LOG_FORMAT=json LOG_LEVEL=info \
 		MAX_CONNECTIONS=$((hold + 2 * storm_par + 64)) \
-		MAX_CONNECTIONS_PER_SOURCE=$((hold + 2 * storm_par + 64)) \
-		"$bin" 2>>"$work/daemon.log" &
-	dpid=$!
+		MAX_CONNECTIONS_PER_SOURCE=$((hold + 2 * storm_par + 64)) >&2 ||
+		{ echo "bench/run.sh: the daemon did not start" >&2; exit 1; }
+	dpid=$D_PID
 	pids+=("$dpid")
-	local _
-	for _ in $(seq 1 100); do
-		if grep -q '"msg":"listening"' "$work/daemon.log" 2>/dev/null; then
-			sleep 0.5	# let start-up allocations settle before reading RSS
-			return 0
-		fi
-		kill -0 "$dpid" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "bench/run.sh: the daemon did not start:" >&2
-	tail -5 "$work/daemon.log" >&2
-	exit 1
+	sleep 0.5 # let start-up allocations settle before reading RSS
 }
-stop_daemon() {
-	kill "$dpid" 2>/dev/null || true
-	wait "$dpid" 2>/dev/null || true
-	: >"$work/daemon.log"
-}
+bench_stop() { stop_daemon "$dpid" >/dev/null || true; }
 
 # makecsr FAMILY FILE: a worker-like CSR (the Go client's shape) for the floor.
 makecsr() {
@@ -205,7 +190,7 @@ for fam in $families; do
 		--tls-cert "$pki/server.crt" --tls-key "$pki/server.key" --token "$pki/token" \
 		--csr "$work/$fam.csr" --seconds 2)
 
-	start_daemon "$pki"
+	bench_daemon "$pki"
 	idle=$(rss_kb "$dpid" VmRSS)
 	echo "== $fam: steady"
 	client steady "$fam" "$pki" --conns "$conns" --concurrency "$conc" --duration 2s >/dev/null
@@ -228,7 +213,7 @@ for fam in $families; do
 		memory=$(printf '{"family":"%s","idle_rss_kb":%s,"held_connections":%s,"held_rss_kb":%s,"rss_after_close_kb":%s,"hold":%s}' \
 			"$fam" "$idle" "$hold" "$held" "$after" "$(cat "$work/hold.json")")
 	fi
-	stop_daemon
+	bench_stop
 	# The floor again, after the load: the lower of the two is the estimate
 	# least disturbed by the other processes of a shared machine.
 	fl2=$("$floor" floor --ca-key "$pki/ca.key" --csr "$work/$fam.csr" \
@@ -261,9 +246,9 @@ build_peer() {
 # It binds every address, so on a shared machine the free port picked may be
 # taken before it binds: then it exits, and another port is tried.
 start_peer() {
-	local _ try
-	for try in 1 2 3; do
-		dport=$(freeport)
+	local _ _try
+	for _try in 1 2 3; do
+		dport=$(free_port)
 		: >"$work/peer.log"
 		env -i PATH="$PATH" HOME="$HOME" PORT="$dport" CA_CERT_PATH="$1/ca.crt" CA_KEY_PATH="$1/ca.key" \
 			TLS_CERT_PATH="$1/server.crt" TLS_KEY_PATH="$1/server.key" TALOS_TOKEN="$(cat "$1/token")" \
@@ -334,9 +319,9 @@ else
 		[ -d "$pki" ] || "$root/hack/dev-pki.sh" "$pki" --family "$fam" --ip 127.0.0.1 >/dev/null
 		for r in $(seq 1 "$peer_rounds"); do
 			echo "== peer: $fam round $r/$peer_rounds (daemon, then Go signer)"
-			start_daemon "$pki"
+			bench_daemon "$pki"
 			rounds+=("$(printf '{"family":"%s","round":%s,"m":%s}' "$fam" "$r" "$(measure daemon "$fam" "$pki")")")
-			stop_daemon
+			bench_stop
 			start_peer "$pki"
 			rounds+=("$(printf '{"family":"%s","round":%s,"m":%s}' "$fam" "$r" "$(measure go "$fam" "$pki")")")
 			stop_peer
@@ -345,9 +330,9 @@ else
 	echo "== peer: memory, idle and with $hold open connections (Ed25519 CA)"
 	pki=$work/pki-ed25519
 	[ -d "$pki" ] || "$root/hack/dev-pki.sh" "$pki" --family ed25519 --ip 127.0.0.1 >/dev/null
-	start_daemon "$pki"
+	bench_daemon "$pki"
 	mem_d=$(hold_rss "$pki")
-	stop_daemon
+	bench_stop
 	start_peer "$pki"
 	mem_g=$(hold_rss "$pki")
 	stop_peer

@@ -38,7 +38,7 @@ echo "lint: cppcheck"
 if ! cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
 	--std=c11 --inline-suppr --suppress=missingIncludeSystem \
 	--suppress=unknownMacro:src/signer.c \
-	-I src -I "$build/proto" $srcs; then
+	-I src -I src/cli -I "$build/proto" $srcs; then
 	fail=1
 fi
 

@@ -15,7 +15,9 @@
 #   K8S_VERSION, ETCD_VERSION, HELM_VERSION, CERT_MANAGER_VERSION, CMCTL_VERSION, PROMETHEUS_VERSION   override the pinned versions
 #   TCS_TOOLS_ONLY   space-separated subset of: kube-apiserver kubectl etcd helm cert-manager-crds
 #                    kubelet kube-scheduler kube-controller-manager kube-proxy cert-manager-controller cmctl promtool
-#                    (default: the first five; TCS_TOOLS_ONLY=cluster means all of them but promtool)
+#                    (default: the first five; TCS_TOOLS_ONLY=base: the first five and promtool, what every
+#                    suite but the cluster one needs; TCS_TOOLS_ONLY=cluster: all of them but promtool)
+#   TCS_KEEP_GOCACHE=1  keep the Go build cache after building (a later run for the cluster tools reuses it)
 #   TCS_GO_SHARED_CACHES=1  use the user's normal GOMODCACHE/GOCACHE instead of ones inside TCS_CACHE
 set -euo pipefail
 
@@ -38,6 +40,7 @@ ENV_FILE=$TOOLS/env.sh
 ONLY=${TCS_TOOLS_ONLY:-kube-apiserver kubectl etcd helm cert-manager-crds}
 CLUSTER_TOOLS="kube-apiserver kubectl etcd helm cert-manager-crds kubelet kube-scheduler kube-controller-manager kube-proxy cert-manager-controller cmctl"
 [[ $ONLY != cluster ]] || ONLY=$CLUSTER_TOOLS
+[[ $ONLY != base ]] || ONLY="kube-apiserver kubectl etcd helm cert-manager-crds promtool"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { printf 'tools.sh: %s\n' "$*" >&2; }

@@ -25,7 +25,7 @@
 #               public exponent has 3,064 bits: legitimate p99 < 1 s
 #
 # Prints a table (attack x legitimate success and latency, RSS, log growth),
-# then "N passed, M failed"; exits non-zero when anything failed.
+# then "abuse: N passed, M failed, K skipped"; exits non-zero when anything failed.
 #
 # Environment:
 #   TCS_BIN         daemon binary (default build/talos-csr-signer)
@@ -46,30 +46,11 @@ CONN_KIB=${ABUSE_CONN_KIB:-40}
 CI=${CI:-false}
 PY=${PY:-python3}
 
-PASSED=0
-FAILED=0
-FAILED_NAMES=()
-PIDS=()
 TABLE=()
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcs-abuse.XXXXXX")
-mkdir -p "$WORK/out"
 # shellcheck source=tests/lib.sh
 source "$ROOT/tests/lib.sh"
-
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	if [[ ${KEEP_WORK:-0} == 1 || $FAILED -gt 0 ]]; then
-		echo "scratch directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+harness_init abuse
 
 # ---------------------------------------------------------------- tools
 
@@ -85,40 +66,21 @@ ABUSE=$("$ROOT/hack/gotool.sh" tcsabuse "$ROOT/tests/abuse" ./cmd/tcsabuse) ||
 
 # ---------------------------------------------------------------- helpers
 
-# start_daemon NAME NOFILE [VAR=VALUE...]: a fresh daemon on free loopback
-# ports, its open-file limit set to NOFILE ("-" keeps the inherited one).
-# Sets D_PID, D_PORT, D_HTTP, D_LOG. The self-probe runs every second and
-# fails /healthz after 3 s, so that the suite can see it speak.
-start_daemon() {
-	local name=$1 nofile=$2 i
+# abuse_daemon NAME NOFILE [VAR=VALUE...]: a fresh daemon (tests/lib.sh
+# start_daemon) on free loopback ports, its open-file limit set to NOFILE ("-"
+# keeps the inherited one). Sets D_PID, D_PORT, D_HTTP, D_LOG. The self-probe
+# runs every second and fails /healthz after 3 s, so that the suite can see it speak.
+abuse_daemon() {
+	local name=$1 nofile=$2
+	local -a lim=()
 	shift 2
-	D_LOG=$WORK/$name.log
-	(
-		[[ $nofile == - ]] || ulimit -n "$nofile"
-		exec env -i PATH="$PATH" HOME="$HOME" CA_CERT_PATH="$WORK/pki/ca.crt" \
-			CA_KEY_PATH="$WORK/pki/ca.key" TLS_CERT_PATH="$WORK/pki/server.crt" \
-			TLS_KEY_PATH="$WORK/pki/server.key" TOKEN_PATH="$WORK/pki/token" \
-			PORT=0 LISTEN_ADDRESS=127.0.0.1 HTTP_ADDR=127.0.0.1:0 LOG_FORMAT=json \
-			SHUTDOWN_GRACE=1s HEALTH_PROBE_INTERVAL=1s HEALTH_PROBE_FAIL_AFTER=3s "$@" "$BIN"
-	) >"$D_LOG" 2>&1 &
-	D_PID=$!
-	PIDS+=("$D_PID")
-	for ((i = 0; i < 100; i++)); do
-		if grep -q '"msg":"serving"' "$D_LOG" 2>/dev/null; then
-			D_PORT=$(grep -o '"msg":"listening","addr":"[^"]*","port":[0-9]*' "$D_LOG" | head -1 | grep -o '[0-9]*$')
-			D_HTTP=$(grep -o '"msg":"http listening","addr":"[^"]*","port":[0-9]*' "$D_LOG" | head -1 | grep -o '[0-9]*$')
-			return 0
-		fi
-		kill -0 "$D_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	not_ok "$name: daemon did not start" "$(tail -3 "$D_LOG")"
-	return 1
-}
-
-stop_daemon() {
-	kill -KILL "$D_PID" 2>/dev/null || true
-	wait "$D_PID" 2>/dev/null || true
+	[[ $nofile == - ]] || lim=(--nofile "$nofile")
+	start_daemon "$name" --wait serving --timeout 10 "${lim[@]}" -- CA_CERT_PATH="$WORK/pki/ca.crt" \
+		CA_KEY_PATH="$WORK/pki/ca.key" TLS_CERT_PATH="$WORK/pki/server.crt" \
+		TLS_KEY_PATH="$WORK/pki/server.key" TOKEN_PATH="$WORK/pki/token" \
+		PORT=0 LISTEN_ADDRESS=127.0.0.1 HTTP_ADDR=127.0.0.1:0 LOG_FORMAT=json \
+		SHUTDOWN_GRACE=1s HEALTH_PROBE_INTERVAL=1s HEALTH_PROBE_FAIL_AFTER=3s "$@" >/dev/null ||
+		{ not_ok "$name: daemon did not start" "$(tail -3 "$D_LOG")"; return 1; }
 }
 
 # legit_start NAME: the legitimate worker, one call per second, into $WORK/NAME.calls.
@@ -130,7 +92,7 @@ legit_start() {
 		--token-file "$WORK/pki/token" --interval 1s --timeout 5s --duration 5m \
 		--out "$L_OUT" --stop-file "$L_STOP" >"$WORK/out/$1.pace" 2>&1 &
 	L_PID=$!
-	PIDS+=("$L_PID")
+	BG_PIDS+=("$L_PID")
 }
 
 legit_stop() {
@@ -242,7 +204,7 @@ conn_bound() {
 attack_connect() {
 	say "connect: ~1,100 TCP connects, daemon under ulimit -n 1024"
 	SECTION_FAILED=0
-	start_daemon connect 1024 || return 0
+	abuse_daemon connect 1024 || return 0
 	legit_start connect
 	sleep 2
 	local t0 t1 s first late hz last3
@@ -269,7 +231,7 @@ attack_connect() {
 	fi
 	row connect "$(calls "$t0" $((t1 + 12000)))" "-" \
 		$((($(fsize "$D_LOG") + 1023) / 1024)) "$(verdict)"
-	stop_daemon
+	kill_daemon
 }
 
 # attack_window NAME ATTACKER_ARGS...: runs the attacker in the foreground
@@ -290,7 +252,7 @@ attack_window() {
 attack_hpack() {
 	say "hpack: 4 connections whose HPACK integer never ends"
 	SECTION_FAILED=0
-	start_daemon hpack - || return 0
+	abuse_daemon hpack - || return 0
 	legit_start hpack
 	sleep 2
 	attack_window hpack hpack --addr "127.0.0.1:$D_PORT" --conns 4 --duration 15s
@@ -301,13 +263,13 @@ attack_hpack() {
 	assert "hpack: >= 95% of legitimate calls during the attack succeed (${pct}%)" \
 		"$(cat "$WORK/out/hpack.json")" ge "$pct" 95
 	row hpack "$s" "$(mib "$RSS0")->$(mib "$HWM") MiB" $(((LOG1 - LOG0) / 1024)) "$(verdict)"
-	stop_daemon
+	kill_daemon
 }
 
 attack_rapidreset() {
 	say "rapidreset: HEADERS then RST_STREAM, 4 connections, 15 s"
 	SECTION_FAILED=0
-	start_daemon rapidreset - || return 0
+	abuse_daemon rapidreset - || return 0
 	legit_start rapidreset
 	sleep 2
 	attack_window rapidreset rapidreset --addr "127.0.0.1:$D_PORT" --conns 4 --duration 15s
@@ -327,13 +289,13 @@ attack_rapidreset() {
 	assert "rapidreset: legitimate p99 < 1 s (${p99} ms)" "" lt "$p99" 1000
 	assert "rapidreset: log grows < 100 KB ($((logb / 1000)) KB)" "" test "$logb" -lt 100000
 	row rapidreset "$s" "$(mib "$RSS0")->$(mib "$HWM") MiB" $((logb / 1024)) "$(verdict)"
-	stop_daemon
+	kill_daemon
 }
 
 attack_flood() {
 	say "flood: 20,000 half-open TLS handshakes, then 5,000 idle HTTP/2 connections"
 	SECTION_FAILED=0
-	start_daemon flood - || return 0
+	abuse_daemon flood - || return 0
 	legit_start flood
 	sleep 2
 	local rss0 rss1 t0 t1 t2 hwm1 hwm2 bound1 bound2 s pct
@@ -376,13 +338,13 @@ attack_flood() {
 	assert "flood: $cap1 connections x ${CONN_KIB} KiB + baseline ($(mib "$conn_mem") MiB) fit the chart's memory limit (${limit} MiB)" "" \
 		test "$(mib "$conn_mem")" -le "${limit:-0}"
 	row flood "$s" "$(mib "$rss0")->$(mib "$hwm1"), $(mib "$rss1")->$(mib "$hwm2") MiB" $(((LOG1 - LOG0) / 1024)) "$(verdict)"
-	stop_daemon
+	kill_daemon
 }
 
 attack_slowloris() {
 	say "slowloris: 70 connections on the HTTP port"
 	SECTION_FAILED=0
-	start_daemon slowloris - || return 0
+	abuse_daemon slowloris - || return 0
 	legit_start slowloris
 	sleep 1
 	"$ABUSE" slowloris --addr "127.0.0.1:$D_HTTP" --conns 70 --duration 14s >"$WORK/out/slowloris.json" 2>&1 &
@@ -402,13 +364,13 @@ attack_slowloris() {
 	assert "slowloris: /healthz answered 200 within 1 s to $answered of 10 probes (slowest ${worst} ms)" \
 		"$(cat "$WORK/out/slowloris.json")" test "$answered" -eq 10
 	row slowloris "$(calls "$t0" "$(now_ms)")" "probes $answered/10" "-" "$(verdict)"
-	stop_daemon
+	kill_daemon
 }
 
 attack_bigexp() {
 	say "bigexp: RSA-3072 CSRs with a 3,064-bit public exponent, with the token"
 	SECTION_FAILED=0
-	start_daemon bigexp - || return 0
+	abuse_daemon bigexp - || return 0
 	legit_start bigexp
 	sleep 2
 	attack_window bigexp bigexp --addr "127.0.0.1:$D_PORT" --token-file "$WORK/pki/token" --conns 4 --duration 15s
@@ -418,7 +380,7 @@ attack_bigexp() {
 	read -r _ _ _ _ p99 <<<"$s"
 	assert "bigexp: legitimate p99 < 1 s (${p99} ms)" "$(cat "$WORK/out/bigexp.json")" lt "$p99" 1000
 	row bigexp "$s" "$(mib "$RSS0")->$(mib "$HWM") MiB" $(((LOG1 - LOG0) / 1024)) "$(verdict)"
-	stop_daemon
+	kill_daemon
 }
 
 for s in $SECTIONS; do
@@ -435,6 +397,4 @@ say "outcomes ($("$BIN" --version 2>/dev/null | head -1))"
 echo "| attack     | legitimate ok  | p50 ms  | p99 ms  | RSS before->peak       | log KiB  |      |"
 echo "| ---        | ---            | ---     | ---     | ---                    | ---      | ---  |"
 printf '%s\n' "${TABLE[@]}"
-echo
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0)) || { printf '  failed: %s\n' "${FAILED_NAMES[@]}"; exit 1; }
+harness_finish

@@ -18,7 +18,7 @@
 #   7. tests/chart/docs-blocks.sh: every runnable command block of docs/*.md.
 # Plain `helm template` (no --kube-version) must work: helm is built the way
 # upstream builds it, with client-go's Kubernetes version as its default.
-# Ends with "N passed, M failed"; exits non-zero on any failure. Under CI=true
+# Ends with "chart: N passed, M failed, K skipped" (tests/lib.sh); exits non-zero on any failure. Under CI=true
 # a missing tool is a failure; locally it is reported as SKIPPED.
 # TCS_CHART_NO_APISERVER=1 skips step 3 locally (not allowed under CI=true).
 set -euo pipefail
@@ -30,29 +30,22 @@ release=tcs
 ns=talos-csr-signer
 kube_version=1.37.0   # for lint/template only; the apiserver steps use the real server
 ci=${CI:-false}
-work=$(mktemp -d)
 k8s_dir=
-cleanup() {
+ROOT=$root
+# shellcheck source=tests/lib.sh
+. "$root/tests/lib.sh"
+harness_init chart
+work=$WORK
+# suite_cleanup: the apiserver, if this suite started one.
+suite_cleanup() {
 	if [ -n "$k8s_dir" ] && [ -f "$k8s_dir/env" ]; then
 		"$root/hack/k8s/down.sh" "$k8s_dir" >/dev/null 2>&1 || true
 	fi
-	rm -rf "$work"
 }
-trap cleanup EXIT
-
-pass=0
-fail=0
-skip=0
-ok() { pass=$((pass + 1)); echo "PASS: $*"; }
-ko() { fail=$((fail + 1)); echo "FAIL: $*"; }
-skipped() { # skipped WHY: a failure under CI, a skip locally
-	if [ "$ci" = true ]; then ko "$* (CI=true: a missing prerequisite is a failure)"; else
-		skip=$((skip + 1)); echo "SKIPPED: $*"; fi
-}
+ko() { not_ok "$*"; }
+skipped() { skip_or_fail "$*"; } # a failure under CI, a skip locally
 finish() {
-	echo
-	echo "chart: $pass passed, $fail failed, $skip skipped"
-	[ "$fail" -eq 0 ]
+	harness_finish
 	exit $?
 }
 
@@ -168,8 +161,8 @@ run_docs_blocks() {
 	echo "$out" | grep -E '^(FAIL|SKIPPED|skipped)' | sed 's/^/    /' || true
 	line=$(tail -1 <<<"$out")
 	if [[ "$line" =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
-		pass=$((pass + BASH_REMATCH[1]))
-		fail=$((fail + BASH_REMATCH[2]))
+		PASSED=$((PASSED + BASH_REMATCH[1]))
+		FAILED=$((FAILED + BASH_REMATCH[2]))
 		echo "docs blocks: $line"
 		[ "$st" -eq 0 ] || [ "${BASH_REMATCH[2]}" -gt 0 ] || ko "docs_blocks.py exited $st"
 	else
@@ -351,7 +344,7 @@ apiserver_tests() {
 # reads the two Secrets the chart names, and issues a certificate to a
 # worker-like client. Any permission the daemon lacked would stop it here.
 chart_rbac_issuance() {
-	local bin=${TCS_BIN:-$root/build/talos-csr-signer} d=$work/rbac-run pid port hport rc i v
+	local bin=${TCS_BIN:-$root/build/talos-csr-signer} d=$work/rbac-run pid port hport rc i v dlog
 	if [ ! -x "$bin" ]; then
 		if [ "$ci" = true ]; then ko "chart RBAC issuance: $bin not built"; else skipped "chart RBAC issuance: no binary"; fi
 		return
@@ -363,13 +356,13 @@ chart_rbac_issuance() {
 	"$k" -n "$ns" create secret tls "$release-talos-csr-signer-tls" --cert="$d/pki/server.crt" \
 		--key="$d/pki/server.key" >/dev/null
 	"$k" -n "$ns" create token "$release-talos-csr-signer" --duration=10m >"$d/sa-token"
-	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-	hport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-	env -i PATH="$PATH" CA_SECRET="$ns/talos-ca" TLS_SECRET="$ns/$release-talos-csr-signer-tls" \
+	port=$(free_port)
+	hport=$(free_port)
+	BIN=$bin start_daemon rbac-run --wait none -- CA_SECRET="$ns/talos-ca" TLS_SECRET="$ns/$release-talos-csr-signer-tls" \
 		KUBE_API_URL="$APISERVER_URL" KUBE_CA_PATH="$APISERVER_CA" KUBE_TOKEN_PATH="$d/sa-token" \
 		KUBE_NAMESPACE="$ns" POD_NAME=chart-rbac-check POD_NAMESPACE="$ns" POD_UID=00000000-0000-0000-0000-000000000001 \
-		LISTEN_ADDRESS=127.0.0.1 PORT="$port" HTTP_ADDR="127.0.0.1:$hport" "$bin" >"$d/daemon.log" 2>&1 &
-	pid=$!
+		LISTEN_ADDRESS=127.0.0.1 PORT="$port" HTTP_ADDR="127.0.0.1:$hport"
+	pid=$D_PID dlog=$D_LOG
 	rc=1
 	for i in $(seq 1 100); do
 		if "$bin" request --endpoint "127.0.0.1:$port" --ca "$d/pki/ca.crt" --token-file "$d/pki/token" \
@@ -384,11 +377,11 @@ chart_rbac_issuance() {
 		ok "daemon with the chart's ServiceAccount token issues a certificate (Secrets read through the chart's Role)"
 	else
 		ko "daemon with the chart's ServiceAccount token did not issue"
-		tail -5 "$d/request.out" "$d/daemon.log" | sed 's/^/    /'
+		tail -5 "$d/request.out" "$dlog" | sed 's/^/    /'
 	fi
-	if grep -q '"code":403\|403 Forbidden\|forbidden' "$d/daemon.log"; then
+	if grep -q '"code":403\|403 Forbidden\|forbidden' "$dlog"; then
 		ko "the daemon hit a 403 with the chart's Role"
-		grep -m3 -i 'forbidden\|403' "$d/daemon.log" | sed 's/^/    /'
+		grep -m3 -i 'forbidden\|403' "$dlog" | sed 's/^/    /'
 	else
 		ok "no 403 with the chart's Role (events included)"
 	fi
@@ -404,8 +397,9 @@ chart_rbac_issuance() {
 		[ "$v" = 0 ] && break
 		sleep 0.1
 	done
+	# grep -c, not -q: it reads to the end, so that curl never meets a closed pipe (pipefail).
 	if [ "$v" = 0 ] && curl -s "http://127.0.0.1:$hport/metrics" |
-		grep -q '^talos_csr_signer_credential_last_reload_success{source="ca_secret"} [01]$'; then
+		grep -c '^talos_csr_signer_credential_last_reload_success{source="ca_secret"} [01]$' >/dev/null; then
 		ok "deleting the TLS Secret sets last_reload_success{source=\"tls_secret\"} to 0"
 	else
 		ko "deleting the TLS Secret did not move last_reload_success{source=\"tls_secret\"} (${v:-absent})"
@@ -517,8 +511,8 @@ if out=$("$here/secrets-tool.sh" 2>&1); then st=0; else st=$?; fi
 echo "$out" | grep -E '^(FAIL|SKIPPED)' || true
 line=$(tail -1 <<<"$out")
 if [[ "$line" =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
-	pass=$((pass + BASH_REMATCH[1]))
-	fail=$((fail + BASH_REMATCH[2]))
+	PASSED=$((PASSED + BASH_REMATCH[1]))
+	FAILED=$((FAILED + BASH_REMATCH[2]))
 	echo "secrets-tool.sh: $line"
 	[ "$st" -eq 0 ] || [ "${BASH_REMATCH[2]}" -gt 0 ] || ko "secrets-tool.sh exited $st"
 else

@@ -39,8 +39,7 @@ skip_or_fail() { # a missing feature: a failure under CI=true, a skip locally
 	if [[ $CI == true ]]; then
 		not_ok "$1 (CI=true: a missing feature is a failure)"
 	else
-		SKIPPED=$((SKIPPED + 1))
-		printf 'SKIP - %s\n' "$1"
+		skip "$1"
 	fi
 }
 k() { k8s_in_cluster "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }

@@ -35,37 +35,17 @@ TLS_SECRET=talos-csr-signer-tls
 POD=talos-csr-signer-e2e-0
 POD_UID=6d1c1c39-0e2b-4bd4-a0f1-5e2d0c3b9a11
 
-PASSED=0
-FAILED=0
-FAILED_NAMES=()
 DAEMON_PID=
 FAKE_PID=
-BG_PIDS=()
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcs-e2e.XXXXXX")
-
-cleanup() {
-	local rc=$? p
-	for p in "${BG_PIDS[@]}" $FAKE_PID $DAEMON_PID; do
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	sleep 0.2
-	for p in "${BG_PIDS[@]}" $FAKE_PID $DAEMON_PID; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	[[ -d $WORK/cp ]] && "$HACK/down.sh" "$WORK/cp" >/dev/null 2>&1 || true
-	if [[ ${KEEP_WORK:-0} == 1 || $FAILED -gt 0 || $rc -ne 0 ]]; then
-		echo "scratch directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # shellcheck source=../lib.sh
 . "$ROOT/tests/lib.sh"
-
-mkdir -p "$WORK/out"
+harness_init e2e
+# suite_cleanup: what tests/lib.sh's cleanup does not know about.
+suite_cleanup() {
+	[[ -z $FAKE_PID ]] || kill -KILL "$FAKE_PID" 2>/dev/null || true
+	[[ -d $WORK/cp ]] && "$HACK/down.sh" "$WORK/cp" >/dev/null 2>&1 || true
+}
 
 # ---------------------------------------------------------------- tools
 
@@ -160,19 +140,15 @@ check "TokenRequest token may list its Secret by name" \
 
 LOG=$WORK/daemon.log
 PORT=
-start_daemon() {
-	: >"$LOG"
-	# >> (O_APPEND): the script appends its own marker lines to the same file.
-	env -i PATH=/usr/bin:/bin CA_SECRET="$CA_SECRET" TLS_SECRET="$TLS_SECRET" KUBE_NAMESPACE="$NS" \
-		KUBE_API_URL="$APISERVER_URL" KUBE_TOKEN_PATH="$WORK/sa.token" KUBE_CA_PATH="$APISERVER_CA" \
-		POD_NAME="$POD" POD_NAMESPACE="$NS" POD_UID="$POD_UID" PORT=0 LISTEN_ADDRESS=127.0.0.1 HTTP_ADDR= \
-		MAX_CONNECTION_AGE=2s SHUTDOWN_GRACE=1s LOG_LEVEL=info \
-		${ASAN_OPTIONS:+ASAN_OPTIONS="$ASAN_OPTIONS"} ${LSAN_OPTIONS:+LSAN_OPTIONS="$LSAN_OPTIONS"} \
-		${UBSAN_OPTIONS:+UBSAN_OPTIONS="$UBSAN_OPTIONS"} \
-		"$BIN" >>"$LOG" 2>&1 &
-	DAEMON_PID=$!
-	wait_for 20 grep -q '"msg":"listening"' "$LOG" || return 1
-	PORT=$(sed -n 's/.*"msg":"listening","addr":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$LOG" | head -n 1)
+# e2e_daemon: the daemon (tests/lib.sh start_daemon) in Kubernetes mode, logging
+# to $LOG (O_APPEND: the script appends its own marker lines to the same file);
+# sets DAEMON_PID and PORT.
+e2e_daemon() {
+	start_daemon "$(basename "$LOG" .log)" --wait listening -- CA_SECRET="$CA_SECRET" TLS_SECRET="$TLS_SECRET" \
+		KUBE_NAMESPACE="$NS" KUBE_API_URL="$APISERVER_URL" KUBE_TOKEN_PATH="$WORK/sa.token" \
+		KUBE_CA_PATH="$APISERVER_CA" POD_NAME="$POD" POD_NAMESPACE="$NS" POD_UID="$POD_UID" PORT=0 \
+		LISTEN_ADDRESS=127.0.0.1 HTTP_ADDR= MAX_CONNECTION_AGE=2s SHUTDOWN_GRACE=1s LOG_LEVEL=info || return 1
+	DAEMON_PID=$D_PID PORT=$D_PORT
 	[[ -n $PORT ]]
 }
 mark() { printf '{"e2e":"%s"}\n' "$1" >>"$LOG"; }
@@ -201,7 +177,7 @@ sys.exit(0 if ok else 1)"
 }
 
 say "initial load from the Secrets"
-check "daemon starts, waits for the Secrets and serves" start_daemon
+check "daemon starts, waits for the Secrets and serves" e2e_daemon
 check "log shows both Secrets applied from the API" \
 	bash -c "grep -q '\"msg\":\"credentials \\(pending\\|published\\)\".*\"source\":\"Secret $NS/$CA_SECRET\"' '$LOG' &&
 		grep -q '\"msg\":\"credentials \\(pending\\|published\\)\".*\"source\":\"Secret $NS/$TLS_SECRET\"' '$LOG'"
@@ -390,16 +366,16 @@ n403=$(grep -c 'HTTP 403' "$LOG" || true)
 echo "  403s logged while a restarted API server warmed up its RBAC cache: $n403"
 
 say "SIGTERM"
-stop_daemon() {
+# e2e_stop: SIGTERM, exit 0 (tests/lib.sh stop_daemon); the time it took goes to out/stop.ms.
+e2e_stop() {
 	local t0 rc=0
 	t0=$(now_ms)
-	kill -TERM "$DAEMON_PID"
-	wait "$DAEMON_PID" || rc=$?
+	stop_daemon "$DAEMON_PID" || rc=$?
 	DAEMON_PID=
 	echo $(($(now_ms) - t0)) >"$WORK/out/stop.ms"
 	return $rc
 }
-check "SIGTERM stops the daemon (aborting its open watches) with exit 0" stop_daemon
+check "SIGTERM stops the daemon (aborting its open watches) with exit 0" e2e_stop
 check "it stopped within 3 s" test "$(cat "$WORK/out/stop.ms")" -lt 3000
 
 say "failures an operator can see: HTTP first, /readyz reasons, Events, check in Kubernetes mode"
@@ -408,14 +384,11 @@ say "failures an operator can see: HTTP first, /readyz reasons, Events, check in
 probe_daemon() {
 	local name=$1 tok=$2
 	shift 2
-	env -i PATH=/usr/bin:/bin TLS_SECRET="$TLS_SECRET" KUBE_NAMESPACE="$NS" \
-		KUBE_API_URL="$APISERVER_URL" KUBE_TOKEN_PATH="$tok" KUBE_CA_PATH="$APISERVER_CA" \
+	start_daemon "$name" --wait 'log:"msg":"http listening"' --timeout 15 -- TLS_SECRET="$TLS_SECRET" \
+		KUBE_NAMESPACE="$NS" KUBE_API_URL="$APISERVER_URL" KUBE_TOKEN_PATH="$tok" KUBE_CA_PATH="$APISERVER_CA" \
 		POD_NAME="$POD" POD_NAMESPACE="$NS" POD_UID="$POD_UID" PORT=0 LISTEN_ADDRESS=127.0.0.1 \
-		HTTP_ADDR=127.0.0.1:0 SHUTDOWN_GRACE=1s CA_SECRET="$CA_SECRET" "$@" "$BIN" >"$WORK/$name.log" 2>&1 &
-	PD_PID=$!
-	BG_PIDS+=("$PD_PID")
-	wait_for 15 grep -q '"msg":"http listening"' "$WORK/$name.log" || return 1
-	PD_HTTP=$(sed -n 's/.*"msg":"http listening".*"port":\([0-9]*\).*/\1/p' "$WORK/$name.log" | head -n 1)
+		HTTP_ADDR=127.0.0.1:0 SHUTDOWN_GRACE=1s CA_SECRET="$CA_SECRET" "$@" || return 1
+	PD_PID=$D_PID PD_HTTP=$D_HTTP
 	[[ -n $PD_HTTP ]]
 }
 readyz() { curl -s -w ' %{http_code}' "http://127.0.0.1:$PD_HTTP/readyz"; }
@@ -515,7 +488,7 @@ wait_for 10 test -s "$F/port" || not_ok "fakeapi started"
 APISERVER_URL=https://127.0.0.1:$(cat "$F/port") APISERVER_CA=$F/pki/ca.crt
 cp "$F/sa.token" "$WORK/sa.token"
 LOG=$WORK/daemon-fake.log
-check "daemon starts against fakeapi (after a 429)" start_daemon
+check "daemon starts against fakeapi (after a 429)" e2e_daemon
 reqs() { "$PY" - "$F/requests.jsonl" "$1" <<'PYEOF'
 import json, sys
 rs = [json.loads(l) for l in open(sys.argv[1])]
@@ -544,7 +517,7 @@ check "that was a 401 followed by an authorised retry" reqs '
 bad = [r for r in rs if r["auth"] == "bad"]
 assert bad and step(10)["t"] - bad[0]["t"] < 3, (bad, step(10))'
 check "fakeapi saw no unexpected request" reqs 'assert not [r for r in rs if r.get("unexpected")]'
-check "SIGTERM stops the daemon mid-watch against fakeapi" stop_daemon
+check "SIGTERM stops the daemon mid-watch against fakeapi" e2e_stop
 check "it stopped within 3 s" test "$(cat "$WORK/out/stop.ms")" -lt 3000
 kill "$FAKE_PID" 2>/dev/null || true
 wait "$FAKE_PID" 2>/dev/null || true
@@ -552,9 +525,4 @@ FAKE_PID=
 
 # ---------------------------------------------------------------- summary
 
-echo
-if ((FAILED > 0)); then
-	printf 'failed: %s\n' "${FAILED_NAMES[@]}"
-fi
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0))
+harness_finish

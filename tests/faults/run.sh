@@ -53,41 +53,22 @@ TLS_SECRET=talos-csr-signer-tls
 POD=talos-csr-signer-faults-0
 POD_UID=0b9d3c57-52a4-4c7e-9d0e-7f3f1a6c2e41
 
-PASSED=0
-FAILED=0
-FAILED_NAMES=()
 DAEMON_PID=
 LOAD_PID=
 STOPPED_PID= # a SIGSTOPped kube-apiserver, resumed by cleanup
 TABLE=()
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcs-faults.XXXXXX")
-
-cleanup() {
-	local rc=$? p
-	[[ -z $STOPPED_PID ]] || kill -CONT "$STOPPED_PID" 2>/dev/null || true
-	for p in $LOAD_PID $DAEMON_PID; do
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	sleep 0.2
-	for p in $LOAD_PID $DAEMON_PID; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	if [[ -d $WORK/cp ]]; then
-		"$HACK/down.sh" "$WORK/cp" >/dev/null 2>&1 || true
-	fi
-	if [[ ${KEEP_WORK:-0} == 1 || $FAILED -gt 0 || $rc -ne 0 ]]; then
-		echo "scratch directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # shellcheck source=../lib.sh
 . "$ROOT/tests/lib.sh"
-
-mkdir -p "$WORK/out"
+harness_init faults
+# suite_cleanup: what tests/lib.sh's cleanup does not know about.
+suite_cleanup() {
+	[[ -z $STOPPED_PID ]] || kill -CONT "$STOPPED_PID" 2>/dev/null || true
+	[[ -z $LOAD_PID ]] || kill -KILL "$LOAD_PID" 2>/dev/null || true
+	if [[ -d $WORK/cp ]]; then
+		"$HACK/down.sh" "$WORK/cp" >/dev/null 2>&1 || true
+	fi
+}
 
 # ---------------------------------------------------------------- tools
 
@@ -140,21 +121,16 @@ kc -n "$NS" create token "$SA" --duration=2h >"$WORK/sa.token"
 
 LOG=$WORK/daemon.log
 PORT=
-start_daemon() {
-	: >"$LOG"
-	env -i PATH=/usr/bin:/bin CA_SECRET="$CA_SECRET" TLS_SECRET="$TLS_SECRET" KUBE_NAMESPACE="$NS" \
-		KUBE_API_URL="$APISERVER_URL" KUBE_TOKEN_PATH="$WORK/sa.token" KUBE_CA_PATH="$APISERVER_CA" \
-		POD_NAME="$POD" POD_NAMESPACE="$NS" POD_UID="$POD_UID" PORT=0 LISTEN_ADDRESS=127.0.0.1 HTTP_ADDR= \
-		MAX_CONNECTION_AGE=5s SHUTDOWN_GRACE=1s LOG_LEVEL=info \
-		${ASAN_OPTIONS:+ASAN_OPTIONS="$ASAN_OPTIONS"} ${LSAN_OPTIONS:+LSAN_OPTIONS="$LSAN_OPTIONS"} \
-		${UBSAN_OPTIONS:+UBSAN_OPTIONS="$UBSAN_OPTIONS"} \
-		"$BIN" >>"$LOG" 2>&1 &
-	DAEMON_PID=$!
-	wait_for 20 grep -q '"msg":"listening"' "$LOG" || return 1
-	PORT=$(sed -n 's/.*"msg":"listening","addr":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$LOG" | head -n 1)
+# faults_daemon: the daemon (tests/lib.sh start_daemon) in Kubernetes mode, logging to $LOG, up
+# once it has published the Secrets' credentials; sets DAEMON_PID and PORT.
+faults_daemon() {
+	start_daemon "$(basename "$LOG" .log)" --wait listening -- CA_SECRET="$CA_SECRET" TLS_SECRET="$TLS_SECRET" \
+		KUBE_NAMESPACE="$NS" KUBE_API_URL="$APISERVER_URL" KUBE_TOKEN_PATH="$WORK/sa.token" \
+		KUBE_CA_PATH="$APISERVER_CA" POD_NAME="$POD" POD_NAMESPACE="$NS" POD_UID="$POD_UID" PORT=0 \
+		LISTEN_ADDRESS=127.0.0.1 HTTP_ADDR= MAX_CONNECTION_AGE=5s SHUTDOWN_GRACE=1s LOG_LEVEL=info || return 1
+	DAEMON_PID=$D_PID PORT=$D_PORT
 	[[ -n $PORT ]] && wait_for 20 grep -q '"msg":"credentials published"' "$LOG"
 }
-daemon_alive() { kill -0 "$DAEMON_PID" 2>/dev/null; }
 # worker TOKEN_FILE ARGS...: one Talos worker call.
 worker() {
 	local tok=$1
@@ -261,8 +237,8 @@ report() {
 }
 
 say "daemon"
-check "daemon starts and publishes the Secrets' credentials" start_daemon
-daemon_alive || exit 1
+check "daemon starts and publishes the Secrets' credentials" faults_daemon
+daemon_alive "$DAEMON_PID" || exit 1
 check "a Talos worker gets a certificate" worker "$WORK/token.cur" --ca "$WORK/pki1/ca.crt" \
 	--expect-issuer "$WORK/pki1/ca.crt"
 
@@ -394,15 +370,8 @@ report "4 corrupted, then repaired" $((t_repair - t_fault))
 # ---------------------------------------------------------------- the daemon survived
 
 say "daemon"
-check "the daemon is still running" daemon_alive
-stop_daemon() {
-	local rc=0
-	kill -TERM "$DAEMON_PID"
-	wait "$DAEMON_PID" || rc=$?
-	DAEMON_PID=
-	return $rc
-}
-check "SIGTERM stops it with exit 0" stop_daemon
+check "the daemon is still running" daemon_alive "$DAEMON_PID"
+check "SIGTERM stops it with exit 0" stop_daemon "$DAEMON_PID"
 
 # ---------------------------------------------------------------- summary
 
@@ -417,8 +386,4 @@ printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..30})" "$(printf -- '-%.0
 printf '%s\n' "${TABLE[@]}"
 echo
 echo "suite time: $((($(now_ms) - T_SUITE) / 1000)) s"
-if ((FAILED > 0)); then
-	printf 'failed: %s\n' "${FAILED_NAMES[@]}"
-fi
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0))
+harness_finish

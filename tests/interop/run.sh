@@ -32,68 +32,15 @@ PYPI_ED25519_EXPECT=HANDSHAKE_FAIL
 # The tool behaves like a modern grpc-go client only with ALPN enforcement on.
 unset GRPC_ENFORCE_ALPN_ENABLED
 
-PASSED=0
-FAILED=0
-SKIPPED=0
-FAILED_NAMES=()
 declare -A MATRIX=()
 MATRIX_CLIENTS=()
-DAEMON_PIDS=()
-BG_PIDS=()
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcs-interop.XXXXXX")
-mkdir -p "$WORK/out"
-
-cleanup() {
-	local pid
-	for pid in "${BG_PIDS[@]}" "${DAEMON_PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	sleep 0.3
-	for pid in "${BG_PIDS[@]}" "${DAEMON_PIDS[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	if [[ ${KEEP_WORK:-0} == 1 || $FAILED -gt 0 ]]; then
-		echo "scratch directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say() { printf '\n== %s\n' "$*"; }
-
-# unavailable WHY: a missing tool. Fatal under CI, a skip locally.
-unavailable() {
-	if [[ $CI == true ]]; then
-		echo "FAIL: $1 (CI=true: a missing tool is a failure)"
-		FAILED=$((FAILED + 1))
-		FAILED_NAMES+=("unavailable: $1")
-	else
-		echo "SKIPPED: $1"
-		SKIPPED=$((SKIPPED + 1))
-	fi
-}
-
-# check NAME CMD...: run one assertion, record it, never abort the suite.
-check() {
-	local name=$1
-	shift
-	local out
-	out=$WORK/out/$(printf '%s' "$name" | tr -c 'A-Za-z0-9_.-' '_').out
-	if "$@" >"$out" 2>&1; then
-		PASSED=$((PASSED + 1))
-		printf 'PASS  %s\n' "$name"
-		grep -E '^(ok |outcome:|\{)' "$out" | head -3 | cut -c1-240 | sed 's/^/      /' || true
-		return 0
-	fi
-	FAILED=$((FAILED + 1))
-	FAILED_NAMES+=("$name")
-	printf 'FAIL  %s\n' "$name"
-	tail -n 15 "$out" | cut -c1-400 | sed 's/^/      /'
-	return 1
-}
+# shellcheck source=tests/lib.sh
+. "$ROOT/tests/lib.sh"
+harness_init interop
+# What a passing check shows of its output; check returns its result (the
+# sections use `if ! check ...` and `check ... || true`).
+CHECK_SHOW='^(ok |outcome:|\{)'
+CHECK_STATUS=1
 
 # cell CLIENT CA CSR RESULT: one entry of the summary matrix.
 cell() {
@@ -108,16 +55,14 @@ cell() {
 
 build_tool() {
 	if ! command -v go >/dev/null 2>&1; then
-		unavailable "go toolchain not found (needed for the Talos client)"
+		skip_or_fail "go toolchain not found (needed for the Talos client)"
 		return 1
 	fi
 	if ! TOOL=$("$ROOT/hack/gotool.sh" tcsinterop "$HERE" ./cmd/tcsinterop); then
 		if [[ $CI == true ]]; then
-			echo "FAIL: building tests/interop/cmd/tcsinterop"
-			FAILED=$((FAILED + 1))
-			FAILED_NAMES+=("build tcsinterop")
+			not_ok "build tcsinterop"
 		else
-			unavailable "could not build tests/interop/cmd/tcsinterop"
+			skip_or_fail "could not build tests/interop/cmd/tcsinterop"
 		fi
 		return 1
 	fi
@@ -138,7 +83,7 @@ setup_python_debian() {
 	if [[ -x $PY_DEBIAN ]] && "$PY_DEBIAN" -c 'import grpc, google.protobuf' 2>/dev/null; then
 		return 0
 	fi
-	unavailable "Debian python3-grpcio could not be installed"
+	skip_or_fail "Debian python3-grpcio could not be installed"
 	return 1
 }
 
@@ -157,7 +102,7 @@ setup_python_pypi() {
 		PY_PYPI=$venv/bin/python
 		return 0
 	fi
-	unavailable "PyPI grpcio==$PYPI_GRPCIO could not be installed (see $WORK/venv.log)"
+	skip_or_fail "PyPI grpcio==$PYPI_GRPCIO could not be installed (see $WORK/venv.log)"
 	return 1
 }
 
@@ -165,66 +110,35 @@ setup_python_pypi() {
 
 UNDER_VALGRIND=0
 
-# start_daemon NAME VAR=VALUE...: start the daemon on a free loopback port
-# with only the given environment; sets D_PORT, D_PID, D_LOG.
-start_daemon() {
-	local name=$1
+# interop_daemon NAME VAR=VALUE...: the daemon (tests/lib.sh start_daemon) on a
+# free loopback port with only the given environment, still alive 0.5 s after
+# "listening" (a later listener may fail after the first); under valgrind when
+# UNDER_VALGRIND=1. Sets D_PORT, D_PID, D_LOG.
+interop_daemon() {
+	local name=$1 port secs=10
 	shift
-	local port logf pid i limit=100
-	port=$("$TOOL" freeport)
-	logf=$WORK/$name.daemon.log
 	local -a pre=()
+	port=$(free_port)
 	if [[ $UNDER_VALGRIND == 1 ]]; then
-		pre=(valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99
-			--log-file="$WORK/$name.valgrind.log")
-		limit=1200
+		pre=(--pre valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99
+			--log-file="$WORK/$name.valgrind.log" --)
+		secs=120
 	fi
-	env -i PATH="$PATH" HOME="$HOME" TMPDIR="${TMPDIR:-/tmp}" \
-		PORT="$port" LISTEN_ADDRESS=127.0.0.1 HTTP_ADDR= LOG_FORMAT=json LOG_LEVEL=debug SHUTDOWN_GRACE=2s \
-		"$@" "${pre[@]}" "$BIN" 2>"$logf" &
-	pid=$!
-	DAEMON_PIDS+=("$pid")
-	for ((i = 0; i < limit; i++)); do
-		if grep -q '"msg":"listening"' "$logf" 2>/dev/null; then
-			# Still alive a moment later (a later listener may fail after the first).
-			sleep 0.5
-			if ! kill -0 "$pid" 2>/dev/null; then
-				echo "daemon $name exited right after listening:"
-				tail -n 20 "$logf"
-				return 1
-			fi
-			D_PORT=$port D_PID=$pid D_LOG=$logf
-			return 0
-		fi
-		if ! kill -0 "$pid" 2>/dev/null; then
-			echo "daemon $name exited before listening:"
-			tail -n 20 "$logf"
-			return 1
-		fi
-		sleep 0.1
-	done
-	echo "daemon $name did not log \"listening\" in time:"
-	tail -n 20 "$logf"
-	return 1
-}
-
-# stop_daemon PID: SIGTERM, then the exit status must be 0.
-stop_daemon() {
-	local pid=$1 i rc=0 limit=150
-	[[ $UNDER_VALGRIND == 1 ]] && limit=1200
-	kill -TERM "$pid"
-	for ((i = 0; i < limit; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		echo "still running $((limit / 10))s after SIGTERM"
-		kill -KILL "$pid"
+	start_daemon "$name" --wait listening --timeout "$secs" "${pre[@]}" -- PORT="$port" \
+		LISTEN_ADDRESS=127.0.0.1 HTTP_ADDR= LOG_FORMAT=json LOG_LEVEL=debug SHUTDOWN_GRACE=2s "$@" || return 1
+	sleep 0.5
+	if ! daemon_alive; then
+		echo "daemon $name exited right after listening:"
+		tail -n 20 "$D_LOG"
 		return 1
 	fi
-	wait "$pid" || rc=$?
-	echo "exit status $rc"
-	[[ $rc == 0 ]]
+	D_PORT=$port
+}
+
+# interop_stop PID: SIGTERM, then the exit status must be 0 (tests/lib.sh
+# stop_daemon; 120 s under valgrind).
+interop_stop() {
+	if [[ $UNDER_VALGRIND == 1 ]]; then stop_daemon "$1" 120; else stop_daemon "$1"; fi
 }
 
 alive() { kill -0 "$1" 2>/dev/null; }
@@ -279,7 +193,7 @@ section_matrix() {
 		local -a tokenenv=(TOKEN_PATH="$d/token")
 		# The Go signer's drop-in variable: the token straight from the environment.
 		[[ $f == ed25519 ]] && tokenenv=(TALOS_TOKEN="$(cat "$d/token")")
-		if ! check "daemon starts (CA $f)" start_daemon "matrix-$f" \
+		if ! check "daemon starts (CA $f)" interop_daemon "matrix-$f" \
 			CA_CERT_PATH="$d/ca.crt" CA_KEY_PATH="$d/ca.key" \
 			TLS_CERT_PATH="$d/server.crt" TLS_KEY_PATH="$d/server.key" "${tokenenv[@]}"; then
 			for csrfam in ed25519 ca; do cell talos-go "$f" "$csrfam" FAIL; done
@@ -308,7 +222,7 @@ section_matrix() {
 		check "talos-go: CA $f: TLS 1.2 handshake, ALPN h2" \
 			"$TOOL" probe "${E[@]}" --tls12 --expect-cert "$d/server.crt" || true
 		python_checks "$f" "$d" "$port"
-		check "daemon (CA $f) exits 0 on SIGTERM" stop_daemon "$pid" || true
+		check "daemon (CA $f) exits 0 on SIGTERM" interop_stop "$pid" || true
 	done
 }
 
@@ -316,11 +230,11 @@ section_neg() {
 	say "negative cases (CA ed25519)"
 	if ! command -v openssl >/dev/null 2>&1; then
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >"$WORK/apt-openssl.log" 2>&1 || true
-		command -v openssl >/dev/null 2>&1 || unavailable "openssl (for s_client) could not be installed"
+		command -v openssl >/dev/null 2>&1 || skip_or_fail "openssl (for s_client) could not be installed"
 	fi
 	local d=$WORK/pki-neg
 	"$TOOL" pki --family ed25519 --out "$d" >/dev/null
-	check "daemon starts (negative cases)" start_daemon neg \
+	check "daemon starts (negative cases)" interop_daemon neg \
 		CA_CERT_PATH="$d/ca.crt" CA_KEY_PATH="$d/ca.key" \
 		TLS_CERT_PATH="$d/server.crt" TLS_KEY_PATH="$d/server.key" TOKEN_PATH="$d/token" || return 0
 	local port=$D_PORT pid=$D_PID logf=$D_LOG
@@ -383,7 +297,7 @@ section_neg() {
 		bash -c "grep '\"msg\":\"audit\"' '$logf' | grep -q '\"outcome\":\"issued\"' && grep '\"msg\":\"audit\"' '$logf' | grep -q '\"outcome\":\"rejected\"'" || true
 	check "the token never appears in the log" bash -c "! grep -qF -- \"\$(cat '$d/token')\" '$logf'" || true
 	alive "$pid" || true
-	check "daemon (negative cases) exits 0 on SIGTERM" stop_daemon "$pid" || true
+	check "daemon (negative cases) exits 0 on SIGTERM" interop_stop "$pid" || true
 }
 
 # raw_tcp_abuse PORT PID: plain HTTP/1.1 instead of TLS, a connection that
@@ -422,7 +336,7 @@ section_ipv6() {
 	fi
 	local d=$WORK/pki-v6
 	"$TOOL" pki --family ed25519 --out "$d" >/dev/null
-	check "daemon starts (LISTEN_ADDRESS=127.0.0.1,::1)" start_daemon ipv6 LISTEN_ADDRESS=127.0.0.1,::1 \
+	check "daemon starts (LISTEN_ADDRESS=127.0.0.1,::1)" interop_daemon ipv6 LISTEN_ADDRESS=127.0.0.1,::1 \
 		CA_CERT_PATH="$d/ca.crt" CA_KEY_PATH="$d/ca.key" TLS_CERT_PATH="$d/server.crt" TLS_KEY_PATH="$d/server.key" \
 		TOKEN_PATH="$d/token" || return 0
 	local port=$D_PORT pid=$D_PID
@@ -431,21 +345,21 @@ section_ipv6() {
 	check "talos-go with an endpoint list (talosroundrobin over 127.0.0.1 and [::1])" \
 		"$TOOL" load --endpoint "127.0.0.1:$port,[::1]:$port" --ca "$d/ca.crt" --token-file "$d/token" \
 		--conns 2 --pause 10ms --duration 2s --min-ok 4 || true
-	check "daemon (dual-stack) exits 0 on SIGTERM" stop_daemon "$pid" || true
+	check "daemon (dual-stack) exits 0 on SIGTERM" interop_stop "$pid" || true
 }
 
 section_policy() {
 	say "policy: thousands of SANs when allowed"
 	local d=$WORK/pki-policy
 	"$TOOL" pki --family ecdsa --out "$d" >/dev/null
-	check "daemon starts (MAX_SANS=5000 MAX_CSR_BYTES=60000)" start_daemon policy \
+	check "daemon starts (MAX_SANS=5000 MAX_CSR_BYTES=60000)" interop_daemon policy \
 		CA_CERT_PATH="$d/ca.crt" CA_KEY_PATH="$d/ca.key" TLS_CERT_PATH="$d/server.crt" TLS_KEY_PATH="$d/server.key" \
 		TOKEN_PATH="$d/token" MAX_SANS=5000 MAX_CSR_BYTES=60000 || return 0
 	local pid=$D_PID
 	check "talos-go: 2000 IP + 300 DNS SANs copied verbatim" \
 		"$TOOL" worker --endpoint "127.0.0.1:$D_PORT" --ca "$d/ca.crt" --token-file "$d/token" \
 		--csr-family ca --gen-ips 2000 --gen-dns 300 --label many-sans || true
-	check "daemon (policy) exits 0 on SIGTERM" stop_daemon "$pid" || true
+	check "daemon (policy) exits 0 on SIGTERM" interop_stop "$pid" || true
 }
 
 section_accepted() {
@@ -453,7 +367,7 @@ section_accepted() {
 	local old=$WORK/pki-acc-old new=$WORK/pki-acc-new
 	"$TOOL" pki --family ed25519 --out "$old" >/dev/null
 	"$TOOL" pki --family ecdsa --out "$new" >/dev/null
-	check "daemon starts (ACCEPTED_CAS_PATH, CERT_TTL=90m, CERT_BACKDATE=2m)" start_daemon accepted \
+	check "daemon starts (ACCEPTED_CAS_PATH, CERT_TTL=90m, CERT_BACKDATE=2m)" interop_daemon accepted \
 		CA_CERT_PATH="$new/ca.crt" CA_KEY_PATH="$new/ca.key" TLS_CERT_PATH="$new/server.crt" TLS_KEY_PATH="$new/server.key" \
 		TOKEN_PATH="$new/token" ACCEPTED_CAS_PATH="$old/ca.crt" CERT_TTL=90m CERT_BACKDATE=2m || return 0
 	local pid=$D_PID
@@ -465,7 +379,7 @@ section_accepted() {
 		"$TOOL" worker --endpoint "127.0.0.1:$D_PORT" --ca "$old/ca.crt" --ca "$new/ca.crt" --token-file "$new/token" \
 		--csr-family ca --expect-ca "$old/ca.crt" --expect-ca "$new/ca.crt" --expect-issuer "$new/ca.crt" \
 		--ttl 90m --backdate 2m --label accepted-ca || true
-	check "daemon (accepted CAs) exits 0 on SIGTERM" stop_daemon "$pid" || true
+	check "daemon (accepted CAs) exits 0 on SIGTERM" interop_stop "$pid" || true
 }
 
 # swap_file SRC DST: atomic replacement by rename in DST's directory.
@@ -519,7 +433,7 @@ section_rotation_one() { # files | kubelet
 		env=(CA_CERT_PATH="$r/ca-secret/tls.crt" CA_KEY_PATH="$r/ca-secret/tls.key" TOKEN_PATH="$r/ca-secret/token"
 			TLS_CERT_PATH="$r/tls-secret/tls.crt" TLS_KEY_PATH="$r/tls-secret/tls.key")
 	fi
-	check "daemon starts (rotation, $layout, MAX_CONNECTION_AGE=2s)" start_daemon "rot-$layout" \
+	check "daemon starts (rotation, $layout, MAX_CONNECTION_AGE=2s)" interop_daemon "rot-$layout" \
 		"${env[@]}" MAX_CONNECTION_AGE=2s || return 0
 	local port=$D_PORT pid=$D_PID
 	# Workers that trust both CAs (Talos v1.8+ acceptedCAs) and keep the token.
@@ -583,7 +497,7 @@ section_rotation_one() { # files | kubelet
 	check "rotation ($layout): load with the new token, zero failures" \
 		"$TOOL" load --endpoint "127.0.0.1:$port" --ca "$r/new/ca.crt" --token-file "$r/new/token" --conns 3 \
 		--pause 10ms --duration 3s --min-ok 10 --last-issuer "$r/new/ca.crt" || true
-	check "daemon (rotation, $layout) exits 0 on SIGTERM" stop_daemon "$pid" || true
+	check "daemon (rotation, $layout) exits 0 on SIGTERM" interop_stop "$pid" || true
 }
 
 wait_and_show() {
@@ -605,13 +519,13 @@ section_valgrind() {
 			{ apt-get update -q >>"$WORK/apt-valgrind.log" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >>"$WORK/apt-valgrind.log" 2>&1; } || true
 	fi
 	if ! command -v valgrind >/dev/null 2>&1; then
-		unavailable "valgrind could not be installed"
+		skip_or_fail "valgrind could not be installed"
 		return 0
 	fi
 	local d=$WORK/pki-vg
 	"$TOOL" pki --family ed25519 --out "$d" >/dev/null
 	UNDER_VALGRIND=1
-	check "daemon starts under valgrind" start_daemon valgrind GRPC_THREADS=2 \
+	check "daemon starts under valgrind" interop_daemon valgrind GRPC_THREADS=2 \
 		CA_CERT_PATH="$d/ca.crt" CA_KEY_PATH="$d/ca.key" TLS_CERT_PATH="$d/server.crt" TLS_KEY_PATH="$d/server.key" \
 		TOKEN_PATH="$d/token" || { UNDER_VALGRIND=0; return 0; }
 	local pid=$D_PID
@@ -632,7 +546,7 @@ section_valgrind() {
 	check "valgrind: reloaded serving certificate presented" \
 		"$TOOL" probe "${E[@]}" --expect-cert "$d/server.crt" --wait 60s || true
 	check "valgrind: issuing after the reload" "$TOOL" worker "${E[@]}" --label valgrind-reload || true
-	check "valgrind: exit 0 after SIGTERM, no errors, no definite leaks" stop_daemon "$pid" || true
+	check "valgrind: exit 0 after SIGTERM, no errors, no definite leaks" interop_stop "$pid" || true
 	check "valgrind: its report says 0 errors" \
 		bash -c "grep -E 'ERROR SUMMARY|definitely lost|indirectly lost' '$WORK/valgrind.valgrind.log'; grep -q 'ERROR SUMMARY: 0 errors' '$WORK/valgrind.valgrind.log'" || true
 	UNDER_VALGRIND=0
@@ -660,21 +574,12 @@ print_matrix() {
 }
 
 main() {
-	if [[ ! -x $BIN ]]; then
-		if [[ $CI == true ]]; then
-			echo "FAIL: daemon binary $BIN not found (run make build)"
-			echo "0 passed, 1 failed"
-			exit 1
-		fi
-		echo "SKIPPED: daemon binary $BIN not found (run make build)"
-		exit 0
-	fi
+	[[ -x $BIN ]] || unavailable "daemon binary $BIN not found (run make build)"
 	echo "daemon: $BIN"
 	TOOL=
 	build_tool || true
 	if [[ -z $TOOL ]]; then
-		echo "$PASSED passed, $((FAILED)) failed, $SKIPPED skipped"
-		[[ $FAILED == 0 ]]
+		harness_finish
 		return
 	fi
 	check "checker self-test (go test: the response checker rejects what trustd never issues)" \
@@ -690,13 +595,7 @@ main() {
 		"section_$s"
 	done
 	[[ ${#MATRIX_CLIENTS[@]} -gt 0 ]] && print_matrix
-	if [[ $FAILED -gt 0 ]]; then
-		say "failed"
-		printf '  %s\n' "${FAILED_NAMES[@]}"
-	fi
-	echo
-	echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
-	[[ $FAILED == 0 ]]
+	harness_finish
 }
 
 main "$@"

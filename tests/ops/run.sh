@@ -14,7 +14,7 @@
 #   KEEP_WORK    1: keep the scratch directory (it is always kept when something failed)
 #   CI           true: a missing tool is a failure, never a skip
 #
-# Ends with "N passed, M failed"; exits non-zero when anything failed.
+# Ends with "ops: N passed, M failed, K skipped" (tests/lib.sh); exits non-zero when anything failed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,98 +29,9 @@ CI=${CI:-false}
 PROMETHEUS_CLIENT=0.26.0
 H2=4.4.1
 
-PASSED=0
-FAILED=0
-SKIPPED=0
-FAILED_NAMES=()
-PIDS=()
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcs-ops.XXXXXX")
-mkdir -p "$WORK/out"
-
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	sleep 0.3
-	for pid in "${PIDS[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	if [[ ${KEEP_WORK:-0} == 1 || $FAILED -gt 0 ]]; then
-		echo "scratch directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say() { printf '\n== %s\n' "$*"; }
-
-pass() {
-	PASSED=$((PASSED + 1))
-	printf 'PASS  %s\n' "$1"
-}
-
-fail() {
-	FAILED=$((FAILED + 1))
-	FAILED_NAMES+=("$1")
-	printf 'FAIL  %s\n' "$1"
-	[[ -n ${2:-} ]] && printf '%s\n' "$2" | tail -n 15 | cut -c1-400 | sed 's/^/      /'
-	return 0
-}
-
-# unavailable WHY: a missing tool. Fatal under CI, a skip locally.
-unavailable() {
-	if [[ $CI == true ]]; then
-		fail "unavailable: $1"
-	else
-		echo "SKIPPED: $1"
-		SKIPPED=$((SKIPPED + 1))
-	fi
-}
-
-# check NAME CMD...: run one assertion (a command that must succeed).
-check() {
-	local name=$1
-	shift
-	local out
-	out=$WORK/out/$(printf '%s' "$name" | tr -c 'A-Za-z0-9_.-' '_').out
-	if "$@" >"$out" 2>&1; then
-		pass "$name"
-	else
-		fail "$name" "$(cat "$out")"
-	fi
-}
-
-# expect_exit NAME CODE CMD...: the command must exit with CODE.
-expect_exit() {
-	local name=$1 want=$2
-	shift 2
-	local out rc=0
-	out=$WORK/out/$(printf '%s' "$name" | tr -c 'A-Za-z0-9_.-' '_').out
-	"$@" >"$out" 2>&1 || rc=$?
-	LAST_OUT=$out
-	if [[ $rc == "$want" ]]; then
-		pass "$name (exit $rc)"
-	else
-		fail "$name: exit $rc, want $want" "$(cat "$out")"
-	fi
-}
-
-# has FILE REGEX...: every extended regex matches some line of FILE.
-has() {
-	local f=$1 re
-	shift
-	for re in "$@"; do
-		if ! grep -Eq -- "$re" "$f"; then
-			echo "no line of $f matches: $re"
-			tail -n 8 "$f"
-			return 1
-		fi
-	done
-}
+# shellcheck source=tests/lib.sh
+. "$ROOT/tests/lib.sh"
+harness_init ops
 
 # ---------------------------------------------------------------- tools
 
@@ -139,7 +50,7 @@ setup_venv() {
 		PY=$VENV/bin/python
 		return 0
 	fi
-	unavailable "PyPI prometheus_client/h2 could not be installed (see $WORK/venv.log)"
+	skip_or_fail "PyPI prometheus_client/h2 could not be installed (see $WORK/venv.log)"
 	return 1
 }
 
@@ -151,10 +62,6 @@ for tool in openssl curl python3; do
 done
 if [[ ! -x $BIN ]]; then
 	unavailable "daemon binary $BIN not built (make build)"
-	echo
-	echo "$PASSED passed, $FAILED failed"
-	[[ $FAILED == 0 ]]
-	exit
 fi
 PY=
 setup_venv || true
@@ -240,39 +147,20 @@ pki_env() {
 
 # ---------------------------------------------------------------- daemon
 
-# start_daemon NAME PKI_DIR [VAR=VALUE...]: serve on free loopback ports (gRPC
-# and HTTP both ask the kernel for port 0 and are read back from the log).
-# Sets D_PID, D_PORT, D_HTTP, D_LOG.
-start_daemon() {
-	local name=$1 pki=$2 i
+# ops_daemon NAME PKI_DIR [VAR=VALUE...]: the daemon (tests/lib.sh start_daemon)
+# serving on free loopback ports (gRPC and HTTP both ask the kernel for port 0
+# and are read back from the log). Sets D_PID, D_PORT, D_HTTP, D_LOG.
+ops_daemon() {
+	local name=$1 pki=$2
 	shift 2
-	D_LOG=$WORK/$name.log
 	# shellcheck disable=SC2046
-	env -i PATH="$PATH" HOME="$HOME" $(pki_env "$pki") PORT=0 LISTEN_ADDRESS=127.0.0.1 \
-		HTTP_ADDR=127.0.0.1:0 LOG_FORMAT=json LOG_LEVEL=info SHUTDOWN_GRACE=1s "$@" \
-		"$BIN" 2>"$D_LOG" &
-	D_PID=$!
-	PIDS+=("$D_PID")
-	for ((i = 0; i < 100; i++)); do
-		if grep -q '"msg":"serving"' "$D_LOG" 2>/dev/null; then
-			D_PORT=$(grep -o '"msg":"listening","addr":"[^"]*","port":[0-9]*' "$D_LOG" | head -1 | grep -o '[0-9]*$')
-			D_HTTP=$(grep -o '"msg":"http listening","addr":"[^"]*","port":[0-9]*' "$D_LOG" | head -1 | grep -o '[0-9]*$')
-			return 0
-		fi
-		if ! kill -0 "$D_PID" 2>/dev/null; then
-			fail "daemon $name did not start" "$(cat "$D_LOG")"
-			return 1
-		fi
-		sleep 0.1
-	done
-	fail "daemon $name: no \"serving\" line within 10s" "$(cat "$D_LOG")"
-	return 1
+	start_daemon "$name" --wait serving --timeout 10 -- $(pki_env "$pki") PORT=0 LISTEN_ADDRESS=127.0.0.1 \
+		HTTP_ADDR=127.0.0.1:0 LOG_FORMAT=json LOG_LEVEL=info SHUTDOWN_GRACE=1s "$@" >"$WORK/out/start-$name" ||
+		{ not_ok "daemon $name did not start" "$(cat "$D_LOG")"; return 1; }
 }
 
-stop_daemon() {
-	kill -TERM "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-}
+# ops_stop PID: SIGTERM and wait (the exit status is not asserted here).
+ops_stop() { stop_daemon "$1" >/dev/null || true; }
 
 # scrape PORT OUT: /metrics through prometheus_client's parser.
 scrape() { "$PY" "$HERE/metrics.py" "http://127.0.0.1:$1/metrics" >"$2"; }
@@ -328,9 +216,6 @@ audit() {
 # request ARGS...: the subcommand under test.
 request() { "$BIN" request "$@"; }
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # ---------------------------------------------------------------- sections
 
@@ -341,8 +226,8 @@ dev_pki "$OTHER"
 
 section_metrics() {
 	say "metrics: parsed by prometheus_client, values move with requests"
-	[[ -n $PY ]] || { unavailable "metrics: no Python venv"; return 0; }
-	start_daemon metrics "$PKI" || return 0
+	[[ -n $PY ]] || { skip_or_fail "metrics: no Python venv"; return 0; }
+	ops_daemon metrics "$PKI" || return 0
 	local s=$WORK/m0.txt s2=$WORK/m1.txt ca_na tls_na
 	check "metrics: /metrics parses with prometheus_client" scrape "$D_HTTP" "$s"
 	check "metrics: every family has its Prometheus type" has "$s" \
@@ -397,7 +282,7 @@ section_metrics() {
 	if [[ -n $PROMTOOL ]]; then
 		check "metrics: promtool check metrics finds no problem" promtool_metrics "$D_HTTP"
 	else
-		unavailable "metrics: promtool not built (hack/k8s/tools.sh TCS_TOOLS_ONLY=promtool)"
+		skip_or_fail "metrics: promtool not built (hack/k8s/tools.sh TCS_TOOLS_ONLY=promtool)"
 	fi
 
 	request --endpoint "127.0.0.1:$D_PORT" --ca "$PKI/ca.crt" --token-file "$PKI/token" --cn m1 >/dev/null 2>&1 || true
@@ -431,16 +316,16 @@ section_metrics() {
 		'^talos_csr_signer_self_probe_total\{result="failure"\} 0.0$'
 	check "metrics: /healthz answers ok" bash -c "[[ \$(curl -s http://127.0.0.1:$D_HTTP/healthz) == ok ]]"
 	check "metrics: unknown path is 404" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$D_HTTP/nope) == 404 ]]"
-	stop_daemon "$D_PID"
+	ops_stop "$D_PID"
 }
 
 section_readiness() {
 	say "readiness: flips as credentials break and appear again"
-	[[ -n $PY ]] || { unavailable "readiness: no Python venv"; return 0; }
+	[[ -n $PY ]] || { skip_or_fail "readiness: no Python venv"; return 0; }
 	local R=$WORK/ready
 	dev_pki "$R" --family ecdsa
 	ca_conf "$R"
-	start_daemon ready "$R" || return 0
+	ops_daemon ready "$R" || return 0
 	local h=$D_HTTP r
 	check "readiness: /healthz 200" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$h/healthz) == 200 ]]"
 	r=$(readyz "$h")
@@ -474,14 +359,14 @@ section_readiness() {
 		wait_metric "$h" 'talos_csr_signer_credential_generation{}' 3
 	r=$(readyz "$h")
 	check "readiness: ready again ($r)" test "$r" = "200 ready"
-	stop_daemon "$D_PID"
+	ops_stop "$D_PID"
 	check "readiness: SIGTERM exits 0 and stops the listener" bash -c \
 		"! curl -s -m 2 http://127.0.0.1:$h/healthz >/dev/null"
 }
 
 section_policy() {
 	say "policy: each rule refuses with PERMISSION_DENIED, is audited and counted"
-	start_daemon policy "$PKI" MAX_CSR_BYTES=2048 MAX_SANS=4 ALLOWED_KEY_TYPES=ed25519,rsa MIN_RSA_BITS=3072 || return 0
+	ops_daemon policy "$PKI" MAX_CSR_BYTES=2048 MAX_SANS=4 ALLOWED_KEY_TYPES=ed25519,rsa MIN_RSA_BITS=3072 || return 0
 	local p=$D_PORT log=$D_LOG h=$D_HTTP
 	local -a base=(--endpoint "127.0.0.1:$p" --ca "$PKI/ca.crt" --token-file "$PKI/token" --json)
 	local -a big=()
@@ -508,21 +393,21 @@ section_policy() {
 	expect_exit "policy: an RSA key at MIN_RSA_BITS is issued" 0 request "${base[@]}" --cn rsa3072 --key-type rsa --rsa-bits 3072
 	[[ -n $PY ]] && check "policy: refusals are counted as policy_denied" \
 		wait_metric "$h" 'talos_csr_signer_requests_total{result="policy_denied"}' 4
-	stop_daemon "$D_PID"
+	ops_stop "$D_PID"
 
-	start_daemon peer "$PKI" REQUIRE_PEER_IP_SAN=true || return 0
+	ops_daemon peer "$PKI" REQUIRE_PEER_IP_SAN=true || return 0
 	base=(--endpoint "127.0.0.1:$D_PORT" --ca "$PKI/ca.crt" --token-file "$PKI/token" --json)
 	expect_exit "policy: REQUIRE_PEER_IP_SAN refuses a CSR without the caller's address" 9 request "${base[@]}" --cn far --ip 192.0.2.10
 	check "policy: ... with PERMISSION_DENIED and the reason" has "$LAST_OUT" "PERMISSION_DENIED: CSR refused by policy: caller address is not among the CSR's IP SANs"
 	check "policy: ... and audited with the peer" audit "$D_LOG" '"reason":"PolicyDenied"' '"peer":"127.0.0.1"' '"cn":"far"'
 	expect_exit "policy: REQUIRE_PEER_IP_SAN issues when the caller's address is an IP SAN" 0 request "${base[@]}" --cn near --ip 127.0.0.1
-	stop_daemon "$D_PID"
+	ops_stop "$D_PID"
 }
 
 section_ratelimit() {
 	say "rate limit: a burst from one source address is limited, another address is served"
-	[[ -n $PY ]] || { unavailable "ratelimit: no Python venv (h2 client)"; return 0; }
-	start_daemon ratelimit "$PKI" RATE_LIMIT_RPS=0.1 RATE_LIMIT_BURST=3 || return 0
+	[[ -n $PY ]] || { skip_or_fail "ratelimit: no Python venv (h2 client)"; return 0; }
+	ops_daemon ratelimit "$PKI" RATE_LIMIT_RPS=0.1 RATE_LIMIT_BURST=3 || return 0
 	local p=$D_PORT h=$D_HTTP log=$D_LOG out
 	openssl genpkey -algorithm ed25519 -out "$WORK/rl.key" 2>/dev/null
 	openssl req -new -key "$WORK/rl.key" -subj /CN=rl-worker -out "$WORK/rl.csr" 2>/dev/null
@@ -547,13 +432,13 @@ section_ratelimit() {
 	done
 	check "ratelimit: request exits 10 once rate limited ($codes)" test "$codes" = "0 0 0 10 "
 	check "ratelimit: ... naming RESOURCE_EXHAUSTED" has "$WORK/out/rl-req-3" 'rate limited \(exit 10\): RESOURCE_EXHAUSTED'
-	stop_daemon "$D_PID"
+	ops_stop "$D_PID"
 }
 
 section_memory() {
 	say "rate limit: memory stays bounded under many source addresses ($SPRAY x 2)"
-	[[ -n $PY ]] || { unavailable "memory: no Python venv (h2 client)"; return 0; }
-	start_daemon memory "$PKI" RATE_LIMIT_RPS=1 RATE_LIMIT_BURST=5 || return 0
+	[[ -n $PY ]] || { skip_or_fail "memory: no Python venv (h2 client)"; return 0; }
+	ops_daemon memory "$PKI" RATE_LIMIT_RPS=1 RATE_LIMIT_BURST=5 || return 0
 	local p=$D_PORT h=$D_HTTP pid=$D_PID r0 r1 r2 out1 out2
 	local -a spray=("$PY" "$HERE/grpc_h2.py" spray --target "127.0.0.1:$p" --ca "$PKI/ca.crt" --threads 4)
 	# Warm-up so that gRPC's and OpenSSL's lazily built state is in the baseline.
@@ -574,13 +459,13 @@ section_memory() {
 	check "memory: the second round ($SPRAY new addresses) added less than 2 MiB ($r1 -> $r2 kB)" test $((r2 - r1)) -lt 2048
 	check "memory: none of them was rate limited (fresh buckets)" bash -c \
 		"[[ \$(curl -s http://127.0.0.1:$h/metrics | awk '/^talos_csr_signer_requests_total\\{result=\"rate_limited\"\\}/ { print \$2 }') == 0 ]]"
-	stop_daemon "$pid"
+	ops_stop "$pid"
 }
 
 section_request() {
 	say "request: each key family, and each failure mode with its exit code"
 	local fam ca_fam
-	start_daemon req "$PKI" || return 0
+	ops_daemon req "$PKI" || return 0
 	local p=$D_PORT h=$D_HTTP log=$D_LOG
 	local -a base=(--endpoint "127.0.0.1:$p" --ca "$PKI/ca.crt" --token-file "$PKI/token")
 	for fam in ed25519 ecdsa rsa; do
@@ -600,11 +485,11 @@ section_request() {
 	for ca_fam in ecdsa rsa; do
 		local d=$WORK/pki-$ca_fam
 		dev_pki "$d" --family "$ca_fam"
-		start_daemon "req-$ca_fam" "$d" || continue
+		ops_daemon "req-$ca_fam" "$d" || continue
 		expect_exit "request: against an $ca_fam CA (key follows the CA, as Talos 1.11)" 0 \
 			request --endpoint "127.0.0.1:$D_PORT" --ca "$d/ca.crt" --token-file "$d/token" --key-type "$ca_fam" --rsa-bits 2048 --cn "w-$ca_fam" --json
 		check "request: ... issued" has "$LAST_OUT" '"ok":true'
-		stop_daemon "$D_PID"
+		ops_stop "$D_PID"
 	done
 
 	# Failure modes, one exit code each.
@@ -621,16 +506,16 @@ section_request() {
 	check "request: ... audited as AuthenticationFailed" audit "$log" '"reason":"AuthenticationFailed"' 'invalid token'
 	expect_exit "request: all endpoints fail: the last one's code" 4 request --endpoint "127.0.0.1:$p" \
 		--endpoint "127.0.0.1:$(free_port)" --ca "$OTHER/ca.crt" --token-file "$PKI/token"
-	stop_daemon "$D_PID"
+	ops_stop "$D_PID"
 
 	# TLS name mismatch: the serving certificate is for 127.0.0.9 only.
 	local nm=$WORK/pki-name
 	dev_pki "$nm" --ip 127.0.0.9
-	if start_daemon name "$nm"; then
+	if ops_daemon name "$nm"; then
 		expect_exit "request: TLS name mismatch (no IP SAN for the dialed address)" 7 \
 			request --endpoint "127.0.0.1:$D_PORT" --ca "$nm/ca.crt" --token-file "$nm/token"
 		check "request: ... names the certificate's IPs" has "$LAST_OUT" 'valid for IP 127.0.0.9, not 127.0.0.1'
-		stop_daemon "$D_PID"
+		ops_stop "$D_PID"
 	fi
 
 	# Fake signers for what the real one never does.
@@ -642,7 +527,7 @@ section_request() {
 			rm -f "$WORK/fake.port"
 			"$PY" "$HERE/grpc_h2.py" serve --cert "$PKI/server.crt" --key "$PKI/server.key" --ca "$PKI/ca.crt" \
 				--mode "$mode" --port-file "$WORK/fake.port" 2>"$WORK/fake-$mode.log" &
-			PIDS+=("$!")
+			BG_PIDS+=("$!")
 			local fpid=$! i
 			for ((i = 0; i < 50; i++)); do [[ -s $WORK/fake.port ]] && break; sleep 0.1; done
 			port=$(cat "$WORK/fake.port" 2>/dev/null || echo 1)
@@ -654,7 +539,7 @@ section_request() {
 		check "request: ... a certificate for another key is rejected as apid would" \
 			has "$WORK/out/request__fake_signer__badcrt_.out" 'does not carry the public key of the request'
 	else
-		unavailable "request: fake signers need the Python venv"
+		skip_or_fail "request: fake signers need the Python venv"
 	fi
 }
 
@@ -759,14 +644,4 @@ for s in $SECTIONS; do
 	"section_$s"
 done
 
-echo
-if [[ ${#FAILED_NAMES[@]} -gt 0 ]]; then
-	echo "failed:"
-	printf '  %s\n' "${FAILED_NAMES[@]}"
-fi
-if [[ $SKIPPED -gt 0 ]]; then
-	echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
-else
-	echo "$PASSED passed, $FAILED failed"
-fi
-[[ $FAILED == 0 ]]
+harness_finish

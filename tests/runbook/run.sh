@@ -30,31 +30,13 @@ CA_SECRET=talos-ca
 TLS_SECRET=talos-csr-signer-tls
 POD=talos-csr-signer-runbook-0
 
-PASSED=0
-FAILED=0
-FAILED_NAMES=()
 DAEMON_PID=
-BG_PIDS=()
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcs-runbook.XXXXXX")
-
-cleanup() {
-	local rc=$? p
-	for p in "${BG_PIDS[@]}" $DAEMON_PID; do kill -TERM "$p" 2>/dev/null || true; done
-	sleep 0.2
-	for p in "${BG_PIDS[@]}" $DAEMON_PID; do kill -KILL "$p" 2>/dev/null || true; done
-	[[ -d $WORK/cp ]] && "$HACK/down.sh" "$WORK/cp" >/dev/null 2>&1 || true
-	if [[ ${KEEP_WORK:-0} == 1 || $FAILED -gt 0 || $rc -ne 0 ]]; then
-		echo "scratch directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # shellcheck source=../lib.sh
 . "$ROOT/tests/lib.sh"
-mkdir -p "$WORK/out"
+harness_init runbook
+# suite_cleanup: what tests/lib.sh's cleanup does not know about.
+suite_cleanup() { [[ -d $WORK/cp ]] && "$HACK/down.sh" "$WORK/cp" >/dev/null 2>&1 || true; }
 
 # ---------------------------------------------------------------- the blocks
 
@@ -116,13 +98,11 @@ kc -n "$NS" create secret tls "$TLS_SECRET" --cert="$WORK/pki1/server.crt" --key
 kc -n "$NS" create token "$SA" --duration=2h >"$WORK/sa.token"
 
 LOG=$WORK/daemon.log
-env -i PATH=/usr/bin:/bin CA_SECRET="$CA_SECRET" TLS_SECRET="$TLS_SECRET" KUBE_NAMESPACE="$NS" \
-	KUBE_API_URL="$APISERVER_URL" KUBE_TOKEN_PATH="$WORK/sa.token" KUBE_CA_PATH="$APISERVER_CA" \
+start_daemon daemon --wait listening --timeout 30 -- CA_SECRET="$CA_SECRET" TLS_SECRET="$TLS_SECRET" \
+	KUBE_NAMESPACE="$NS" KUBE_API_URL="$APISERVER_URL" KUBE_TOKEN_PATH="$WORK/sa.token" KUBE_CA_PATH="$APISERVER_CA" \
 	POD_NAME="$POD" POD_NAMESPACE="$NS" PORT=0 LISTEN_ADDRESS=127.0.0.1 HTTP_ADDR= \
-	MAX_CONNECTION_AGE=2s SHUTDOWN_GRACE=1s "$BIN" >>"$LOG" 2>&1 &
-DAEMON_PID=$!
-wait_for 30 grep -q '"msg":"listening"' "$LOG" || { tail "$LOG"; not_ok "daemon starts"; exit 1; }
-PORT=$(sed -n 's/.*"msg":"listening","addr":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$LOG" | head -n 1)
+	MAX_CONNECTION_AGE=2s SHUTDOWN_GRACE=1s || { not_ok "daemon starts"; exit 1; }
+DAEMON_PID=$D_PID PORT=$D_PORT
 ok "daemon serves on 127.0.0.1:$PORT from the Secrets"
 gen() { grep '"msg":"credentials published"' "$LOG" | tail -n 1 | sed -n 's/.*"generation":\([0-9]*\).*/\1/p'; }
 gen_at_least() { local g; g=$(gen); [[ -n $g && $g -ge $1 ]]; }
@@ -224,9 +204,4 @@ check "the runbook cleaned up after itself" bash -c "! test -e '$RB/old-ca.crt' 
 check "the daemon refused no credentials during the runbooks (only step ca 4's deletion was noted)" bash -c "
 	[[ \$(grep '\"reason\":\"CredentialsInvalid\"' '$LOG' | grep -vc 'Secret $NS/$TLS_SECRET was deleted; still serving') == 0 ]]"
 
-echo
-echo "$PASSED passed, $FAILED failed"
-if ((FAILED > 0)); then
-	printf 'failed: %s\n' "${FAILED_NAMES[@]}"
-	exit 1
-fi
+harness_finish

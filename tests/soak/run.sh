@@ -23,7 +23,7 @@
 # Usage: tests/soak/run.sh            (SOAK_SECONDS=600 by default; CI uses 60)
 # Environment: TCS_BIN (build/talos-csr-signer), SOAK_SECONDS, SOAK_ROTATE
 # (30), SOAK_RATE (calls/s, 40), TCS_CACHE, KEEP_WORK=1 keeps the scratch
-# directory. Ends with "N passed, M failed".
+# directory. Ends with "soak: N passed, M failed, K skipped" (tests/lib.sh).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,48 +34,15 @@ every=${SOAK_ROTATE:-30}
 rate=${SOAK_RATE:-40}
 cache=${TCS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer}
 
-missing() {
-	if [ "${CI:-}" = true ]; then
-		echo "tests/soak/run.sh: $1" >&2
-		exit 1
-	fi
-	echo "SKIPPED: $1"
-	exit 0
-}
-[ -x "$bin" ] || missing "daemon binary $bin not found (make build)"
-command -v go >/dev/null || missing "go is not installed"
-command -v openssl >/dev/null || missing "openssl is not installed"
-command -v python3 >/dev/null || missing "python3 is not installed"
-
-work=$(mktemp -d)
-pids=()
-passed=0
-failed=0
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do
-		kill "$p" 2>/dev/null || true
-	done
-	wait 2>/dev/null || true
-	if [ "${KEEP_WORK:-0}" = 1 ] || [ "$failed" -gt 0 ]; then
-		echo "soak: scratch directory kept: $work"
-	else
-		rm -rf "$work"
-	fi
-}
-trap cleanup EXIT
-
-check() { # description, then a command that must succeed
-	local what=$1
-	shift
-	if "$@"; then
-		echo "PASS: $what"
-		passed=$((passed + 1))
-	else
-		echo "FAIL: $what"
-		failed=$((failed + 1))
-	fi
-}
+ROOT=$root
+# shellcheck source=tests/lib.sh
+. "$root/tests/lib.sh"
+harness_init soak
+work=$WORK
+[ -x "$bin" ] || unavailable "daemon binary $bin not found (make build)"
+command -v go >/dev/null || unavailable "go is not installed"
+command -v openssl >/dev/null || unavailable "openssl is not installed"
+command -v python3 >/dev/null || unavailable "python3 is not installed"
 
 # The load generator of the benchmarks, built once into the cache.
 lg=$root/bench/loadgen
@@ -98,26 +65,19 @@ cp "$work/pki0"/{ca.crt,ca.key,server.crt,server.key,token} "$live/"
 spki() { openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum | cut -c1-64; }
 rss_kb() { awk '$1 == "VmRSS:" {print $2}' "/proc/$1/status" 2>/dev/null; }
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-CA_CERT_PATH=$live/ca.crt CA_KEY_PATH=$live/ca.key TLS_CERT_PATH=$live/server.crt \
-	TLS_KEY_PATH=$live/server.key TOKEN_PATH=$live/token LISTEN_ADDRESS=127.0.0.1 \
-	PORT=$port HTTP_ADDR='' MAX_CONNECTION_AGE=10s LOG_FORMAT=json \
-	"$bin" 2>"$work/daemon.log" &
-dpid=$!
-pids+=("$dpid")
-for _ in $(seq 1 100); do
-	grep -q '"msg":"listening"' "$work/daemon.log" && break
-	kill -0 "$dpid" 2>/dev/null || break
-	sleep 0.1
-done
-grep -q '"msg":"listening"' "$work/daemon.log" || { tail -5 "$work/daemon.log"; exit 1; }
+BIN=$bin
+start_daemon daemon --wait listening --timeout 10 -- CA_CERT_PATH="$live/ca.crt" CA_KEY_PATH="$live/ca.key" \
+	TLS_CERT_PATH="$live/server.crt" TLS_KEY_PATH="$live/server.key" TOKEN_PATH="$live/token" \
+	LISTEN_ADDRESS=127.0.0.1 PORT="$(free_port)" HTTP_ADDR='' MAX_CONNECTION_AGE=10s LOG_FORMAT=json ||
+	{ not_ok "daemon starts"; exit 1; }
+dpid=$D_PID port=$D_PORT
 
 echo "soak: ${secs}s at $rate calls/s, $rotations rotation(s) every ${every}s, daemon pid $dpid"
 "$tcsbench" steady --endpoint "127.0.0.1:$port" --ca "$work/trust.pem" \
 	--token-file "$live/token" --csr-family ed25519 --conns 4 --concurrency 8 \
 	--rate "$rate" --duration "${secs}s" --timeout 10s >"$work/load.json" 2>"$work/load.err" &
 lpid=$!
-pids+=("$lpid")
+BG_PIDS+=("$lpid")
 
 # replace FILE SRC: atomic rename of a copy made in the same directory.
 replace() {
@@ -209,9 +169,5 @@ print("soak: RSS %.1f MiB at start, %.1f MiB at the end, max %.1f MiB; slope aft
     pts[0][1] / 1024, pts[-1][1] / 1024, max(p[1] for p in pts) / 1024, slope, n))
 PY
 
-kill -TERM "$dpid"
-rc=0
-wait "$dpid" || rc=$?
-check "daemon exits 0 on SIGTERM after the soak (exit $rc)" [ "$rc" -eq 0 ]
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check "daemon exits 0 on SIGTERM after the soak" stop_daemon "$dpid"
+harness_finish
