@@ -257,22 +257,28 @@ build_peer() {
 	echo "$pbin"
 }
 
-# start_peer PKI_DIR -> sets dpid, dport (the Go signer, its own environment names)
+# start_peer PKI_DIR -> sets dpid, dport (the Go signer, its own environment names).
+# It binds every address, so on a shared machine the free port picked may be
+# taken before it binds: then it exits, and another port is tried.
 start_peer() {
-	dport=$(free_port)
-	env -i PATH="$PATH" HOME="$HOME" PORT="$dport" CA_CERT_PATH="$1/ca.crt" CA_KEY_PATH="$1/ca.key" \
-		TLS_CERT_PATH="$1/server.crt" TLS_KEY_PATH="$1/server.key" TALOS_TOKEN="$(cat "$1/token")" \
-		"$peer_bin" >>"$work/peer.log" 2>&1 &
-	dpid=$!
-	pids+=("$dpid")
-	local _
-	for _ in $(seq 1 100); do
-		if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' "$dport" 2>/dev/null; then
-			sleep 0.5
-			return 0
-		fi
-		kill -0 "$dpid" 2>/dev/null || break
-		sleep 0.1
+	local _ _try
+	for _try in 1 2 3; do
+		dport=$(free_port)
+		: >"$work/peer.log"
+		env -i PATH="$PATH" HOME="$HOME" PORT="$dport" CA_CERT_PATH="$1/ca.crt" CA_KEY_PATH="$1/ca.key" \
+			TLS_CERT_PATH="$1/server.crt" TLS_KEY_PATH="$1/server.key" TALOS_TOKEN="$(cat "$1/token")" \
+			"$peer_bin" >>"$work/peer.log" 2>&1 &
+		dpid=$!
+		pids+=("$dpid")
+		for _ in $(seq 1 100); do
+			if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' "$dport" 2>/dev/null; then
+				sleep 0.5
+				return 0
+			fi
+			kill -0 "$dpid" 2>/dev/null || break
+			sleep 0.1
+		done
+		grep -q 'address already in use' "$work/peer.log" || break
 	done
 	echo "bench/run.sh: the Go signer did not start:" >&2
 	tail -5 "$work/peer.log" >&2
