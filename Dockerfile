@@ -29,7 +29,7 @@ ARG TOOLCHAIN_IMAGE=toolchain
 FROM --platform=$BUILDPLATFORM ${BASE_IMAGE} AS toolchain
 ARG TARGETARCH
 ARG BUILD_TOOLS="ca-certificates cmake make pkg-config protobuf-c-compiler binutils"
-ARG BUILD_LIBS="libc6-dev libgrpc-dev libprotobuf-c-dev libssl-dev libcjson-dev libcurl4-openssl-dev libmicrohttpd-dev libsodium-dev"
+ARG BUILD_LIBS="libc6-dev libgrpc-dev libprotobuf-c-dev libssl-dev libcjson-dev libcurl4-openssl-dev libmicrohttpd-dev libsodium-dev libseccomp-dev"
 RUN set -eu; export DEBIAN_FRONTEND=noninteractive; \
     build_arch=$(dpkg --print-architecture); arch=${TARGETARCH:-$build_arch}; \
     case "$arch" in \

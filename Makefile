@@ -13,7 +13,7 @@ RUN_HTTP   ?= 127.0.0.1:8081
 FUZZ_TIME  ?= 60
 
 .PHONY: help deps deps-build build build-daemon test test-unit test-asan test-tsan test-interop test-ops \
-	test-e2e test-runbook test-faults test-soak test-chart test-image test-abuse test-cluster run lint fuzz fuzz-smoke bench clean version
+	test-keeper test-e2e test-runbook test-faults test-soak test-chart test-image test-abuse test-cluster run lint fuzz fuzz-smoke bench clean version
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,7 +36,7 @@ build-daemon: deps-build
 		cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTS=OFF
 	cmake --build $(BUILD) -j $(JOBS) --target talos-csr-signer
 
-test: ## Run every suite as named stages (hack/stages.sh: build, unit, asan, tsan, interop, ops, abuse, e2e, runbook, faults, soak, chart, image, cluster)
+test: ## Run every suite as named stages (hack/stages.sh: build, unit, asan, tsan, interop, ops, abuse, keeper, e2e, runbook, faults, soak, chart, image, cluster)
 	MAKE="$(MAKE)" hack/stages.sh
 	@echo "make test: all suites passed"
 
@@ -73,6 +73,9 @@ test-ops: build ## Health/metrics endpoint, policy, rate limit, request and chec
 
 test-abuse: build ## Attacks of issue 10 (floods, rapid reset, slowloris...) on loopback, with a legitimate worker calling
 	TCS_BIN=$(BIN) tests/abuse/run.sh
+
+test-keeper: build ## The CA key only in the keeper process: memory scan, seccomp, kill either process, shutdown order
+	TCS_BIN=$(BIN) tests/keeper/run.sh
 
 test-e2e: build ## Against a real kube-apiserver and etcd (built once, cached)
 	TCS_BIN=$(BIN) tests/e2e/run.sh

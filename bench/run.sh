@@ -105,15 +105,30 @@ floor=$work/floor
 # shellcheck disable=SC2046
 cc -O2 -g -std=gnu11 -I "$root/src" -I "$builddir/proto" "$root/bench/floor.c" \
 	"$builddir/libtcs_core.a" "$builddir/libtcs_proto.a" \
-	$(pkg-config --libs grpc libprotobuf-c openssl libsodium libcjson libcurl) \
+	$(pkg-config --libs grpc libprotobuf-c openssl libsodium libcjson libcurl libseccomp) \
 	$(pkg-config --exists libmicrohttpd && pkg-config --libs libmicrohttpd) \
 	-lpthread -o "$floor"
 
 ulimit -n 16384 2>/dev/null || true
 tck=$(getconf CLK_TCK)
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+# The daemon is two processes (the network side and its keeper child): CPU and
+# memory are summed over the process and its children. A Go signer has none.
+procs() { echo "$1" $(pgrep -P "$1" 2>/dev/null || true); }
+cpu_ticks() {
+	local p t=0
+	for p in $(procs "$1"); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+rss_kb() {
+	local p t=0
+	for p in $(procs "$1"); do
+		t=$((t + $(awk -v k="$2:" '$1 == k {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
 
 # bench_daemon PKI_DIR -> sets dpid, dport (tests/lib.sh start_daemon)
 # The load generator is one source (127.0.0.1) standing in for a fleet: the
@@ -242,22 +257,28 @@ build_peer() {
 	echo "$pbin"
 }
 
-# start_peer PKI_DIR -> sets dpid, dport (the Go signer, its own environment names)
+# start_peer PKI_DIR -> sets dpid, dport (the Go signer, its own environment names).
+# It binds every address, so on a shared machine the free port picked may be
+# taken before it binds: then it exits, and another port is tried.
 start_peer() {
-	dport=$(free_port)
-	env -i PATH="$PATH" HOME="$HOME" PORT="$dport" CA_CERT_PATH="$1/ca.crt" CA_KEY_PATH="$1/ca.key" \
-		TLS_CERT_PATH="$1/server.crt" TLS_KEY_PATH="$1/server.key" TALOS_TOKEN="$(cat "$1/token")" \
-		"$peer_bin" >>"$work/peer.log" 2>&1 &
-	dpid=$!
-	pids+=("$dpid")
-	local _
-	for _ in $(seq 1 100); do
-		if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' "$dport" 2>/dev/null; then
-			sleep 0.5
-			return 0
-		fi
-		kill -0 "$dpid" 2>/dev/null || break
-		sleep 0.1
+	local _ _try
+	for _try in 1 2 3; do
+		dport=$(free_port)
+		: >"$work/peer.log"
+		env -i PATH="$PATH" HOME="$HOME" PORT="$dport" CA_CERT_PATH="$1/ca.crt" CA_KEY_PATH="$1/ca.key" \
+			TLS_CERT_PATH="$1/server.crt" TLS_KEY_PATH="$1/server.key" TALOS_TOKEN="$(cat "$1/token")" \
+			"$peer_bin" >>"$work/peer.log" 2>&1 &
+		dpid=$!
+		pids+=("$dpid")
+		for _ in $(seq 1 100); do
+			if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' "$dport" 2>/dev/null; then
+				sleep 0.5
+				return 0
+			fi
+			kill -0 "$dpid" 2>/dev/null || break
+			sleep 0.1
+		done
+		grep -q 'address already in use' "$work/peer.log" || break
 	done
 	echo "bench/run.sh: the Go signer did not start:" >&2
 	tail -5 "$work/peer.log" >&2

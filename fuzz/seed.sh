@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 command -v openssl >/dev/null || { echo "seed.sh: openssl is missing" >&2; exit 1; }
 
 rm -rf "$out"
-mkdir -p "$out"/{csr,csrparse,pem,pemparse,request,watch,secret,h2guard}
+mkdir -p "$out"/{csr,csrparse,pem,pemparse,request,watch,secret,h2guard,certpipe,kp_keeper,kp_network}
 "$root/hack/dev-pki.sh" "$tmp/pki" --ip 127.0.0.1 >/dev/null
 
 key() { # family file
@@ -128,5 +128,45 @@ seeds = {
 for name, blob in seeds.items():
     with open(os.path.join(out, name), "wb") as f:
         f.write(blob)
+PY
+# Certificate pipeline seeds: one knob byte (see fuzz_certpipe.c), then a request.
+for f in "$out"/request/*; do
+	{ printf '\x0d'; cat "$f"; } >"$out/certpipe/$(basename "$f")"
+done
+{ printf '\x1d'; cat "$out/request/csr"; } >"$out/certpipe/csr-ratelimited"
+{ printf '\x05'; cat "$out/request/csr"; } >"$out/certpipe/csr-wrong-token"
+printf '\x00' >"$out/certpipe/reset"
+# Keeper protocol seeds (fuzz_kp_keeper, fuzz_kp_network): one whole message
+# each, in the wire form of src/keeperproto.h.
+python3 - "$out" "$out/csr/ed.pem" <<'PY'
+import os, struct, sys
+root = sys.argv[1]
+pem = open(sys.argv[2], 'rb').read()
+def f(tag, v): return bytes([tag]) + struct.pack(">I", len(v)) + v
+def msg(t, i, payload): return b"KP" + bytes([1, t]) + struct.pack(">II", i, len(payload)) + payload
+u64 = lambda n: struct.pack(">Q", n & (2**64 - 1))
+seeds = {
+    "keeper": {
+        "sign": msg(1, 1, f(1, pem) + f(2, b"10.0.0.5")),
+        "sign-trace": msg(1, 2, f(1, pem) + f(2, b"::1") + f(3, b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")),
+        "audit": msg(5, 0, f(16, bytes([4])) + f(5, b"too many requests") + f(2, b"10.0.0.9")),
+        "audit-related": msg(5, 0, f(16, bytes([1])) + f(5, b"invalid token") + f(17, b"Secret talos/talos-ca")),
+        "reload": msg(6, 0, b""),
+    },
+    "network": {
+        "signed-ok": msg(2, 1, f(4, b"\x00") + f(5, b"") + f(6, b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+            + f(10, b"-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n")),
+        "signed-denied": msg(2, 2, f(4, b"\x03") + f(5, b"peer address 10.0.0.9 is not an IP SAN of the CSR")),
+        "creds": msg(3, 0, f(7, u64(3)) + f(8, b"-----BEGIN CERTIFICATE-----\n") + f(9, b"-----BEGIN PRIVATE KEY-----\n")
+            + f(10, b"-----BEGIN CERTIFICATE-----\n") + f(11, b"\xab" * 64) + f(12, b"\x5a" * 32) + f(13, b"0" * 64)
+            + f(14, u64(1900000000)) + f(15, u64(2000000000))),
+        "waiting": msg(4, 0, f(5, b"waiting for Secret talos/talos-ca: HTTP 403")),
+    },
+}
+for side, d in seeds.items():
+    out = os.path.join(root, "kp_" + side)
+    os.makedirs(out, exist_ok=True)
+    for name, blob in d.items():
+        open(os.path.join(out, name), "wb").write(blob)
 PY
 echo "seed corpora written to fuzz/corpus/ ($(find "$out" -type f | wc -l) files)"

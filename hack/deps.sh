@@ -8,7 +8,7 @@ set -euo pipefail
 build_pkgs=(
 	build-essential cmake pkg-config git ca-certificates openssl
 	libgrpc-dev protobuf-c-compiler libprotobuf-c-dev libssl-dev
-	libcjson-dev libcurl4-openssl-dev libmicrohttpd-dev libsodium-dev
+	libcjson-dev libcurl4-openssl-dev libmicrohttpd-dev libsodium-dev libseccomp-dev
 )
 test_pkgs=(
 	libcriterion-dev valgrind clang libclang-rt-14-dev clang-tidy clang-format cppcheck gnuplot-nox

@@ -19,7 +19,8 @@
 # owns machine-wide state (containerd, kubelet, iptables) and always runs last
 # and alone.
 #
-# EARLY="cluster-tools" (what .ci/run sets) starts the slow build of the
+# EARLY="cluster-tools" (what .ci/run sets) starts the slow build of
+# promtool (for ops and chart, which wait for it on tools.sh's lock) and of the
 # cluster-only tools (kubelet, scheduler, controller-manager, kube-proxy,
 # cert-manager's controller, cmctl) in the background at the lowest CPU
 # priority right after the `tools` stage, and awaits it only before the
@@ -29,7 +30,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_STAGES="build unit asan tsan interop ops abuse e2e runbook faults soak chart image cluster"
+ALL_STAGES="build unit asan tsan interop ops abuse keeper e2e runbook faults soak chart image cluster"
 # Stages that can run in the background beside unit/asan/tsan.
 CAN_RUN_ALONGSIDE="lint fuzz-smoke"
 STAGE_LOGS=${STAGE_LOGS:-$PWD/build/stages}
@@ -46,10 +47,11 @@ now() { date +%s; }
 stage_cmd() {
 	case $1 in
 	build) echo "$MAKE build" ;;
-	# The tools every suite but cluster needs; the Go build cache is kept for cluster-tools, which
-	# reuses most of kube-apiserver's compiled packages and drops the cache when it is done.
-	tools) echo "env TCS_KEEP_GOCACHE=1 TCS_TOOLS_ONLY=base hack/k8s/tools.sh" ;;
-	cluster-tools) echo "nice -n 19 env TCS_TOOLS_ONLY=cluster hack/k8s/tools.sh" ;;
+	# The tools most suites need; the Go build cache is kept for cluster-tools, which reuses most of
+	# kube-apiserver's compiled packages and drops the cache when it is done. cluster-tools builds
+	# promtool first: the ops and chart suites that need it wait on tools.sh's lock until it is there.
+	tools) echo "env TCS_KEEP_GOCACHE=1 hack/k8s/tools.sh" ;;
+	cluster-tools) echo "nice -n 19 env TCS_TOOLS_ONLY=promtool,cluster hack/k8s/tools.sh" ;;
 	lint | fuzz-smoke) echo "$MAKE $1" ;;
 	*) echo "$MAKE test-$1" ;;
 	esac

@@ -7,19 +7,40 @@
  */
 #include "credstore.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "creds.h"
+#include "log.h"
 
 struct credstore {
 	pthread_mutex_t      mtx;
 	struct creds        *cur;
 	atomic_uint_fast64_t gen;
 	char                 waiting[CREDSTORE_WAITING_MAX];
+	int                  notify_fd; /* eventfd, or -1 */
 };
+
+/* Wakes whoever watches the store (the keeper's control loop). */
+static void
+notify(struct credstore *cs)
+{
+	uint64_t one = 1;
+
+	if (cs->notify_fd >= 0 && write(cs->notify_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+		log_warn("credstore: eventfd write");
+}
+
+void
+credstore_set_notify(struct credstore *cs, int fd)
+{
+	cs->notify_fd = fd;
+}
 
 struct credstore *
 credstore_new(void)
@@ -33,6 +54,7 @@ credstore_new(void)
 		return NULL;
 	}
 	atomic_init(&cs->gen, 0);
+	cs->notify_fd = -1;
 	return cs;
 }
 
@@ -60,6 +82,7 @@ credstore_publish(struct credstore *cs, struct creds *c)
 	atomic_store(&cs->gen, gen);
 	pthread_mutex_unlock(&cs->mtx);
 	creds_release(old);
+	notify(cs);
 	return gen;
 }
 
@@ -87,6 +110,7 @@ credstore_set_waiting(struct credstore *cs, const char *reason)
 	pthread_mutex_lock(&cs->mtx);
 	snprintf(cs->waiting, sizeof(cs->waiting), "%s", reason != NULL ? reason : "");
 	pthread_mutex_unlock(&cs->mtx);
+	notify(cs);
 }
 
 void

@@ -42,6 +42,12 @@ uint64_t credstore_generation(struct credstore *);
  * by /readyz. Any thread; no secret may go into it.
  */
 void credstore_set_waiting(struct credstore *, const char *reason);
+/*
+ * Makes every publish and every change of the waiting text write 1 to the
+ * eventfd `fd` (-1: none), so one poll() can watch the store (the keeper
+ * forwards both to the network side). Before any publisher runs.
+ */
+void credstore_set_notify(struct credstore *, int fd);
 /* Copies the waiting text into buf ("" when there is none). Any thread. */
 void credstore_waiting(struct credstore *, char *buf, size_t len);
 

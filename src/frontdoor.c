@@ -10,9 +10,9 @@
  *
  * A connection's life: accepted (non-blocking) -> admitted by the global
  * and per-source caps, or closed at once -> TLS handshake (deadline
- * HANDSHAKE_TIMEOUT; ALPN h2 required) -> handoff: a loopback TCP pair to a
- * private listener, the accepted end given to gRPC with the client's real
- * address (grpcsrv_add_fd()) -> relay: SSL_read -> h2guard -> inner socket,
+ * HANDSHAKE_TIMEOUT; ALPN h2 required) -> handoff: an AF_UNIX socketpair,
+ * one end given to gRPC with the client's real address (grpcsrv_add_fd())
+ * -> relay: SSL_read -> h2guard -> inner socket,
  * inner socket -> SSL_write. Until the first complete request the deadline
  * is FIRST_REQUEST_TIMEOUT from accept; after it, MAX_CONNECTION_AGE plus a
  * grace (gRPC itself sends GOAWAY at MAX_CONNECTION_AGE; the front door's
@@ -38,7 +38,7 @@
  * pending connection accepted and closed, the reserve reopened, and accept
  * pauses for ACCEPT_BACKOFF_MS; it then resumes by itself.
  *
- * Owns: the listeners, the private inner listener, the reserve descriptor,
+ * Owns: the listeners, the reserve descriptor,
  * every struct conn with its descriptors and SSL, the tlsterm holder.
  */
 #define _GNU_SOURCE /* accept4 */
@@ -55,7 +55,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -132,8 +131,6 @@ struct frontdoor {
 	struct tag            t_wake;
 	struct tag            listeners[FD_MAX_LISTENERS];
 	int                   nlisteners, port;
-	int                   inner_lfd;
-	struct sockaddr_in    inner_addr;
 	int                   accepting; /* listeners registered for EPOLLIN */
 	int64_t               resume_ms; /* accept paused until then (0: not paused) */
 	int64_t               next_warn_ms;
@@ -262,62 +259,23 @@ conn_close(struct frontdoor *d, struct conn *c, enum metric_fd why)
 /* --- handoff to gRPC -------------------------------------------------------- */
 
 /*
- * Makes the inner loopback pair: our end in c->ifd, the accepted end given
- * to gRPC. The accepted end is checked to be ours (any local process could
- * connect to the private listener). 0 or -1.
+ * Makes the inner pair, an AF_UNIX socketpair: our end in c->ifd, the other
+ * given to gRPC. No listener, no TCP stack on the hop, and no stranger can
+ * reach it. 0 or -1.
  */
 static int
 handoff(struct frontdoor *d, struct conn *c)
 {
-	struct sockaddr_in mine, theirs;
-	socklen_t          ml = sizeof(mine), tl;
-	struct pollfd      pfd;
-	int                fd = -1, gfd = -1, tries;
+	int sv[2];
 
-	memset(&mine, 0, sizeof(mine));
-	memset(&theirs, 0, sizeof(theirs));
-
-	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		goto fail;
-	set_nodelay(fd);
-	if (connect(fd, (struct sockaddr *)&d->inner_addr, sizeof(d->inner_addr)) == -1 ||
-	    getsockname(fd, (struct sockaddr *)&mine, &ml) == -1)
-		goto fail;
-	for (tries = 0; tries < 8; tries++) {
-		tl = sizeof(theirs);
-		gfd = accept4(
-		    d->inner_lfd, (struct sockaddr *)&theirs, &tl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (gfd == -1) {
-			if (errno != EAGAIN && errno != EINTR)
-				goto fail;
-			pfd.fd = d->inner_lfd;
-			pfd.events = POLLIN;
-			poll(&pfd, 1, 50);
-			continue;
-		}
-		if (theirs.sin_port == mine.sin_port &&
-		    theirs.sin_addr.s_addr == mine.sin_addr.s_addr)
-			break;
-		close(gfd); /* a stranger on the private listener */
-		gfd = -1;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == -1)
+		return -1;
+	if (grpcsrv_add_fd(d->grpc, sv[1], c->peer) == -1) {
+		close(sv[0]); /* sv[1] was closed there */
+		return -1;
 	}
-	if (gfd == -1)
-		goto fail;
-	set_nodelay(gfd);
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
-		goto fail;
-	if (grpcsrv_add_fd(d->grpc, gfd, c->peer) == -1) {
-		gfd = -1; /* closed there */
-		goto fail;
-	}
-	c->ifd = fd;
+	c->ifd = sv[0];
 	return 0;
-fail:
-	if (gfd >= 0)
-		close(gfd);
-	if (fd >= 0)
-		close(fd);
-	return -1;
 }
 
 /* --- relay ------------------------------------------------------------------ */
@@ -976,21 +934,6 @@ bind_all(struct frontdoor *d, char *err, size_t errlen)
 	return 0;
 }
 
-/* The private listener gRPC's ends of the inner pairs come from. */
-static int
-inner_listener(struct frontdoor *d)
-{
-	socklen_t sl = sizeof(d->inner_addr);
-
-	memset(&d->inner_addr, 0, sizeof(d->inner_addr));
-	d->inner_addr.sin_family = AF_INET;
-	d->inner_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((d->inner_lfd = listen_on((struct sockaddr *)&d->inner_addr, sl, 0)) == -1 ||
-	    getsockname(d->inner_lfd, (struct sockaddr *)&d->inner_addr, &sl) == -1)
-		return -1;
-	return 0;
-}
-
 struct frontdoor *
 frontdoor_start(const struct config *cfg, struct credstore *store, struct grpcsrv *grpc, char *err,
     size_t errlen)
@@ -1006,7 +949,7 @@ frontdoor_start(const struct config *cfg, struct credstore *store, struct grpcsr
 	d->cfg = cfg;
 	d->store = store;
 	d->grpc = grpc;
-	d->ep = d->wakefd = d->reserve = d->inner_lfd = -1;
+	d->ep = d->wakefd = d->reserve = -1;
 	d->age_ms = cfg->max_connection_age_ms;
 	d->lim.max_header_block = (uint32_t)cfg->h2_max_header_block;
 	d->lim.max_open_streams = (uint32_t)cfg->h2_max_open_streams;
@@ -1023,10 +966,6 @@ frontdoor_start(const struct config *cfg, struct credstore *store, struct grpcsr
 	    (d->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1 ||
 	    (d->reserve = reserve_open()) == -1) {
 		snprintf(err, errlen, "front door: %s", strerror(errno));
-		goto fail;
-	}
-	if (inner_listener(d) == -1) {
-		snprintf(err, errlen, "front door: private loopback listener: %s", strerror(errno));
 		goto fail;
 	}
 	d->t_wake = (struct tag){ TK_WAKE, NULL, d->wakefd };
@@ -1094,8 +1033,6 @@ frontdoor_free(struct frontdoor *d)
 	}
 	for (i = 0; i < d->nlisteners; i++)
 		close(d->listeners[i].fd);
-	if (d->inner_lfd >= 0)
-		close(d->inner_lfd);
 	if (d->reserve >= 0)
 		close(d->reserve);
 	if (d->wakefd >= 0)

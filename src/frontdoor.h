@@ -5,7 +5,7 @@
  * (an EMFILE-safe accept loop, a global and a per-source connection cap,
  * handshake, first-request and lifetime deadlines), TLS termination
  * (tlsterm.h), the HTTP/2 frame guard (h2guard.h), and the handoff of the
- * guarded plaintext to the gRPC core over a private loopback TCP pair
+ * guarded plaintext to the gRPC core over a private AF_UNIX socketpair
  * (grpcsrv_add_fd()). The gRPC core itself never sees the network.
  *
  * One thread of its own runs the event loop. The functions below are for

@@ -16,6 +16,10 @@
  * The status is always sent together with initial metadata: without it the
  * client sees DEADLINE_EXCEEDED instead of our status (grpc-c-core.md 3).
  *
+ * What a Certificate call means (token, decode, sign, status) is decided
+ * by certpipe.c; this file only collects the call's metadata, message and
+ * peer, and sends the status certpipe_run() chose, with the response.
+ *
  * Owns: the server, the CQ, the worker threads, every struct call, the
  * descriptor -> real peer table.
  */
@@ -43,16 +47,13 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#include "security.pb-c.h"
-
-#include "audit.h"
+#include "certpipe.h"
 #include "config.h"
 #include "creds.h"
 #include "credstore.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
-#include "signer.h"
 #include "util.h"
 
 #define GRPCSRV_PENDING_PER_THREAD 16 /* Certificate requests kept posted */
@@ -66,18 +67,6 @@ static const char method_path[] = "/securityapi.SecurityService/Certificate";
 
 enum call_kind { CALL_CERT, CALL_GENERIC, CALL_SHUTDOWN, CALL__MAX };
 enum call_state { CS_REQUESTED, CS_FINISHING, CS__MAX };
-
-/* gRPC status codes, spelled out to keep the mapping table readable. */
-enum rpc_outcome {
-	OUT_OK,
-	OUT_UNAVAILABLE,
-	OUT_MISSING_TOKEN,
-	OUT_INVALID_TOKEN,
-	OUT_BAD_MESSAGE,
-	OUT_SIGNER, /* status taken from signer_result */
-	OUT_RATE_LIMITED,
-	OUT__MAX
-};
 
 struct call {
 	struct grpcsrv     *srv;
@@ -96,6 +85,7 @@ struct grpcsrv {
 	const struct config     *cfg;
 	struct credstore        *store;
 	struct ratelimit        *rl;
+	struct certpipe_issuer   issuer;
 	grpc_server             *server;
 	grpc_completion_queue   *cq;
 	void                    *method;
@@ -110,35 +100,6 @@ struct grpcsrv {
 	pthread_mutex_t mtx; /* shutdown_done */
 	pthread_cond_t  cond;
 	int             shutdown_done;
-};
-
-/* One table maps every rejection to its wire status and message. */
-static const struct {
-	grpc_status_code code;
-	const char      *message;
-	enum audit_kind  audit;
-} outcomes[OUT__MAX] = {
-	[OUT_OK] = { GRPC_STATUS_OK, "", AK_ISSUED },
-	[OUT_UNAVAILABLE] = { GRPC_STATUS_UNAVAILABLE, "no credentials loaded yet",
-	    AK_UNAVAILABLE },
-	[OUT_MISSING_TOKEN] = { GRPC_STATUS_UNAUTHENTICATED, "missing token", AK_AUTH_FAILED },
-	[OUT_INVALID_TOKEN] = { GRPC_STATUS_UNAUTHENTICATED, "invalid token", AK_AUTH_FAILED },
-	[OUT_BAD_MESSAGE] = { GRPC_STATUS_INVALID_ARGUMENT, "failed to decode request message",
-	    AK_INVALID_CSR },
-	[OUT_SIGNER] = { GRPC_STATUS_INTERNAL, NULL, AK_INTERNAL },
-	[OUT_RATE_LIMITED] = { GRPC_STATUS_RESOURCE_EXHAUSTED,
-	    "too many requests from this address, retry later", AK_RATE_LIMITED },
-};
-
-static const struct {
-	grpc_status_code code;
-	enum audit_kind  audit;
-} signer_map[SIGNER__MAX] = {
-	[SIGNER_OK] = { GRPC_STATUS_OK, AK_ISSUED },
-	[SIGNER_BAD_DECODE] = { GRPC_STATUS_INVALID_ARGUMENT, AK_INVALID_CSR },
-	[SIGNER_BAD_PARSE] = { GRPC_STATUS_INVALID_ARGUMENT, AK_INVALID_CSR },
-	[SIGNER_DENIED] = { GRPC_STATUS_PERMISSION_DENIED, AK_POLICY_DENIED },
-	[SIGNER_INTERNAL] = { GRPC_STATUS_INTERNAL, AK_INTERNAL },
 };
 
 const char *
@@ -335,146 +296,51 @@ finish(struct call *c, grpc_status_code code, const char *msg)
 	}
 }
 
-/* Counts `token` entries and checks the single one in constant time. */
-static enum rpc_outcome
-check_token(const struct call *c, const struct creds *cr)
-{
-	const grpc_metadata *tok = NULL;
-	size_t               i, n = 0;
-
-	for (i = 0; i < c->md.count; i++)
-		if (grpc_slice_str_cmp(c->md.metadata[i].key, "token") == 0) {
-			tok = &c->md.metadata[i];
-			n++;
-		}
-	if (n == 0)
-		return OUT_MISSING_TOKEN;
-	if (n > 1)
-		return OUT_INVALID_TOKEN; /* never guess which value counts */
-	if (!creds_token_ok(
-		cr, (const char *)GRPC_SLICE_START_PTR(tok->value), GRPC_SLICE_LENGTH(tok->value)))
-		return OUT_INVALID_TOKEN;
-	return OUT_OK;
-}
-
-static grpc_byte_buffer *
-pack_response(const struct creds *cr, const struct signer_result *res)
-{
-	Securityapi__CertificateResponse resp = SECURITYAPI__CERTIFICATE_RESPONSE__INIT;
-	grpc_byte_buffer                *bb;
-	grpc_slice                       out;
-	size_t                           len;
-
-	resp.ca.data = cr->ca_bundle;
-	resp.ca.len = cr->ca_bundle_len;
-	resp.crt.data = res->crt_pem;
-	resp.crt.len = res->crt_len;
-	len = securityapi__certificate_response__get_packed_size(&resp);
-	out = grpc_slice_malloc(len);
-	securityapi__certificate_response__pack(&resp, GRPC_SLICE_START_PTR(out));
-	bb = grpc_raw_byte_buffer_create(&out, 1);
-	grpc_slice_unref(out);
-	return bb;
-}
-
+/*
+ * Collects what the call carried (its `token` values, its message, its real
+ * peer) for certpipe_run(), which decides; sends what it decided.
+ */
 static void
 handle_certificate(struct call *c)
 {
-	struct grpcsrv                  *s = c->srv;
-	struct creds                    *cr = NULL;
-	struct signer_result             res;
-	struct signer_params             sp;
-	struct audit_rec                 ar;
-	Securityapi__CertificateRequest *req = NULL;
-	grpc_byte_buffer_reader          rd;
-	grpc_slice                       all = grpc_empty_slice();
-	enum rpc_outcome                 out;
-	grpc_status_code                 code;
-	const char                      *msg;
-	char                            *peer, ip[64];
+	struct grpcsrv         *s = c->srv;
+	struct creds           *cr = NULL;
+	struct certpipe_call    pc;
+	struct certpipe_result  pr;
+	grpc_byte_buffer_reader rd;
+	grpc_slice              all = grpc_empty_slice();
+	grpc_slice              out;
+	char                   *peer, ip[64];
+	size_t                  i;
 
-	memset(&res, 0, sizeof(res));
-	memset(&ar, 0, sizeof(ar));
+	memset(&pc, 0, sizeof(pc));
 	peer = grpc_call_get_peer(c->call);
 	if (real_peer(s, peer, ip, sizeof(ip)) == -1)
 		snprintf(ip, sizeof(ip), "unknown");
 	gpr_free(peer);
-
-	if (c->recv == NULL && (cr = credstore_acquire(s->store)) != NULL &&
-	    check_token(c, cr) != OUT_OK) {
-		/* Ended before its message, unauthenticated: a summary, not a record. */
-		audit_note_reset(ip);
-		finish(c, GRPC_STATUS_CANCELLED, "request ended before its message");
-		creds_release(cr);
-		return;
+	pc.peer_ip = ip;
+	for (i = 0; i < c->md.count; i++)
+		if (grpc_slice_str_cmp(c->md.metadata[i].key, "token") == 0 && pc.ntokens++ == 0) {
+			pc.token = (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value);
+			pc.token_len = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
+		}
+	if (c->recv != NULL && grpc_byte_buffer_reader_init(&rd, c->recv)) {
+		all = grpc_byte_buffer_reader_readall(&rd);
+		grpc_byte_buffer_reader_destroy(&rd);
+		pc.has_message = 1;
+		pc.message = GRPC_SLICE_START_PTR(all);
+		pc.message_len = GRPC_SLICE_LENGTH(all);
 	}
-	creds_release(cr);
-	cr = NULL;
-	if (s->rl != NULL && !ratelimit_allow(s->rl, ip)) {
-		out = OUT_RATE_LIMITED;
-		goto reply;
+	cr = credstore_acquire(s->store);
+	certpipe_run(&pc, cr, s->rl, &s->issuer, &pr);
+	if (pr.response != NULL) {
+		out = grpc_slice_from_copied_buffer((const char *)pr.response, pr.response_len);
+		c->send = grpc_raw_byte_buffer_create(&out, 1);
+		grpc_slice_unref(out);
 	}
-	if ((cr = credstore_acquire(s->store)) == NULL) {
-		out = OUT_UNAVAILABLE;
-		goto reply;
-	}
-	if ((out = check_token(c, cr)) != OUT_OK)
-		goto reply;
-	if (c->recv == NULL || !grpc_byte_buffer_reader_init(&rd, c->recv)) {
-		out = OUT_BAD_MESSAGE;
-		goto reply;
-	}
-	all = grpc_byte_buffer_reader_readall(&rd);
-	grpc_byte_buffer_reader_destroy(&rd);
-	req = securityapi__certificate_request__unpack(
-	    NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
-	if (req == NULL) {
-		out = OUT_BAD_MESSAGE;
-		goto reply;
-	}
-	memset(&sp, 0, sizeof(sp));
-	sp.policy = s->cfg->policy;
-	sp.ttl_ms = s->cfg->cert_ttl_ms;
-	sp.backdate_ms = s->cfg->cert_backdate_ms;
-	sp.now = (long long)time(NULL);
-	sp.peer_ip = ip;
-	{
-		struct timespec a, b;
-
-		clock_gettime(CLOCK_MONOTONIC, &a);
-		signer_issue(cr, req->csr.data, req->csr.len, &sp, &res);
-		clock_gettime(CLOCK_MONOTONIC, &b);
-		metrics_sign_latency_us(
-		    (b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000);
-	}
-	out = OUT_SIGNER;
-	if (res.status == SIGNER_OK)
-		c->send = pack_response(cr, &res);
-reply:
-	if (out == OUT_SIGNER) {
-		code = signer_map[res.status].code;
-		msg = res.message;
-		ar.kind = signer_map[res.status].audit;
-	} else {
-		code = outcomes[out].code;
-		msg = outcomes[out].message;
-		ar.kind = outcomes[out].audit;
-	}
-	ar.peer = ip;
-	ar.cn = res.cn;
-	ar.sans = res.sans;
-	ar.nsans = res.nsans;
-	ar.serial = res.serial;
-	ar.key_type = res.key_type;
-	ar.org_removed = res.org_removed;
-	ar.message = code == GRPC_STATUS_OK ? "certificate issued" : msg;
-	metrics_request(ar.kind);
-	audit_emit(&ar);
-	finish(c, code, msg);
-	if (req != NULL)
-		securityapi__certificate_request__free_unpacked(req, NULL);
+	finish(c, (grpc_status_code)pr.code, pr.message);
+	certpipe_result_free(&pr);
 	grpc_slice_unref(all);
-	signer_result_free(&res);
 	creds_release(cr);
 }
 
@@ -525,14 +391,21 @@ worker(void *arg)
 
 /* --- start and stop -------------------------------------------------------- */
 
+int
+grpcsrv_nthreads(const struct config *cfg)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return cfg->grpc_threads > 0 ? cfg->grpc_threads : (ncpu > 0 ? (int)ncpu : 2);
+}
+
 struct grpcsrv *
-grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimit *rl, char *err,
-    size_t errlen)
+grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimit *rl,
+    const struct certpipe_issuer *issuer, char *err, size_t errlen)
 {
 	struct grpcsrv   *s;
 	grpc_arg          args[6];
 	grpc_channel_args chargs;
-	long              ncpu;
 	int               i;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
@@ -542,6 +415,7 @@ grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimi
 	s->cfg = cfg;
 	s->store = store;
 	s->rl = rl;
+	s->issuer = *issuer;
 	s->shutdown_tag.kind = CALL_SHUTDOWN;
 	s->shutdown_tag.srv = s;
 	pthread_mutex_init(&s->mtx, NULL);
@@ -575,8 +449,7 @@ grpcsrv_start(const struct config *cfg, struct credstore *store, struct ratelimi
 	s->insecure = grpc_insecure_server_credentials_create();
 	grpc_server_start(s->server);
 
-	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	s->nthreads = cfg->grpc_threads > 0 ? cfg->grpc_threads : (ncpu > 0 ? (int)ncpu : 2);
+	s->nthreads = grpcsrv_nthreads(cfg);
 	for (i = 0; i < s->nthreads * GRPCSRV_PENDING_PER_THREAD; i++)
 		request_call(s, CALL_CERT);
 	for (i = 0; i < GRPCSRV_PENDING_GENERIC; i++)

@@ -5,8 +5,9 @@
  * `request` subcommand); no other file includes <grpc/...>. It owns
  * the gRPC server, its completion queue and the threads that drain it (one
  * per core by default). Each Certificate call runs entirely on the CQ thread
- * that received it: acquire the credential snapshot, check the token in
- * constant time, sign, reply, audit, release. Unknown methods are answered
+ * that received it: acquire the credential snapshot, run the certpipe.h
+ * pipeline (token, decode, sign through the issuer hook, status), reply,
+ * release. Unknown methods are answered
  * UNIMPLEMENTED at once. It listens on nothing and terminates no TLS: the
  * front door (frontdoor.h) accepts, terminates TLS, guards the HTTP/2 stream
  * and hands the plaintext over with grpcsrv_add_fd().
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct certpipe_issuer;
 struct config;
 struct credstore;
 struct grpcsrv;
@@ -24,11 +26,14 @@ struct ratelimit;
 
 /*
  * Initialises gRPC and starts serving connections handed over with
- * grpcsrv_add_fd(). `rl` may be NULL (no rate limit). Returns NULL with a
- * one-line reason in err.
+ * grpcsrv_add_fd(). `rl` may be NULL (no rate limit). Each Certificate call
+ * goes through certpipe_run() with `issuer` (copied) as its sign step.
+ * Returns NULL with a one-line reason in err.
  */
-struct grpcsrv *grpcsrv_start(
-    const struct config *, struct credstore *, struct ratelimit *rl, char *err, size_t errlen);
+struct grpcsrv *grpcsrv_start(const struct config *, struct credstore *, struct ratelimit *rl,
+    const struct certpipe_issuer *issuer, char *err, size_t errlen);
+/* The number of completion-queue workers grpcsrv_start() will run. */
+int grpcsrv_nthreads(const struct config *);
 /*
  * Hands a connected plaintext HTTP/2 descriptor to gRPC, which owns it from
  * now on (on failure it is closed here). `peer_ip` is the client's real

@@ -115,9 +115,12 @@ httpd_readiness(struct credstore *store, long long now, struct httpd_readiness *
 			snprintf(r->reason, sizeof(r->reason), "no valid credentials loaded");
 		return;
 	}
-	if (!metrics_serving())
-		snprintf(r->reason, sizeof(r->reason), "gRPC port not bound");
-	else if (c->ca_not_after < now)
+	if (!metrics_serving()) {
+		/* Not serving although credentials were loaded: say why if known (the keeper died). */
+		credstore_waiting(store, r->reason, sizeof(r->reason));
+		if (r->reason[0] == '\0')
+			snprintf(r->reason, sizeof(r->reason), "gRPC port not bound");
+	} else if (c->ca_not_after < now)
 		snprintf(r->reason, sizeof(r->reason),
 		    "issuing CA certificate expired "
 		    "(generation %llu)",

@@ -23,6 +23,7 @@
 
 static enum log_format log_fmt = LOG_JSON;
 static enum log_level  log_min = LOG_INFO;
+static const char     *log_proc; /* "keeper" or "net" after the fork, else NULL */
 
 static const char *const level_names[LOG__MAX] = { "debug", "info", "warn", "error" };
 
@@ -163,6 +164,12 @@ put_field(struct out *o, const struct log_field *f)
 }
 
 void
+log_set_proc(const char *name)
+{
+	log_proc = name;
+}
+
+void
 log_init(enum log_format fmt, enum log_level min)
 {
 	if (fmt < LOG_FORMAT__MAX)
@@ -241,6 +248,11 @@ log_record(enum log_level lvl, const char *msg, const struct log_field *f, size_
 	}
 	for (i = 0; i < n; i++)
 		put_field(&o, &f[i]);
+	if (log_proc != NULL) {
+		struct log_field pf = LF_S("proc", log_proc);
+
+		put_field(&o, &pf);
+	}
 	if (o.cut) {
 		/* Keep the line parseable: drop the cut tail, close it. */
 		o.cut = 0;

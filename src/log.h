@@ -46,6 +46,11 @@ struct log_field {
 
 /* Sets the format and the minimum level; call before starting threads. */
 void log_init(enum log_format, enum log_level);
+/*
+ * Names the process in every later record ("proc" field, last): "keeper"
+ * or "net" after the fork. Before any thread starts.
+ */
+void log_set_proc(const char *name);
 /* Parses "debug|info|warn|error" and "json|text"; 0 or -1. */
 int log_level_parse(const char *, enum log_level *);
 int log_format_parse(const char *, enum log_format *);

@@ -3,24 +3,42 @@
  *
  * DESIGN
  * main parses the configuration, hardens the process (no core dumps, not
- * dumpable), blocks the signals it handles so every thread inherits the mask,
- * starts the HTTP probe listener (so that /readyz can say what it waits for
- * while there are no credentials yet), builds the first credential snapshot
- * (a failure here is a configuration error: one log record in LOG_FORMAT,
- * exit 1), starts the credential source(s) and the gRPC server, then waits
- * in sigwait(): SIGHUP forces a credential reload,
- * SIGTERM/SIGINT drain and stop everything in reverse order, exit 0.
+ * dumpable), blocks the signals it handles (SIGINT, SIGTERM, SIGHUP,
+ * SIGCHLD) so every thread inherits the mask, moves the metrics into a
+ * shared mapping, and forks the keeper (keeper.h) before any thread exists:
+ * gRPC, libcurl and OpenSSL start their threads after the fork, and only in
+ * the process that uses them.
  *
- * Threads started from here: the file watcher (filesrc) and, in Kubernetes
- * mode, the Secret watcher (watch) and the Events poster (events); the front
- * door (frontdoor: accept, TLS, HTTP/2 guard, relay); the gRPC
- * completion-queue workers (grpcsrv) and gRPC's own internal threads; the
- * HTTP probe/metrics threads (httpd, libmicrohttpd's); the self-probe of the
- * gRPC port (probe), which /healthz and /readyz consult. Subcommands `request`
- * and `check` (cli.c) run before any of this and start none of them.
+ * Two processes from here:
+ * - the keeper (child): credential sources, the CA key, the signer, Events;
+ *   keeper_main() and exit. It never returns into the code below.
+ * - the network side (parent, the container's main process): receives the
+ *   serving credentials from the keeper (keeperc.h), starts the HTTP probe
+ *   listener (so /readyz says what it waits for), waits for the first
+ *   credentials, then the gRPC server (each Certificate call's sign step
+ *   asks the keeper), the front door and the self-probe, then waits in
+ *   sigwait(): SIGHUP is forwarded to the keeper (reload); SIGCHLD means the
+ *   keeper died: log why, stop, exit 1 so the Pod restarts; SIGTERM/SIGINT:
+ *   stop in reverse order and exit 0.
+ *
+ * Shutdown order (SIGTERM): stop the probes and the HTTP port, stop
+ * accepting, drain the gRPC calls for SHUTDOWN_GRACE (they still reach the
+ * keeper), flush the audit summaries, close every keeper channel (the keeper
+ * reads end of file, stops its sources, flushes its Events, wipes the CA key
+ * and exits), reap it with waitpid (SIGKILL after KEEPER_REAP_MS), exit 0.
+ * A configuration error the keeper finds at start-up (a bad file) is logged
+ * by the keeper; the network side then exits with its status (1).
+ *
+ * Threads of the network side: the front door (accept, TLS, HTTP/2 guard,
+ * relay); the gRPC completion-queue workers and gRPC's own threads; the
+ * HTTP probe/metrics threads (libmicrohttpd's); the self-probe; the keeper
+ * control reader (keeperc). Subcommands `request` and `check` (cli.c) run
+ * before any of this, in one process, and start none of them.
  */
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <malloc.h>
@@ -34,24 +52,23 @@
 #include <openssl/crypto.h>
 
 #include "audit.h"
+#include "certpipe.h"
 #include "cli.h"
 #include "config.h"
 #include "creds.h"
-#include "credsrc.h"
 #include "credstore.h"
 #include "ed25519.h"
-#include "events.h"
-#include "filesrc.h"
 #include "frontdoor.h"
 #include "grpcsrv.h"
 #include "httpd.h"
+#include "keeper.h"
+#include "keeperc.h"
 #include "kube.h"
 #include "log.h"
 #include "metrics.h"
 #include "probe.h"
 #include "ratelimit.h"
 #include "secret.h"
-#include "watch.h"
 
 static void
 print_version(void)
@@ -86,54 +103,147 @@ harden(void)
 		log_warn("prctl(PR_SET_DUMPABLE)");
 }
 
+#define KEEPER_REAP_MS 10000
+
+/* Logs how the keeper ended; returns the exit status main should use. */
+static int
+keeper_ended(int status, int quiet)
+{
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 1 && quiet)
+		return 1; /* a start-up error the keeper has already logged */
+	if (WIFSIGNALED(status))
+		log_warnx("keeper process killed by signal %d: stopping so that the Pod restarts",
+		    WTERMSIG(status));
+	else
+		log_warnx("keeper process exited with status %d: stopping so that the Pod restarts",
+		    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	return 1;
+}
+
+/* Reaps the keeper if it has ended (SIGCHLD); 1 and its status if so. */
+static int
+keeper_reaped(pid_t keeper, int *status)
+{
+	return waitpid(keeper, status, WNOHANG) == keeper;
+}
+
 /*
- * Kubernetes mode: waits until the first valid snapshot is published, logging
- * every 10 s. Returns 0, or -1 if SIGTERM/SIGINT arrived first.
+ * Waits until the keeper sent the first valid credentials. Returns 0, 1 if
+ * SIGTERM/SIGINT arrived first, or -1 if the keeper ended (*status set).
  */
 static int
-wait_first_creds(struct credstore *store, struct watch *w, const sigset_t *set)
+wait_first_creds(
+    struct credstore *store, struct keeperc *kc, pid_t keeper, const sigset_t *set, int *status)
 {
-	struct timespec ts = { 0, 100 * 1000 * 1000 };
-	int64_t         next = util_mono_ms();
+	struct timespec ts = { 0, 50 * 1000 * 1000 };
 	int             sig;
 
 	while (credstore_generation(store) == 0) {
-		if (util_mono_ms() >= next) {
-			log_info("waiting for valid credentials from %s", watch_describe(w));
-			next = util_mono_ms() + 10000;
-		}
 		sig = sigtimedwait(set, NULL, &ts);
 		if (sig == SIGTERM || sig == SIGINT) {
 			log_info("%s before the first credentials: shutting down",
 			    sig == SIGTERM ? "SIGTERM" : "SIGINT");
-			return -1;
+			return 1;
 		}
 		if (sig == SIGHUP)
-			watch_resync(w);
+			keeperc_reload(kc);
+		if (keeper_reaped(keeper, status))
+			return -1;
 	}
 	return 0;
+}
+
+/*
+ * Waits up to KEEPER_REAP_MS for the keeper to exit, then kills it. Returns
+ * 0 if it exited with status 0, else -1 (logged).
+ */
+static int
+reap_keeper(pid_t keeper)
+{
+	int64_t end = util_mono_ms() + KEEPER_REAP_MS;
+	int     status = 0;
+
+	while (waitpid(keeper, &status, WNOHANG) == 0) {
+		if (util_mono_ms() >= end) {
+			log_warnx("keeper did not exit within %d ms: killing it", KEEPER_REAP_MS);
+			kill(keeper, SIGKILL);
+			waitpid(keeper, &status, 0);
+			return -1;
+		}
+		usleep(10 * 1000);
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	log_warnx("keeper ended with %s %d during shutdown",
+	    WIFSIGNALED(status) ? "signal" : "status",
+	    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	return -1;
+}
+
+/*
+ * Forks the keeper with its channels: one control socketpair and `n`
+ * request socketpairs. In the child, runs the keeper and exits. In the
+ * parent, returns the keeper's pid and the network side's ends.
+ */
+static pid_t
+fork_keeper(const struct config *cfg, int *ctrl, int *req, int n)
+{
+	int   c[2], (*r)[2] = NULL, i, rc;
+	pid_t parent = getpid(), pid;
+
+	if ((r = calloc((size_t)n, sizeof(*r))) == NULL)
+		fatalx("out of memory");
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c) == -1)
+		fatal("socketpair");
+	for (i = 0; i < n; i++)
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r[i]) == -1)
+			fatal("socketpair");
+	if ((pid = fork()) == -1)
+		fatal("fork");
+	if (pid == 0) {
+		int *kreq;
+
+		if ((kreq = calloc((size_t)n, sizeof(*kreq))) == NULL)
+			_exit(1);
+		close(c[0]);
+		for (i = 0; i < n; i++) {
+			close(r[i][0]);
+			kreq[i] = r[i][1];
+		}
+		free(r);
+		log_set_proc("keeper");
+		rc = keeper_main(cfg, c[1], kreq, n, (int)parent);
+		free(kreq);
+		config_free((struct config *)cfg);
+		exit(rc);
+	}
+	close(c[1]);
+	*ctrl = c[0];
+	for (i = 0; i < n; i++) {
+		close(r[i][1]);
+		req[i] = r[i][0];
+	}
+	free(r);
+	return pid;
 }
 
 int
 main(int argc, char **argv)
 {
-	struct config     cfg;
-	struct credstore *store = NULL;
-	struct credsrc   *src = NULL;
-	struct filesrc   *files = NULL;
-	struct ratelimit *rl = NULL;
-	struct grpcsrv   *srv = NULL;
-	struct frontdoor *door = NULL;
-	struct httpd     *http = NULL;
-	struct probe     *probe = NULL;
-	struct kube      *kube = NULL;
-	struct watch     *watcher = NULL;
-	struct events    *events = NULL;
-	sigset_t          set;
-	char              err[512];
-	unsigned          fgroups = CF_GROUP_ALL;
-	struct timespec   housekeeping = { 30, 0 };
-	int               sig, rc = 1;
+	struct config          cfg;
+	struct credstore      *store = NULL;
+	struct keeperc        *kc = NULL;
+	struct ratelimit      *rl = NULL;
+	struct grpcsrv        *srv = NULL;
+	struct frontdoor      *door = NULL;
+	struct httpd          *http = NULL;
+	struct probe          *probe = NULL;
+	struct certpipe_issuer issuer;
+	sigset_t               set;
+	char                   err[512];
+	struct timespec        housekeeping = { 30, 0 };
+	pid_t                  keeper = -1;
+	int                    sig, status, nreq, ctrl = -1, *req = NULL, reaped = 0, rc = 1;
 
 	if (argc > 1 && strcmp(argv[1], "request") == 0)
 		return cli_request(argc - 1, argv + 1);
@@ -173,56 +283,45 @@ main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if ((store = credstore_new()) == NULL || (src = credsrc_new(store)) == NULL)
+	/* The keeper: forked now, while this process has one thread. */
+	if (metrics_share() == -1)
+		fatal("mmap (shared metrics)");
+	nreq = grpcsrv_nthreads(&cfg);
+	if ((req = calloc((size_t)nreq, sizeof(*req))) == NULL)
 		fatalx("out of memory");
+	keeper = fork_keeper(&cfg, &ctrl, req, nreq);
+	log_set_proc("net");
+
+	if ((store = credstore_new()) == NULL ||
+	    (kc = keeperc_new(ctrl, req, nreq, store, KEEPERC_REPLY_TIMEOUT_MS)) == NULL)
+		fatalx("out of memory");
+	if (keeperc_start(kc) == -1)
+		goto out;
+	if (config_kube_mode(&cfg))
+		audit_set_sink(keeperc_audit_sink, kc); /* the keeper posts the Events */
 	/* First, so that probes answer (and /readyz says why) before any credential. */
 	if (httpd_start(cfg.http_addr, store, &http, err, sizeof(err)) == -1) {
 		startup_error("configuration error", err);
 		goto out;
 	}
-	if (config_kube_mode(&cfg)) {
-		if (kube_global_init() == -1) /* libcurl is loaded for this mode only */
-			fatalx("cannot initialise libcurl");
-		/* Secrets through the API; files (if any) supply the other group. */
-		if ((kube = kube_new(&cfg, err, sizeof(err))) == NULL ||
-		    (watcher = watch_new(kube, &cfg, src, err, sizeof(err))) == NULL ||
-		    (events = events_new(kube, &cfg, err, sizeof(err))) == NULL) {
-			startup_error("configuration error", err);
-			goto out;
-		}
-		fgroups = CF_GROUP_ALL & ~credsrc_expected(src); /* the Secrets registered */
-		audit_set_sink(events_sink, events);             /* before any emitter thread */
-		if (events_start(events) == -1)
-			goto out;
-	}
-	if (fgroups != 0) {
-		if ((files = filesrc_new(&cfg, src, fgroups, err, sizeof(err))) == NULL) {
-			startup_error("configuration error", err);
-			goto out;
-		}
-		if (filesrc_load(files, err, sizeof(err)) == -1) {
-			startup_error("configuration error", err);
-			goto out;
-		}
-		if (filesrc_start(files) == -1)
-			goto out;
-	}
-	if (watcher != NULL) {
-		if (watch_start(watcher) == -1)
-			goto out;
-		if (wait_first_creds(store, watcher, &set) == -1) {
-			rc = 0; /* stopped by a signal before serving */
-			goto out;
-		}
+	switch (wait_first_creds(store, kc, keeper, &set, &status)) {
+	case 1: rc = 0; goto out; /* stopped by a signal before serving */
+	case -1:
+		reaped = 1;
+		rc = keeper_ended(status, 1);
+		goto out;
 	}
 	if (cfg.rate_limit_rps > 0 &&
 	    (rl = ratelimit_new(
 		 cfg.rate_limit_rps, cfg.rate_limit_burst, (size_t)cfg.rate_limit_table)) == NULL)
 		fatalx("out of memory");
-	if ((srv = grpcsrv_start(&cfg, store, rl, err, sizeof(err))) == NULL) {
+	issuer.issue = keeperc_issue;
+	issuer.arg = kc;
+	if ((srv = grpcsrv_start(&cfg, store, rl, &issuer, err, sizeof(err))) == NULL) {
 		startup_error("cannot serve", err);
 		goto out;
 	}
@@ -265,10 +364,15 @@ main(int argc, char **argv)
 		}
 		if (sig == SIGHUP) {
 			log_info("SIGHUP: reloading credentials");
-			filesrc_reload(files);
-			if (watcher != NULL)
-				watch_resync(watcher); /* relist both Secrets */
+			keeperc_reload(kc);
 			continue;
+		}
+		if (sig == SIGCHLD) {
+			if (!keeper_reaped(keeper, &status))
+				continue;
+			reaped = 1;
+			rc = keeper_ended(status, 0);
+			goto out;
 		}
 		log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 		break;
@@ -279,19 +383,16 @@ out:
 	probe_stop(probe);
 	/* Drain: no new connections, in-flight calls finish through the relay. */
 	frontdoor_stop_accepting(door);
-	grpcsrv_shutdown(srv, cfg.shutdown_grace_ms);
+	grpcsrv_shutdown(srv, reaped ? 0 : cfg.shutdown_grace_ms);
 	frontdoor_free(door);
 	audit_flush_summaries(1);
-	watch_free(watcher);
-	filesrc_free(files);
-	if (events != NULL)
-		audit_set_sink(NULL, NULL); /* every emitter has stopped */
-	events_free(events);
-	kube_free(kube);
-	kube_global_cleanup();
+	audit_set_sink(NULL, NULL); /* every emitter has stopped */
+	keeperc_free(kc);           /* the keeper reads end of file and exits */
+	if (keeper > 0 && !reaped && reap_keeper(keeper) == -1 && rc == 0)
+		rc = 1; /* the keeper failed to stop cleanly: say so with the exit status */
 	ratelimit_free(rl);
-	credsrc_free(src);
 	credstore_free(store);
+	free(req);
 	config_free(&cfg);
 	if (rc == 0)
 		log_info("stopped");

@@ -9,9 +9,13 @@
  *
  * Threads: any. No locks: every value is a relaxed atomic; a scrape may see
  * a histogram mid-update, which Prometheus tolerates.
- * Owns: the counters (process-wide).
+ * Processes: after metrics_share() (main, before the fork) the values are in
+ * a MAP_SHARED mapping seen by both the network side and the keeper.
+ * Owns: the counters (process-wide, or shared by the two processes).
  */
 #include "metrics.h"
+
+#include <sys/mman.h>
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -20,15 +24,28 @@
 
 #include "procstat.h"
 
-static atomic_uint_fast64_t requests[AK__MAX];
-static atomic_uint_fast64_t counters[MC__MAX];
-static atomic_uint_fast64_t buckets[METRICS_NBUCKETS + 1];
-static atomic_uint_fast64_t sum_us;
-static atomic_uint_fast64_t gen;
-static atomic_llong         ca_expiry, tls_expiry;
-static atomic_int           serving;
-static atomic_int           reload_ok[MS__MAX];
-static atomic_llong         reload_when[MS__MAX]; /* 0: no reload from that source yet */
+/*
+ * Every value lives in one struct. metrics_share() moves it into a shared
+ * anonymous mapping before the keeper is forked, so that what the keeper
+ * counts (credential reloads, watch restarts, Events) shows on the network
+ * side's /metrics: lock-free atomics work across processes on one mapping.
+ */
+struct metrics_state {
+	atomic_uint_fast64_t requests[AK__MAX];
+	atomic_uint_fast64_t counters[MC__MAX];
+	atomic_uint_fast64_t buckets[METRICS_NBUCKETS + 1];
+	atomic_uint_fast64_t sum_us;
+	atomic_uint_fast64_t gen;
+	atomic_llong         ca_expiry, tls_expiry;
+	atomic_int           serving;
+	atomic_int           reload_ok[MS__MAX];
+	atomic_llong         reload_when[MS__MAX]; /* 0: no reload from that source yet */
+	atomic_uint_fast64_t fd_counts[MFD__MAX];
+	atomic_llong         fd_gauges[MFG__MAX];
+};
+
+static struct metrics_state  local;
+static struct metrics_state *M = &local;
 
 static const char *const source_label[MS__MAX] = {
 	[MS_CA_SECRET] = "ca_secret",
@@ -36,40 +53,52 @@ static const char *const source_label[MS__MAX] = {
 	[MS_FILES] = "files",
 };
 
-static atomic_uint_fast64_t fd_counts[MFD__MAX];
-static atomic_llong         fd_gauges[MFG__MAX];
+int
+metrics_share(void)
+{
+	struct metrics_state *m;
+
+	if (M != &local)
+		return 0;
+	m = mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return -1;
+	memcpy(m, &local, sizeof(*m)); /* nothing runs concurrently yet */
+	M = m;
+	return 0;
+}
 
 void
 metrics_fd_inc(enum metric_fd c)
 {
 	if (c < MFD__MAX)
-		atomic_fetch_add_explicit(&fd_counts[c], 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&M->fd_counts[c], 1, memory_order_relaxed);
 }
 
 void
 metrics_fd_gauge_add(enum metric_fd_gauge g, int64_t d)
 {
 	if (g < MFG__MAX)
-		atomic_fetch_add_explicit(&fd_gauges[g], (long long)d, memory_order_relaxed);
+		atomic_fetch_add_explicit(&M->fd_gauges[g], (long long)d, memory_order_relaxed);
 }
 
 void
 metrics_fd_gauge_set(enum metric_fd_gauge g, int64_t v)
 {
 	if (g < MFG__MAX)
-		atomic_store_explicit(&fd_gauges[g], (long long)v, memory_order_relaxed);
+		atomic_store_explicit(&M->fd_gauges[g], (long long)v, memory_order_relaxed);
 }
 
 uint64_t
 metrics_fd_count(enum metric_fd c)
 {
-	return c < MFD__MAX ? atomic_load(&fd_counts[c]) : 0;
+	return c < MFD__MAX ? atomic_load(&M->fd_counts[c]) : 0;
 }
 
 int64_t
 metrics_fd_gauge(enum metric_fd_gauge g)
 {
-	return g < MFG__MAX ? atomic_load(&fd_gauges[g]) : 0;
+	return g < MFG__MAX ? atomic_load(&M->fd_gauges[g]) : 0;
 }
 
 /* Upper bounds in seconds of the signing-latency histogram buckets. */
@@ -80,13 +109,13 @@ void
 metrics_request(enum audit_kind k)
 {
 	if (k < AK__MAX)
-		atomic_fetch_add_explicit(&requests[k], 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&M->requests[k], 1, memory_order_relaxed);
 }
 
 uint64_t
 metrics_request_count(enum audit_kind k)
 {
-	return k < AK__MAX ? atomic_load(&requests[k]) : 0;
+	return k < AK__MAX ? atomic_load(&M->requests[k]) : 0;
 }
 
 void
@@ -99,23 +128,23 @@ metrics_sign_latency_us(int64_t us)
 	for (i = 0; i < METRICS_NBUCKETS; i++)
 		if ((double)us / 1e6 <= bounds[i])
 			break;
-	atomic_fetch_add_explicit(&buckets[i], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&sum_us, (uint64_t)us, memory_order_relaxed);
+	atomic_fetch_add_explicit(&M->buckets[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&M->sum_us, (uint64_t)us, memory_order_relaxed);
 }
 
 void
 metrics_inc(enum metric_counter c)
 {
 	if (c < MC__MAX)
-		atomic_fetch_add_explicit(&counters[c], 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&M->counters[c], 1, memory_order_relaxed);
 }
 
 void
 metrics_set_creds(uint64_t g, long long ca, long long tls)
 {
-	atomic_store(&gen, g);
-	atomic_store(&ca_expiry, ca);
-	atomic_store(&tls_expiry, tls);
+	atomic_store(&M->gen, g);
+	atomic_store(&M->ca_expiry, ca);
+	atomic_store(&M->tls_expiry, tls);
 }
 
 void
@@ -123,8 +152,8 @@ metrics_reload(enum metric_source src, int ok, long long when)
 {
 	if (src >= MS__MAX)
 		return;
-	atomic_store(&reload_ok[src], ok ? 1 : 0);
-	atomic_store(&reload_when[src], when > 0 ? when : 1);
+	atomic_store(&M->reload_ok[src], ok ? 1 : 0);
+	atomic_store(&M->reload_when[src], when > 0 ? when : 1);
 }
 
 void
@@ -132,7 +161,7 @@ metrics_reload_unchanged(enum metric_source src, long long when)
 {
 	if (src >= MS__MAX)
 		return;
-	if (atomic_load(&reload_when[src]) != 0 && atomic_load(&reload_ok[src]) == 1)
+	if (atomic_load(&M->reload_when[src]) != 0 && atomic_load(&M->reload_ok[src]) == 1)
 		return;
 	metrics_reload(src, 1, when);
 }
@@ -140,13 +169,13 @@ metrics_reload_unchanged(enum metric_source src, long long when)
 void
 metrics_set_serving(int v)
 {
-	atomic_store(&serving, v);
+	atomic_store(&M->serving, v);
 }
 
 int
 metrics_serving(void)
 {
-	return atomic_load(&serving);
+	return atomic_load(&M->serving);
 }
 
 static int addf(struct sbuf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -228,12 +257,12 @@ render_frontdoor(struct sbuf *o)
 			if (names[i].label == NULL)
 				rc |= addf(o, "talos_csr_signer_frontdoor_%s_total %llu\n",
 				    names[i].family,
-				    (unsigned long long)atomic_load(&fd_counts[i]));
+				    (unsigned long long)atomic_load(&M->fd_counts[i]));
 			else
 				rc |=
 				    addf(o, "talos_csr_signer_frontdoor_%s_total{%s=\"%s\"} %llu\n",
 					names[i].family, families[f].key, names[i].label,
-					(unsigned long long)atomic_load(&fd_counts[i]));
+					(unsigned long long)atomic_load(&M->fd_counts[i]));
 		}
 	}
 	for (i = 0; i < MFG__MAX; i++)
@@ -242,7 +271,7 @@ render_frontdoor(struct sbuf *o)
 		    "# TYPE talos_csr_signer_frontdoor_%s gauge\n"
 		    "talos_csr_signer_frontdoor_%s %lld\n",
 		    gauges[i].name, gauges[i].help, gauges[i].name, gauges[i].name,
-		    (long long)atomic_load(&fd_gauges[i]));
+		    (long long)atomic_load(&M->fd_gauges[i]));
 	return rc;
 }
 
@@ -260,29 +289,30 @@ render_requests(struct sbuf *o)
 			continue;
 		rc |= addf(o, "talos_csr_signer_requests_total{result=\"%s\"} %llu\n",
 		    audit_result_label((enum audit_kind)i),
-		    (unsigned long long)atomic_load(&requests[i]));
+		    (unsigned long long)atomic_load(&M->requests[i]));
 	}
 	rc |= addf(o,
 	    "# HELP talos_csr_signer_signing_duration_seconds Time to verify a CSR and sign it.\n"
 	    "# TYPE talos_csr_signer_signing_duration_seconds histogram\n");
 	for (i = 0; i < METRICS_NBUCKETS; i++) {
-		cum += atomic_load(&buckets[i]);
+		cum += atomic_load(&M->buckets[i]);
 		rc |= addf(o, "talos_csr_signer_signing_duration_seconds_bucket{le=\"%g\"} %llu\n",
 		    bounds[i], (unsigned long long)cum);
 	}
-	cum += atomic_load(&buckets[METRICS_NBUCKETS]);
+	cum += atomic_load(&M->buckets[METRICS_NBUCKETS]);
 	rc |= addf(o,
 	    "talos_csr_signer_signing_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
 	    "talos_csr_signer_signing_duration_seconds_sum %.6f\n"
 	    "talos_csr_signer_signing_duration_seconds_count %llu\n",
-	    (unsigned long long)cum, (double)atomic_load(&sum_us) / 1e6, (unsigned long long)cum);
+	    (unsigned long long)cum, (double)atomic_load(&M->sum_us) / 1e6,
+	    (unsigned long long)cum);
 	return rc;
 }
 
 static int
 render_credentials(struct sbuf *o)
 {
-	uint64_t g = atomic_load(&gen);
+	uint64_t g = atomic_load(&M->gen);
 	int      i, rc = 0;
 
 	rc |= addf(o,
@@ -302,27 +332,27 @@ render_credentials(struct sbuf *o)
 		    "talos_csr_signer_certificate_expiry_timestamp_seconds{certificate=\"serving\"}"
 		    " "
 		    "%lld\n",
-		    (long long)atomic_load(&ca_expiry), (long long)atomic_load(&tls_expiry));
+		    (long long)atomic_load(&M->ca_expiry), (long long)atomic_load(&M->tls_expiry));
 	rc |= addf(o,
 	    "# HELP talos_csr_signer_credential_last_reload_success Whether the latest reload "
 	    "from each source was applied (1) or refused, deleted or missing (0).\n"
 	    "# TYPE talos_csr_signer_credential_last_reload_success gauge\n");
 	for (i = 0; i < MS__MAX; i++)
-		if (atomic_load(&reload_when[i]) != 0)
+		if (atomic_load(&M->reload_when[i]) != 0)
 			rc |= addf(o,
 			    "talos_csr_signer_credential_last_reload_success{source=\"%s\"} %d\n",
-			    source_label[i], atomic_load(&reload_ok[i]));
+			    source_label[i], atomic_load(&M->reload_ok[i]));
 	rc |= addf(o,
 	    "# HELP talos_csr_signer_credential_last_reload_timestamp_seconds When the latest "
 	    "reload from each source happened.\n"
 	    "# TYPE talos_csr_signer_credential_last_reload_timestamp_seconds gauge\n");
 	for (i = 0; i < MS__MAX; i++)
-		if (atomic_load(&reload_when[i]) != 0)
+		if (atomic_load(&M->reload_when[i]) != 0)
 			rc |= addf(o,
 			    "talos_csr_signer_credential_last_reload_timestamp_seconds{source=\"%"
 			    "s\"} "
 			    "%lld\n",
-			    source_label[i], (long long)atomic_load(&reload_when[i]));
+			    source_label[i], (long long)atomic_load(&M->reload_when[i]));
 	return rc;
 }
 
@@ -352,7 +382,7 @@ render_counters(struct sbuf *o)
 			rc |= addf(o, "# HELP %s %s\n# TYPE %s counter\n", n, cnames[i][1], n);
 		}
 		rc |= addf(
-		    o, "%s %llu\n", cnames[i][0], (unsigned long long)atomic_load(&counters[i]));
+		    o, "%s %llu\n", cnames[i][0], (unsigned long long)atomic_load(&M->counters[i]));
 	}
 	return rc;
 }

@@ -64,6 +64,13 @@ enum metric_fd_gauge {
 	MFG__MAX
 };
 
+/*
+ * Moves every value into a shared anonymous mapping, so that a process
+ * forked afterwards (the keeper) updates the same counters. Main thread,
+ * before any other thread or process exists. 0 or -1.
+ */
+int metrics_share(void);
+
 void metrics_fd_inc(enum metric_fd);
 void metrics_fd_gauge_add(enum metric_fd_gauge, int64_t delta);
 void metrics_fd_gauge_set(enum metric_fd_gauge, int64_t value);

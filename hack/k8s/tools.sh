@@ -13,10 +13,9 @@
 # Environment:
 #   TCS_CACHE        cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer)
 #   K8S_VERSION, ETCD_VERSION, HELM_VERSION, CERT_MANAGER_VERSION, CMCTL_VERSION, PROMETHEUS_VERSION   override the pinned versions
-#   TCS_TOOLS_ONLY   space-separated subset of: kube-apiserver kubectl etcd helm cert-manager-crds
+#   TCS_TOOLS_ONLY   space- or comma-separated subset of: kube-apiserver kubectl etcd helm cert-manager-crds
 #                    kubelet kube-scheduler kube-controller-manager kube-proxy cert-manager-controller cmctl promtool
-#                    (default: the first five; TCS_TOOLS_ONLY=base: the first five and promtool, what every
-#                    suite but the cluster one needs; TCS_TOOLS_ONLY=cluster: all of them but promtool)
+#                    (default: the first five; the word `cluster` stands for all of them but promtool)
 #   TCS_KEEP_GOCACHE=1  keep the Go build cache after building (a later run for the cluster tools reuses it)
 #   TCS_GO_SHARED_CACHES=1  use the user's normal GOMODCACHE/GOCACHE instead of ones inside TCS_CACHE
 set -euo pipefail
@@ -39,8 +38,8 @@ BUILD=$CACHE/build
 ENV_FILE=$TOOLS/env.sh
 ONLY=${TCS_TOOLS_ONLY:-kube-apiserver kubectl etcd helm cert-manager-crds}
 CLUSTER_TOOLS="kube-apiserver kubectl etcd helm cert-manager-crds kubelet kube-scheduler kube-controller-manager kube-proxy cert-manager-controller cmctl"
-[[ $ONLY != cluster ]] || ONLY=$CLUSTER_TOOLS
-[[ $ONLY != base ]] || ONLY="kube-apiserver kubectl etcd helm cert-manager-crds promtool"
+ONLY=" ${ONLY//,/ } "
+ONLY=${ONLY// cluster / $CLUSTER_TOOLS }
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { printf 'tools.sh: %s\n' "$*" >&2; }
@@ -96,26 +95,36 @@ export_lines() {
 # Every wanted tool already built (binaries are renamed into place whole): hand them out
 # without the lock, which another run may hold for many minutes while it builds a tool this
 # caller does not need. Suites running side by side must not wait on each other.
-if [[ ${1:-} != --env-file ]] &&
+all_present() {
 	! { want kube-apiserver && [[ ! -x $KUBE_APISERVER ]]; } &&
-	! { want kubectl && [[ ! -x $KUBECTL ]]; } &&
-	! { want etcd && [[ ! -x $ETCD ]]; } &&
-	! { want helm && [[ ! -x $HELM ]]; } &&
-	! { want promtool && [[ ! -x $PROMTOOL ]]; } &&
-	! { want cert-manager-crds && ! compgen -G "$CERT_MANAGER_CRDS/*.yaml" >/dev/null; } &&
-	! { want kubelet && [[ ! -x $KUBELET ]]; } &&
-	! { want kube-scheduler && [[ ! -x $KUBE_SCHEDULER ]]; } &&
-	! { want kube-controller-manager && [[ ! -x $KUBE_CONTROLLER_MANAGER ]]; } &&
-	! { want kube-proxy && [[ ! -x $KUBE_PROXY ]]; } &&
-	! { want cert-manager-controller && [[ ! -x $CERT_MANAGER_CONTROLLER ]]; } &&
-	! { want cmctl && [[ ! -x $CMCTL ]]; }; then
+		! { want kubectl && [[ ! -x $KUBECTL ]]; } &&
+		! { want etcd && [[ ! -x $ETCD ]]; } &&
+		! { want helm && [[ ! -x $HELM ]]; } &&
+		! { want promtool && [[ ! -x $PROMTOOL ]]; } &&
+		! { want cert-manager-crds && ! compgen -G "$CERT_MANAGER_CRDS/*.yaml" >/dev/null; } &&
+		! { want kubelet && [[ ! -x $KUBELET ]]; } &&
+		! { want kube-scheduler && [[ ! -x $KUBE_SCHEDULER ]]; } &&
+		! { want kube-controller-manager && [[ ! -x $KUBE_CONTROLLER_MANAGER ]]; } &&
+		! { want kube-proxy && [[ ! -x $KUBE_PROXY ]]; } &&
+		! { want cert-manager-controller && [[ ! -x $CERT_MANAGER_CONTROLLER ]]; } &&
+		! { want cmctl && [[ ! -x $CMCTL ]]; }
+}
+if [[ ${1:-} != --env-file ]] && all_present; then
 	export_lines
 	exit 0
 fi
 
-# Serialise concurrent runs (two test scripts starting at once must not build twice).
+# Serialise concurrent runs (two test scripts starting at once must not build twice). A waiter
+# looks again every few seconds: the holder may build a tool this caller needs first and then go
+# on with others for many minutes (CI's background stage builds promtool, then the cluster tools).
 exec 9>"$CACHE/.tools.lock"
-flock 9
+until flock -n 9; do
+	if [[ ${1:-} != --env-file ]] && all_present; then
+		export_lines
+		exit 0
+	fi
+	sleep 5
+done
 
 # k8s version string pieces: v1.37.2 -> major 1, minor 37, staging tag v0.37.2
 k8s_minor=${K8S_VERSION#v1.}
@@ -166,6 +175,18 @@ build_into() {
 	log "built $(basename "$out") in $(($(date +%s) - start))s"
 }
 
+
+# --- promtool (check metrics / check rules), from the Prometheus module. First, so that a run asked for
+# "promtool cluster" (the background stage of CI) hands it to the suites that need it before the cluster tools.
+if want promtool && [[ ! -x $PROMTOOL ]]; then
+	need_go promtool
+	dir=$BUILD/prometheus-$PROMETHEUS_VERSION
+	gomod "$dir" github.com/prometheus/prometheus "$PROMETHEUS_VERSION"
+	tools_go "$dir" github.com/prometheus/prometheus/cmd/promtool
+	(cd "$dir" && go mod tidy) || die "go mod tidy failed for prometheus $PROMETHEUS_VERSION"
+	build_into "$PROMTOOL" "$dir" github.com/prometheus/prometheus/cmd/promtool \
+		"-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
+fi
 
 # --- kube-apiserver and kubectl: k8s.io/kubernetes with every staging module replaced by its v0.X.Y tag
 k8s_needed=()
@@ -242,17 +263,6 @@ if want helm && [[ ! -x $HELM ]]; then
 	done
 	log "helm $HELM_VERSION: default Kubernetes version v$kmaj.$kmin (client-go v$cg)"
 	build_into "$HELM" "$dir" helm.sh/helm/v3/cmd/helm "$ld"
-fi
-
-# --- promtool (check metrics / check rules), from the Prometheus module
-if want promtool && [[ ! -x $PROMTOOL ]]; then
-	need_go promtool
-	dir=$BUILD/prometheus-$PROMETHEUS_VERSION
-	gomod "$dir" github.com/prometheus/prometheus "$PROMETHEUS_VERSION"
-	tools_go "$dir" github.com/prometheus/prometheus/cmd/promtool
-	(cd "$dir" && go mod tidy) || die "go mod tidy failed for prometheus $PROMETHEUS_VERSION"
-	build_into "$PROMTOOL" "$dir" github.com/prometheus/prometheus/cmd/promtool \
-		"-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
 fi
 
 # --- cert-manager CRDs: plain (non-templated) CRD manifests live in deploy/crds/ of the module zip
