@@ -478,13 +478,7 @@ wait_shutdown(struct grpcsrv *s, int64_t ms)
 	struct timespec ts;
 	int             done;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	ts = util_abstime_ms(ms);
 	pthread_mutex_lock(&s->mtx);
 	while (!s->shutdown_done) {
 		if (ms < 0)

@@ -206,13 +206,7 @@ take(struct keeperc *k, int64_t deadline)
 	while ((ch = k->free_list) == NULL) {
 		if ((ms = deadline - util_mono_ms()) <= 0)
 			break;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += ms / 1000;
-		ts.tv_nsec += (ms % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		ts = util_abstime_ms(ms);
 		pthread_cond_timedwait(&k->pool_cond, &k->pool_mtx, &ts);
 	}
 	if (ch != NULL)

@@ -357,13 +357,7 @@ probe_main(void *arg)
 	int             stop;
 
 	for (;;) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += (time_t)(p->params.interval / 1000);
-		ts.tv_nsec += (long)(p->params.interval % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ts = util_abstime_ms(p->params.interval);
 		pthread_mutex_lock(&p->mtx);
 		while (!p->stop && pthread_cond_timedwait(&p->cv, &p->mtx, &ts) == 0)
 			;

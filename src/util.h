@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <openssl/sha.h>
 
@@ -96,5 +97,7 @@ int util_thread_start(pthread_t *, size_t stack, void *(*fn)(void *), void *arg)
 /* Monotonic and real-time clocks in milliseconds. */
 int64_t util_mono_ms(void);
 int64_t util_real_ms(void);
+/* The CLOCK_REALTIME instant `ms` from now, for pthread_cond_timedwait(). */
+struct timespec util_abstime_ms(int64_t ms);
 
 #endif /* TCS_UTIL_H */
