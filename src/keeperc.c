@@ -233,7 +233,6 @@ exchange(struct keeperc *k, struct chan *ch, const struct kp_msg *req, struct kp
 	const unsigned char *msg;
 	size_t               len;
 	char                 err[256];
-	int64_t              left;
 	int                  r;
 
 	ch->out.len = 0;
@@ -246,7 +245,7 @@ exchange(struct keeperc *k, struct chan *ch, const struct kp_msg *req, struct kp
 		return -1;
 	}
 	for (;;) {
-		if ((left = deadline - util_mono_ms()) <= 0) {
+		if (deadline - util_mono_ms() <= 0) {
 			log_warnx("keeper: no reply within %d ms", k->timeout_ms);
 			return -1;
 		}
