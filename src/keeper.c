@@ -375,7 +375,9 @@ keeper_main(const struct config *cfg, int ctrl, const int *req, int n, int paren
 		kp.chans[i].started = 1;
 	}
 	if (sandbox_keeper(err, sizeof(err)) == -1) {
-		log_warnx("keeper: seccomp filter: %s", err);
+		log_warnx("keeper: seccomp filter: %s (the keeper does not run unfiltered; "
+			  "%s=off disables the filter, for debugging only)",
+		    err, SANDBOX_ENV);
 		goto out;
 	}
 	rc = loop(&kp, events, files, watcher);
