@@ -32,21 +32,9 @@ static struct certpipe_local local;
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct fuzzpki     p;
-	struct creds_input in;
-	char               err[256];
-
 	(void)argc;
 	(void)argv;
-	fuzzpki_quiet();
-	fuzzpki_make(&p);
-	fuzzpki_input(&p, &in);
-	if ((snap = creds_build(&in, (long long)time(NULL), err, sizeof(err))) == NULL) {
-		fprintf(stderr, "fuzz_certpipe: creds_build: %s\n", err);
-		abort();
-	}
-	creds_input_free(&in);
-	fuzzpki_free(&p);
+	snap = fuzzpki_snapshot("fuzz_certpipe");
 	signer_policy_defaults(&local.params.policy);
 	local.params.ttl_ms = 24LL * 3600 * 1000;
 	local.params.backdate_ms = 60 * 1000;

@@ -34,21 +34,9 @@ static struct creds *snap;
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct fuzzpki     p;
-	struct creds_input in;
-	char               err[256];
-
 	(void)argc;
 	(void)argv;
-	fuzzpki_quiet();
-	fuzzpki_make(&p);
-	fuzzpki_input(&p, &in);
-	if ((snap = creds_build(&in, (long long)time(NULL), err, sizeof(err))) == NULL) {
-		fprintf(stderr, "fuzz_csr: creds_build: %s\n", err);
-		abort();
-	}
-	creds_input_free(&in);
-	fuzzpki_free(&p);
+	snap = fuzzpki_snapshot("fuzz_csr");
 	return 0;
 }
 

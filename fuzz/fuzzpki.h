@@ -241,4 +241,25 @@ fuzzpki_load_direct(const uint8_t *data, size_t size)
 		abort();
 }
 
+/* A validated snapshot of a fresh test PKI (every target's start-up); aborts naming `who` on failure. */
+static inline struct creds *
+fuzzpki_snapshot(const char *who)
+{
+	struct fuzzpki     p;
+	struct creds_input in;
+	struct creds      *snap;
+	char               err[256];
+
+	fuzzpki_quiet();
+	fuzzpki_make(&p);
+	fuzzpki_input(&p, &in);
+	if ((snap = creds_build(&in, (long long)time(NULL), err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s: creds_build: %s\n", who, err);
+		abort();
+	}
+	creds_input_free(&in);
+	fuzzpki_free(&p);
+	return snap;
+}
+
 #endif /* TCS_FUZZPKI_H */
