@@ -6,9 +6,13 @@
  * pieces of 1 to 64 bytes, both at one instant: both feeds must give the
  * same verdict and count the same requests (the "any split" contract). A
  * third feed advances the clock per piece, for the RST_STREAM window.
+ * Then the same bytes are fed as the server's stream, after the client's,
+ * once whole and once stopping at every frame boundary: every stop must be
+ * a boundary, nothing may be lost, and both must leave the same live set.
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "h2guard.h"
 
@@ -18,7 +22,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct h2guard_limits lim;
-	struct h2guard        whole, cut, timed;
+	struct h2guard        whole, cut, timed, sw, ss;
 	enum h2guard_verdict  vw, vc = H2G_OK, vt = H2G_OK;
 	unsigned              seed;
 	size_t                off, n;
@@ -52,6 +56,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > 0 && vw == H2G_OK && h2guard_requests(&cut) != h2guard_requests(&whole))
 		abort();
 	if (vt >= H2G__MAX || h2guard_verdict_name(vt) == NULL)
+		abort();
+
+	memcpy(&sw, &whole, sizeof(sw));
+	memcpy(&ss, &whole, sizeof(ss));
+	if (h2guard_feed_server(&sw, data, size, 0) != size)
+		abort();
+	for (off = 0; off < size; off += n) {
+		n = h2guard_feed_server(&ss, data + off, size - off, 1);
+		if (n == 0 || n > size - off)
+			abort(); /* no progress, or more than was given */
+		if (off + n < size && !h2guard_server_boundary(&ss))
+			abort(); /* stopped between two frame boundaries */
+	}
+	if (h2guard_live(&ss) != h2guard_live(&sw) ||
+	    h2guard_server_boundary(&ss) != h2guard_server_boundary(&sw) ||
+	    h2guard_live(&sw) > h2guard_live(&whole))
 		abort();
 	return 0;
 }

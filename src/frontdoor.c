@@ -38,6 +38,20 @@
  * pending connection accepted and closed, the reserve reopened, and accept
  * pauses for ACCEPT_BACKOFF_MS; it then resumes by itself.
  *
+ * Shutdown, in three steps main drives:
+ * 1. frontdoor_drain(): the listeners close; every relayed connection gets a
+ *    GOAWAY and a PING inserted at the next frame boundary of gRPC's stream
+ *    (h2guard.h), handshakes still in progress are handed off and drained
+ *    too. It returns once every connection is quiet (the client acknowledged
+ *    the PING and no stream is live) or gone, or when the grace ends. This
+ *    comes before the gRPC core hears of the shutdown, because its shutdown
+ *    cancels calls that have arrived but not been picked up yet, and calls
+ *    a client opens before it sees gRPC's own GOAWAY.
+ * 2. frontdoor_stop_accepting(): no more handoffs; gRPC may shut down.
+ * 3. frontdoor_free(): connections get FD_FLUSH_MS to deliver what gRPC wrote
+ *    before it closed its ends (the last answers, its GOAWAY); then the rest
+ *    is closed and the thread ends.
+ *
  * Owns: the listeners, the reserve descriptor,
  * every struct conn with its descriptors and SSL, the tlsterm holder.
  */
@@ -83,6 +97,7 @@
 #define FD_ACCEPT_BACKOFF_MS 100
 #define FD_AGE_GRACE_MS      15000 /* gRPC's own GOAWAY grace is 10 s */
 #define FD_PUMP_ROUNDS       16    /* fairness: records moved per event */
+#define FD_FLUSH_MS          1000  /* frontdoor_free(): delivering gRPC's last bytes */
 
 enum tag_kind { TK_WAKE, TK_LISTEN, TK_CLIENT, TK_INNER, TK__MAX };
 enum conn_state { CN_HANDSHAKE, CN_RELAY, CN__MAX };
@@ -109,6 +124,7 @@ struct conn {
 	int              inner_hup;       /* gRPC's end is gone: ifd left the epoll set */
 	int              ssl_wants_write; /* the last SSL call asked for EPOLLOUT */
 	int              ssl_wants_read;  /* an SSL_write asked for EPOLLIN */
+	int              drain_due;       /* insert the drain frames at the next boundary */
 	unsigned         cev, iev;        /* epoll interest registered */
 	struct conn     *uprev, *unext;   /* the unproven list, oldest first */
 	int              unproven;        /* no complete request yet: evictable */
@@ -140,11 +156,12 @@ struct frontdoor {
 	unsigned char         scratch[FD_SCRATCH];
 	pthread_t             thread;
 	int                   started;
-	atomic_int            cmd_stop_accepting, cmd_stop;
+	atomic_int            cmd_drain, cmd_stop_accepting, cmd_stop;
 	pthread_mutex_t       mtx; /* acks */
 	pthread_cond_t        cond;
-	int                   ack_stop_accepting;
-	int                   draining; /* listeners closed: no more handoffs */
+	int                   ack_stop_accepting, ack_quiet;
+	int                   draining;   /* connections are being drained */
+	int                   no_handoff; /* gRPC may be shutting down: hand nothing over */
 };
 
 /* --- small helpers -------------------------------------------------------- */
@@ -372,6 +389,36 @@ to_client(struct conn *c, const unsigned char *b, size_t n, int from_pending)
 	return 1;
 }
 
+/* Sends the drain frames now (the server's stream is at a boundary); as to_client(). */
+static int
+drain_now(struct conn *c)
+{
+	unsigned char f[H2GUARD_DRAIN_LEN];
+
+	h2guard_drain_frames(&c->guard, f);
+	c->drain_due = 0;
+	return to_client(c, f, sizeof(f), 0);
+}
+
+/*
+ * Follows `n` bytes gRPC sent (in `b`, which has room for
+ * H2GUARD_DRAIN_LEN more) and, while a drain is due, inserts its frames at
+ * the first frame boundary. Returns the new length.
+ */
+static size_t
+from_server(struct conn *c, unsigned char *b, size_t n)
+{
+	size_t at = h2guard_feed_server(&c->guard, b, n, c->drain_due);
+
+	if (!c->drain_due || !h2guard_server_boundary(&c->guard))
+		return n;
+	memmove(b + at + H2GUARD_DRAIN_LEN, b + at, n - at);
+	h2guard_drain_frames(&c->guard, b + at);
+	c->drain_due = 0;
+	h2guard_feed_server(&c->guard, b + at + H2GUARD_DRAIN_LEN, n - at, 0);
+	return n + H2GUARD_DRAIN_LEN;
+}
+
 /* Moves bytes both ways until both are blocked; closes on an end or error. */
 static void
 pump(struct frontdoor *d, struct conn *c)
@@ -424,9 +471,15 @@ pump(struct frontdoor *d, struct conn *c)
 				moved = 1;
 			}
 		}
+		if (c->s2c.buf == NULL && c->drain_due && h2guard_server_boundary(&c->guard)) {
+			if ((r = drain_now(c)) == -1)
+				goto end;
+			moved = 1;
+		}
 		if (c->s2c.buf == NULL && !c->inner_eof) {
-			n = read(c->ifd, d->scratch, sizeof(d->scratch));
+			n = read(c->ifd, d->scratch, sizeof(d->scratch) - H2GUARD_DRAIN_LEN);
 			if (n > 0) {
+				n = (ssize_t)from_server(c, d->scratch, (size_t)n);
 				if (to_client(c, d->scratch, (size_t)n, 0) == -1)
 					goto end;
 				moved = 1;
@@ -479,12 +532,13 @@ handshake(struct frontdoor *d, struct conn *c)
 		return;
 	}
 	metrics_fd_inc(MFD_HANDSHAKES);
-	/* Draining: gRPC is shutting down (or gone) and takes nothing new. */
-	if (d->draining || handoff(d, c) == -1) {
+	/* gRPC is shutting down (or gone) and takes nothing new. */
+	if (d->no_handoff || handoff(d, c) == -1) {
 		conn_close(d, c, MFD_HANDOFF_FAILED);
 		return;
 	}
 	c->state = CN_RELAY;
+	c->drain_due = d->draining;
 	metrics_fd_gauge_add(MFG_HANDSHAKING, -1);
 	c->deadline_ms = c->accepted_ms + d->cfg->first_request_timeout_ms;
 	c->deadline_reason = MFD_FIRST_REQUEST_TIMEOUT;
@@ -684,7 +738,47 @@ close_listeners(struct frontdoor *d)
 		close(d->listeners[i].fd);
 	d->nlisteners = 0;
 	d->resume_ms = 0;
+}
+
+/* Step 1 of the shutdown: every relayed connection is to be drained. */
+static void
+drain_begin(struct frontdoor *d)
+{
+	struct conn *c, *n;
+
+	if (d->nlisteners > 0)
+		close_listeners(d);
 	d->draining = 1;
+	for (c = d->conns; c != NULL; c = n) {
+		n = c->next;
+		if (c->state != CN_RELAY)
+			continue;
+		c->drain_due = 1;
+		pump(d, c); /* sends the frames now if gRPC's stream is between frames */
+	}
+	free_dead(d);
+}
+
+/* Every connection is quiet or gone (see h2guard_quiet()). */
+static int
+all_quiet(const struct frontdoor *d)
+{
+	const struct conn *c;
+
+	for (c = d->conns; c != NULL; c = c->next)
+		if (c->state != CN_RELAY || !h2guard_quiet(&c->guard))
+			return 0;
+	return 1;
+}
+
+/* Tells the waiting main thread (acks under d->mtx). */
+static void
+ack(struct frontdoor *d, int *flag)
+{
+	pthread_mutex_lock(&d->mtx);
+	*flag = 1;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->mtx);
 }
 
 static void *
@@ -693,7 +787,7 @@ run(void *arg)
 	struct frontdoor  *d = arg;
 	struct epoll_event evs[FD_EVENTS];
 	struct tag        *t;
-	int64_t            now, next_tick = 0;
+	int64_t            now, next_tick = 0, flush_end = 0;
 	uint64_t           junk;
 	int                i, n;
 
@@ -742,15 +836,23 @@ run(void *arg)
 			}
 		}
 		free_dead(d);
-		if (atomic_load(&d->cmd_stop_accepting) && !d->draining) {
-			close_listeners(d);
-			pthread_mutex_lock(&d->mtx);
-			d->ack_stop_accepting = 1;
-			pthread_cond_broadcast(&d->cond);
-			pthread_mutex_unlock(&d->mtx);
+		if (atomic_load(&d->cmd_drain) && !d->draining)
+			drain_begin(d);
+		if (d->draining && !d->ack_quiet && all_quiet(d))
+			ack(d, &d->ack_quiet);
+		if (atomic_load(&d->cmd_stop_accepting) && !d->no_handoff) {
+			if (d->nlisteners > 0)
+				close_listeners(d);
+			d->no_handoff = 1;
+			ack(d, &d->ack_stop_accepting);
 		}
-		if (atomic_load(&d->cmd_stop))
-			break;
+		if (atomic_load(&d->cmd_stop)) {
+			/* Step 3: what gRPC wrote before closing its ends still goes out. */
+			if (flush_end == 0)
+				flush_end = now + FD_FLUSH_MS;
+			if (d->conns == NULL || now >= flush_end)
+				break;
+		}
 		if (now >= next_tick) {
 			sweep(d, now);
 			free_dead(d);
@@ -957,6 +1059,7 @@ frontdoor_start(const struct config *cfg, struct credstore *store, struct grpcsr
 	d->lim.max_bytes_before_request = (uint32_t)cfg->h2_max_bytes_before_request;
 	pthread_mutex_init(&d->mtx, NULL);
 	pthread_cond_init(&d->cond, NULL);
+	atomic_init(&d->cmd_drain, 0);
 	atomic_init(&d->cmd_stop_accepting, 0);
 	atomic_init(&d->cmd_stop, 0);
 	if ((d->tls = tlsterm_new(store, err, errlen)) == NULL)
@@ -1004,6 +1107,30 @@ wake(struct frontdoor *d)
 
 	if (write(d->wakefd, &one, sizeof(one)) == -1 && errno != EAGAIN)
 		log_warn("frontdoor: eventfd");
+}
+
+int
+frontdoor_drain(struct frontdoor *d, int64_t ms)
+{
+	struct timespec until = util_abstime_ms(ms);
+	int64_t         t0 = util_mono_ms();
+	int             quiet;
+
+	if (d == NULL || !d->started)
+		return 1;
+	atomic_store(&d->cmd_drain, 1);
+	wake(d);
+	pthread_mutex_lock(&d->mtx);
+	while (!d->ack_quiet && pthread_cond_timedwait(&d->cond, &d->mtx, &until) == 0)
+		;
+	quiet = d->ack_quiet;
+	pthread_mutex_unlock(&d->mtx);
+	if (quiet)
+		log_info("connections drained in %lld ms", (long long)(util_mono_ms() - t0));
+	else
+		log_info("drain grace over: some connections still have calls in flight");
+	frontdoor_stop_accepting(d);
+	return quiet;
 }
 
 void

@@ -15,6 +15,7 @@
 #define TCS_FRONTDOOR_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct config;
 struct credstore;
@@ -32,12 +33,22 @@ struct frontdoor *frontdoor_start(
 /* The bound port (useful with PORT=0). */
 int frontdoor_port(const struct frontdoor *);
 /*
- * Closes the listeners (drain): open connections keep being relayed, new
+ * Shutdown step 1 (see frontdoor.c): closes the listeners and drains every
+ * connection, with gRPC still serving; waits up to `ms` for all of them to
+ * be quiet or gone, then does frontdoor_stop_accepting(). 1 if all were
+ * quiet, 0 if time ran out.
+ */
+int frontdoor_drain(struct frontdoor *, int64_t ms);
+/*
+ * Closes the listeners: open connections keep being relayed, new
  * handshakes are no longer handed to gRPC. Returns once done; from then on
  * the front door never calls grpcsrv_add_fd(), so gRPC may be shut down.
  */
 void frontdoor_stop_accepting(struct frontdoor *);
-/* Stops the thread, closes every connection and frees everything. NULL is fine. */
+/*
+ * Stops the thread and frees everything: connections first get FD_FLUSH_MS
+ * to deliver what gRPC sent before it closed them. NULL is fine.
+ */
 void frontdoor_free(struct frontdoor *);
 
 #endif /* TCS_FRONTDOOR_H */

@@ -4,8 +4,14 @@
  * DESIGN
  * A byte-at-a-time state machine over three phases: the 24-byte client
  * preface, the 9-byte frame header, then the payload, which is skipped
- * without being looked at. Every decision is taken on the frame header, so
- * an oversized header block is refused before its bytes arrive.
+ * without being looked at (but for the drain PING's acknowledgement). Every
+ * decision is taken on the frame header, so an oversized header block is
+ * refused before its bytes arrive. The server's stream gets a second,
+ * smaller machine (header, payload; no preface: the server starts with its
+ * SETTINGS frame) that only ends streams.
+ *
+ * The live set is a small array searched linearly: it holds at most
+ * H2GUARD_MAX_LIVE ids, and gRPC advertises far fewer concurrent streams.
  *
  * Threads: none of its own; one guard is used by one thread at a time (the
  * front door's). Owns nothing outside the struct.
@@ -17,9 +23,18 @@
 #define F_DATA         0x0
 #define F_HEADERS      0x1
 #define F_RST_STREAM   0x3
+#define F_PING         0x6
+#define F_GOAWAY       0x7
 #define F_CONTINUATION 0x9
 #define FL_END_STREAM  0x1
+#define FL_ACK         0x1
 #define FL_END_HEADERS 0x4
+
+#define CLIENT_OPEN    0x80000000u /* in live[]: the client half is open */
+#define LAST_STREAM_ID 0x7fffffffu
+
+/* The drain PING's payload; the client echoes it in its acknowledgement. */
+static const unsigned char drain_opaque[8] = { 't', 'c', 's', '-', 'd', 'r', 'a', 'i' };
 
 static const char preface[H2GUARD_PREFACE_LEN + 1] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -57,25 +72,41 @@ h2guard_verdict_name(enum h2guard_verdict v)
 	return v < H2G__MAX ? names[v] : "unknown";
 }
 
-/* Forgets `id` among the open streams; 1 if it was there. */
+/* The index of `id` in the live set, or -1. */
 static int
-close_stream(struct h2guard *g, uint32_t id)
+live_find(const struct h2guard *g, uint32_t id)
 {
 	uint32_t i;
 
-	for (i = 0; i < g->nopen; i++)
-		if (g->open[i] == id) {
-			g->open[i] = g->open[--g->nopen];
-			return 1;
-		}
-	return 0;
+	for (i = 0; i < g->nlive; i++)
+		if ((g->live[i] & ~CLIENT_OPEN) == id)
+			return (int)i;
+	return -1;
+}
+
+/* Stream `id` is over (the server ended it, or either side reset it). */
+static void
+live_remove(struct h2guard *g, uint32_t id)
+{
+	int i = live_find(g, id);
+
+	if (i < 0)
+		return;
+	if (g->live[i] & CLIENT_OPEN)
+		g->nopen--;
+	g->live[i] = g->live[--g->nlive];
 }
 
 /* The client ended stream `id` (END_STREAM): one complete request. */
 static void
 end_stream(struct h2guard *g, uint32_t id)
 {
-	close_stream(g, id);
+	int i = live_find(g, id);
+
+	if (i >= 0 && (g->live[i] & CLIENT_OPEN)) {
+		g->live[i] &= ~CLIENT_OPEN;
+		g->nopen--;
+	}
 	g->requests++;
 }
 
@@ -106,9 +137,10 @@ on_header(struct h2guard *g, int64_t now_ms)
 		if (id > g->last_stream) { /* a new stream */
 			g->last_stream = id;
 			g->streams++;
-			if (g->nopen >= g->lim.max_open_streams)
+			if (g->nopen >= g->lim.max_open_streams || g->nlive >= H2GUARD_MAX_LIVE)
 				return H2G_STREAMS;
-			g->open[g->nopen++] = id;
+			g->live[g->nlive++] = id | CLIENT_OPEN;
+			g->nopen++;
 		}
 		if (g->flags & FL_END_HEADERS) {
 			if (g->flags & FL_END_STREAM)
@@ -143,9 +175,14 @@ on_header(struct h2guard *g, int64_t now_ms)
 		}
 		if (++g->rst_count > g->lim.max_rst_per_sec)
 			return H2G_RST_RATE;
-		close_stream(g, id);
+		live_remove(g, id);
 		break;
-	default: break; /* SETTINGS, PING, WINDOW_UPDATE, PRIORITY, GOAWAY, unknown */
+	case F_PING:
+		/* Only the acknowledgement of the drain PING is read. */
+		g->ack_capture = g->drain == H2D_SENT && (g->flags & FL_ACK) && len == 8;
+		g->ack_len = 0;
+		break;
+	default: break; /* SETTINGS, WINDOW_UPDATE, PRIORITY, GOAWAY, unknown */
 	}
 	return H2G_OK;
 }
@@ -179,9 +216,17 @@ h2guard_feed(struct h2guard *g, const void *buf, size_t len, int64_t now_ms)
 			break;
 		case H2P_PAYLOAD:
 			n = len < g->need ? len : g->need;
+			if (g->ack_capture) {
+				memcpy(g->ack + g->ack_len, p, n); /* need <= 8 here */
+				g->ack_len += (uint8_t)n;
+			}
 			p += n, len -= n, g->bytes += n;
-			if ((g->need -= (uint32_t)n) == 0)
-				g->phase = H2P_HEADER;
+			if ((g->need -= (uint32_t)n) > 0)
+				break;
+			g->phase = H2P_HEADER;
+			if (g->ack_capture && memcmp(g->ack, drain_opaque, sizeof(g->ack)) == 0)
+				g->drain = H2D_ACKED;
+			g->ack_capture = 0;
 			break;
 		default: g->verdict = H2G_PROTOCOL; break;
 		}
@@ -190,4 +235,94 @@ h2guard_feed(struct h2guard *g, const void *buf, size_t len, int64_t now_ms)
 			g->verdict = H2G_PRE_REQUEST;
 	}
 	return g->verdict;
+}
+
+/* --- the server's stream ------------------------------------------------------ */
+
+/* A complete server frame header: the server ending a stream ends it here. */
+static void
+on_server_header(struct h2guard *g)
+{
+	uint32_t len = ((uint32_t)g->s_hdr[0] << 16) | ((uint32_t)g->s_hdr[1] << 8) | g->s_hdr[2];
+	uint8_t  type = g->s_hdr[3], flags = g->s_hdr[4];
+	uint32_t id = (((uint32_t)g->s_hdr[5] << 24) | ((uint32_t)g->s_hdr[6] << 16) |
+			  ((uint32_t)g->s_hdr[7] << 8) | g->s_hdr[8]) &
+	    LAST_STREAM_ID;
+
+	g->s_need = len;
+	g->s_frames++;
+	if (id == 0)
+		return;
+	if (((type == F_HEADERS || type == F_DATA) && (flags & FL_END_STREAM)) ||
+	    type == F_RST_STREAM)
+		live_remove(g, id);
+}
+
+size_t
+h2guard_feed_server(struct h2guard *g, const void *buf, size_t len, int stop)
+{
+	const unsigned char *p = buf;
+	size_t               n, taken = 0;
+
+	while (taken < len) {
+		if (stop && h2guard_server_boundary(g) && taken > 0)
+			break;
+		if (g->s_need > 0) {
+			n = len - taken < g->s_need ? len - taken : g->s_need;
+			taken += n;
+			g->s_need -= (uint32_t)n;
+			continue;
+		}
+		g->s_hdr[g->s_hlen++] = p[taken++];
+		if (g->s_hlen == sizeof(g->s_hdr)) {
+			g->s_hlen = 0;
+			on_server_header(g);
+		}
+	}
+	return taken;
+}
+
+int
+h2guard_server_boundary(const struct h2guard *g)
+{
+	return g->s_frames > 0 && g->s_hlen == 0 && g->s_need == 0;
+}
+
+/* Writes one frame header at `p`. */
+static void
+put_header(unsigned char *p, uint32_t len, uint8_t type, uint8_t flags, uint32_t id)
+{
+	p[0] = (unsigned char)(len >> 16);
+	p[1] = (unsigned char)(len >> 8);
+	p[2] = (unsigned char)len;
+	p[3] = type;
+	p[4] = flags;
+	p[5] = (unsigned char)(id >> 24);
+	p[6] = (unsigned char)(id >> 16);
+	p[7] = (unsigned char)(id >> 8);
+	p[8] = (unsigned char)id;
+}
+
+void
+h2guard_drain_frames(struct h2guard *g, unsigned char out[H2GUARD_DRAIN_LEN])
+{
+	/* GOAWAY: last stream id 2^31-1 (every stream opened so far), NO_ERROR. */
+	put_header(out, 8, F_GOAWAY, 0, 0);
+	out[9] = 0x7f, out[10] = out[11] = out[12] = 0xff;
+	memset(out + 13, 0, 4);
+	put_header(out + 17, 8, F_PING, 0, 0);
+	memcpy(out + 26, drain_opaque, sizeof(drain_opaque));
+	g->drain = H2D_SENT;
+}
+
+int
+h2guard_quiet(const struct h2guard *g)
+{
+	return g->drain == H2D_ACKED && g->nlive == 0;
+}
+
+uint32_t
+h2guard_live(const struct h2guard *g)
+{
+	return g->nlive;
 }

@@ -21,9 +21,11 @@
  *   keeper died: log why, stop, exit 1 so the Pod restarts; SIGTERM/SIGINT:
  *   stop in reverse order and exit 0.
  *
- * Shutdown order (SIGTERM): stop the probes and the HTTP port, stop
- * accepting, drain the gRPC calls for SHUTDOWN_GRACE (they still reach the
- * keeper), flush the audit summaries, close every keeper channel (the keeper
+ * Shutdown order (SIGTERM): stop the probes and the HTTP port, drain the
+ * connections at the front door within SHUTDOWN_GRACE (no new connection;
+ * each client told to open no new stream; the calls in flight finish and
+ * still reach the keeper), shut gRPC down, let the front door deliver the
+ * last bytes, flush the audit summaries, close every keeper channel (the keeper
  * reads end of file, stops its sources, flushes its Events, wipes the CA key
  * and exits), reap it with waitpid (SIGKILL after KEEPER_REAP_MS), exit 0.
  * A configuration error the keeper finds at start-up (a bad file) is logged
@@ -104,6 +106,7 @@ harden(void)
 }
 
 #define KEEPER_REAP_MS 10000
+#define GRPC_LAST_MS   1000 /* gRPC's shutdown after the drain, at least */
 
 /* Logs how the keeper ended; returns the exit status main should use. */
 static int
@@ -381,9 +384,22 @@ main(int argc, char **argv)
 out:
 	httpd_stop(http); /* joins the only reader of the probe */
 	probe_stop(probe);
-	/* Drain: no new connections, in-flight calls finish through the relay. */
-	frontdoor_stop_accepting(door);
-	grpcsrv_shutdown(srv, reaped ? 0 : cfg.shutdown_grace_ms);
+	/*
+	 * Drain (frontdoor.h): no new connections, clients told to open no new
+	 * stream, calls in flight finish, all while gRPC still serves; gRPC then
+	 * shuts down with what is left of the grace (at least GRPC_LAST_MS, for
+	 * its own GOAWAY round trip), and the front door delivers its last bytes.
+	 */
+	if (reaped) {
+		frontdoor_stop_accepting(door);
+		grpcsrv_shutdown(srv, 0);
+	} else {
+		int64_t t0 = util_mono_ms(), left;
+
+		frontdoor_drain(door, cfg.shutdown_grace_ms);
+		left = cfg.shutdown_grace_ms - (util_mono_ms() - t0);
+		grpcsrv_shutdown(srv, left > GRPC_LAST_MS ? left : GRPC_LAST_MS);
+	}
 	frontdoor_free(door);
 	audit_flush_summaries(1);
 	audit_set_sink(NULL, NULL); /* every emitter has stopped */

@@ -7,7 +7,7 @@
 # Environment:
 #   TCS_BIN            daemon binary (default build/talos-csr-signer, relative to the repo root)
 #   TCS_CACHE          tool cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer)
-#   INTEROP_SECTIONS   space-separated subset of: matrix neg ipv6 policy accepted rotation valgrind
+#   INTEROP_SECTIONS   space-separated subset of: matrix neg ipv6 policy accepted rotation shutdown valgrind
 #   VALGRIND           1 (default): run the valgrind section; 0: leave it out
 #   KEEP_WORK          1: keep the scratch directory (it is always kept when something failed)
 #   CI                 true: a missing tool or a failed build is a failure, never a skip
@@ -18,7 +18,7 @@ HERE=$ROOT/tests/interop
 CACHE=${TCS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer}
 BIN=${TCS_BIN:-build/talos-csr-signer}
 [[ $BIN == /* ]] || BIN=$ROOT/$BIN
-SECTIONS=${INTEROP_SECTIONS:-matrix neg ipv6 policy accepted rotation valgrind}
+SECTIONS=${INTEROP_SECTIONS:-matrix neg ipv6 policy accepted rotation shutdown valgrind}
 [[ ${VALGRIND:-1} == 0 ]] && SECTIONS=${SECTIONS//valgrind/}
 CI=${CI:-false}
 
@@ -380,6 +380,58 @@ section_accepted() {
 		--csr-family ca --expect-ca "$old/ca.crt" --expect-ca "$new/ca.crt" --expect-issuer "$new/ca.crt" \
 		--ttl 90m --backdate 2m --label accepted-ca || true
 	check "daemon (accepted CAs) exits 0 on SIGTERM" interop_stop "$pid" || true
+}
+
+# only_refusals JSON: every failed call of a load summary failed to connect
+# (the daemon had closed its port); none was cut off, cancelled or refused
+# once it had reached the daemon. Prints the summary.
+only_refusals() {
+	jq -c '{calls, ok, failed, failures}' "$1"
+	jq -e '.ok > 0 and ([.failures // {} | keys[] | select(test("connect: connection refused") | not)] | length == 0)' \
+		"$1" >/dev/null
+}
+
+section_shutdown() {
+	say "SIGTERM under load: every call that reached the daemon is answered"
+	local d=$WORK/pki-shutdown round pid lp
+	"$TOOL" pki --family ed25519 --out "$d" >/dev/null
+	local -a env=(CA_CERT_PATH="$d/ca.crt" CA_KEY_PATH="$d/ca.key" TLS_CERT_PATH="$d/server.crt"
+		TLS_KEY_PATH="$d/server.key" TOKEN_PATH="$d/token")
+	# 32 callers on 8 connections keep calls waiting in gRPC's queue at the
+	# moment of the SIGTERM: the gRPC core's own shutdown cancels those.
+	for round in 1 2 3; do
+		check "daemon starts (shutdown round $round)" interop_daemon "shutdown-$round" SHUTDOWN_GRACE=5s \
+			"${env[@]}" || return 0
+		pid=$D_PID
+		"$TOOL" load --endpoint "127.0.0.1:$D_PORT" --ca "$d/ca.crt" --token-file "$d/token" \
+			--conns 8 --per-conn 4 --duration 4s --max-fail 100000000 \
+			--out "$WORK/shutdown-$round.json" >"$WORK/shutdown-$round.load" 2>&1 &
+		lp=$!
+		sleep 1.5
+		check "round $round: SIGTERM under load, exit 0" interop_stop "$pid" || true
+		wait "$lp" || true
+		check "round $round: no call lost (only connection refusals after the port closed)" \
+			only_refusals "$WORK/shutdown-$round.json" || true
+		check "round $round: the front door drained before gRPC shut down" \
+			has "$D_LOG" '"msg":"connections drained in [0-9]+ ms"' || true
+	done
+	# A client that never answers the drain PING holds the drain for the
+	# grace, no longer, and the daemon still stops cleanly.
+	check "daemon starts (shutdown with a silent client)" interop_daemon shutdown-silent SHUTDOWN_GRACE=2s \
+		"${env[@]}" || return 0
+	pid=$D_PID
+	(sleep 30 | openssl s_client -quiet -alpn h2 -connect "127.0.0.1:$D_PORT" >/dev/null 2>&1) &
+	lp=$!
+	BG_PIDS+=("$lp")
+	sleep 1
+	local t0
+	t0=$(now_ms)
+	check "silent client: SIGTERM, exit 0" interop_stop "$pid" || true
+	check "silent client: the drain waited for the grace (2 s) and no more than 5 s in all" \
+		test $(($(now_ms) - t0)) -ge 2000 -a $(($(now_ms) - t0)) -lt 5000 || true
+	check "silent client: the log says the drain grace ran out" \
+		has "$D_LOG" '"msg":"drain grace over' || true
+	kill "$lp" 2>/dev/null || true
 }
 
 # swap_file SRC DST: atomic replacement by rename in DST's directory.

@@ -93,14 +93,182 @@ Test(h2guard, a_talos_request_passes_and_counts)
 	cr_assert_eq(h2guard_requests(&g), 1);
 }
 
+/* The server's side of one unary call: HEADERS, DATA, trailers (END_STREAM). */
+static void
+reply(struct stream *out, uint32_t id)
+{
+	frame(out, 40, 0x1, 0x4, id);
+	frame(out, 700, 0x0, 0x0, id);
+	frame(out, 30, 0x1, 0x5, id);
+}
+
 Test(h2guard, many_calls_on_one_connection_pass)
+{
+	struct h2guard g;
+	struct stream  srv;
+	uint32_t       id;
+
+	/* Far more calls than max_open_streams or the live set, one at a time. */
+	h2guard_init(&g, &lim);
+	preface(&s);
+	srv.n = 0;
+	frame(&srv, 0, 0x4, 0, 0); /* the server's SETTINGS */
+	cr_assert_eq(h2guard_feed(&g, s.b, s.n, 0), H2G_OK);
+	cr_assert_eq(h2guard_feed_server(&g, srv.b, srv.n, 0), srv.n);
+	for (id = 1; id < 2 * 1000; id += 2) {
+		s.n = srv.n = 0;
+		call(&s, id);
+		reply(&srv, id);
+		cr_assert_eq(h2guard_feed(&g, s.b, s.n, 0), H2G_OK, "call %u", id);
+		cr_assert_eq(h2guard_live(&g), 1);
+		h2guard_feed_server(&g, srv.b, srv.n, 0);
+		cr_assert_eq(h2guard_live(&g), 0, "the server ended stream %u", id);
+	}
+	cr_assert_eq(h2guard_requests(&g), 1000);
+}
+
+Test(h2guard, more_live_streams_than_any_server_allows_are_refused)
 {
 	uint32_t id;
 
+	/* Each request is complete (client half closed) but none is answered. */
 	preface(&s);
-	for (id = 1; id < 2 * 1000; id += 2)
-		call(&s, id); /* far more than max_open_streams, one at a time */
-	cr_assert_eq(verdict(&s, &lim), H2G_OK);
+	for (id = 1; id < 2 * H2GUARD_MAX_LIVE; id += 2)
+		call(&s, id);
+	cr_assert_eq(verdict(&s, &lim), H2G_OK, "%d live streams", H2GUARD_MAX_LIVE);
+	call(&s, 2 * H2GUARD_MAX_LIVE + 1);
+	cr_assert_eq(verdict(&s, &lim), H2G_STREAMS, "one more");
+}
+
+Test(h2guard, streams_end_by_server_end_server_reset_or_client_reset)
+{
+	struct h2guard g;
+	struct stream  srv;
+
+	h2guard_init(&g, &lim);
+	preface(&s);
+	call(&s, 1);
+	call(&s, 3);
+	frame(&s, 50, 0x1, 0x4, 5); /* open, not ended by the client */
+	cr_assert_eq(h2guard_feed(&g, s.b, s.n, 0), H2G_OK);
+	cr_assert_eq(h2guard_live(&g), 3);
+	srv.n = 0;
+	frame(&srv, 0, 0x4, 0, 0);
+	frame(&srv, 30, 0x1, 0x5, 1); /* trailers-only answer */
+	frame(&srv, 4, 0x3, 0x0, 3);  /* RST_STREAM */
+	frame(&srv, 30, 0x1, 0x5, 9); /* a stream nobody opened: ignored */
+	h2guard_feed_server(&g, srv.b, srv.n, 0);
+	cr_assert_eq(h2guard_live(&g), 1);
+	s.n = 0;
+	frame(&s, 4, 0x3, 0x0, 5); /* the client resets the last one */
+	cr_assert_eq(h2guard_feed(&g, s.b, s.n, 0), H2G_OK);
+	cr_assert_eq(h2guard_live(&g), 0);
+}
+
+Test(h2guard, server_feed_stops_at_each_frame_boundary)
+{
+	struct h2guard g;
+	struct stream  srv;
+	size_t         ends[8], nends = 0, off = 0, n;
+
+	h2guard_init(&g, &lim);
+	srv.n = 0;
+	cr_assert_eq(h2guard_server_boundary(&g), 0, "nothing before the server's SETTINGS");
+	frame(&srv, 6, 0x4, 0, 0);
+	ends[nends++] = srv.n;
+	frame(&srv, 0, 0x4, 0x1, 0); /* an empty frame: a boundary right after its header */
+	ends[nends++] = srv.n;
+	frame(&srv, 40, 0x1, 0x4, 1);
+	ends[nends++] = srv.n;
+	frame(&srv, 700, 0x0, 0x0, 1);
+	ends[nends++] = srv.n;
+	while (off < srv.n) {
+		n = h2guard_feed_server(&g, srv.b + off, srv.n - off, 1);
+		cr_assert_gt(n, 0);
+		off += n;
+		cr_assert(h2guard_server_boundary(&g), "stopped at %zu, not a boundary", off);
+		cr_assert(nends > 0 && off == ends[0], "stopped at %zu, want %zu", off, ends[0]);
+		memmove(ends, ends + 1, --nends * sizeof(ends[0]));
+	}
+	/* Byte by byte, the boundary shows exactly at the frame ends. */
+	h2guard_init(&g, &lim);
+	for (off = 0; off < srv.n; off++) {
+		h2guard_feed_server(&g, srv.b + off, 1, 0);
+		cr_assert_eq(h2guard_server_boundary(&g),
+		    off + 1 == 15 || off + 1 == 24 || off + 1 == 73 || off + 1 == srv.n, "at %zu",
+		    off + 1);
+	}
+}
+
+/* Feeds the client's bytes one at a time. */
+static enum h2guard_verdict
+feed_bytes(struct h2guard *g, const struct stream *c)
+{
+	enum h2guard_verdict v = H2G_OK;
+	size_t               i;
+
+	for (i = 0; i < c->n; i++)
+		v = h2guard_feed(g, c->b + i, 1, 0);
+	return v;
+}
+
+/* A PING frame from the client with the given flags and payload. */
+static void
+ping(struct stream *c, uint8_t flags, const unsigned char payload[8])
+{
+	frame(c, 8, 0x6, flags, 0);
+	memcpy(c->b + c->n - 8, payload, 8);
+}
+
+Test(h2guard, drain_frames_are_a_goaway_then_a_ping)
+{
+	struct h2guard g;
+	unsigned char  f[H2GUARD_DRAIN_LEN];
+	const unsigned char goaway[17] = { 0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff,
+		0, 0, 0, 0 };
+
+	h2guard_init(&g, &lim);
+	h2guard_drain_frames(&g, f);
+	cr_assert_eq(memcmp(f, goaway, sizeof(goaway)), 0, "GOAWAY 2^31-1 NO_ERROR");
+	cr_assert_eq(f[17], 0);
+	cr_assert_eq(f[18], 0);
+	cr_assert_eq(f[19], 8, "PING length");
+	cr_assert_eq(f[20], 0x6, "PING type");
+	cr_assert_eq(f[21], 0, "not an ACK");
+	cr_assert_eq(f[22] | f[23] | f[24] | f[25], 0, "stream 0");
+}
+
+Test(h2guard, quiet_needs_the_ping_ack_and_no_live_stream)
+{
+	struct h2guard g;
+	struct stream  srv;
+	unsigned char  f[H2GUARD_DRAIN_LEN], other[8] = "otherpng";
+
+	h2guard_init(&g, &lim);
+	preface(&s);
+	call(&s, 1);
+	cr_assert_eq(h2guard_feed(&g, s.b, s.n, 0), H2G_OK);
+	cr_assert_eq(h2guard_quiet(&g), 0, "not draining");
+	h2guard_drain_frames(&g, f);
+
+	s.n = 0;
+	ping(&s, 0x1, other);    /* an ACK of someone else's PING */
+	ping(&s, 0x0, f + 26);   /* our payload, but not an ACK */
+	frame(&s, 7, 0x6, 0x1, 0); /* malformed length */
+	cr_assert_eq(feed_bytes(&g, &s), H2G_OK);
+	cr_assert_eq(g.drain, H2D_SENT, "none of those is the acknowledgement");
+
+	s.n = 0;
+	ping(&s, 0x1, f + 26);
+	cr_assert_eq(feed_bytes(&g, &s), H2G_OK);
+	cr_assert_eq(g.drain, H2D_ACKED);
+	cr_assert_eq(h2guard_quiet(&g), 0, "stream 1 is still live");
+
+	srv.n = 0;
+	frame(&srv, 0, 0x4, 0, 0);
+	reply(&srv, 1);
+	h2guard_feed_server(&g, srv.b, srv.n, 0);
+	cr_assert_eq(h2guard_quiet(&g), 1);
 }
 
 Test(h2guard, wrong_preface_is_refused)
