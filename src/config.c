@@ -95,7 +95,8 @@ static const struct setting settings[] = {
 	    OFF(h2_max_bytes_before_request), "131072",
 	    "front door: bytes a connection may send before its first complete request" },
 	{ "SHUTDOWN_GRACE", "shutdown-grace", ST_DURATION, OFF(shutdown_grace_ms), "5s",
-	    "time given to in-flight calls on SIGTERM before they are cancelled" },
+	    "on SIGTERM, time for the drain (calls in flight answered) before the rest are "
+	    "cancelled" },
 	{ "GRPC_THREADS", "grpc-threads", ST_INT, OFF(grpc_threads), "0",
 	    "completion-queue threads; 0 means one per CPU core" },
 	{ "MAX_REQUEST_BYTES", "max-request-bytes", ST_SIZE, OFF(max_request_bytes), "65536",

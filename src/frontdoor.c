@@ -472,7 +472,7 @@ pump(struct frontdoor *d, struct conn *c)
 			}
 		}
 		if (c->s2c.buf == NULL && c->drain_due && h2guard_server_boundary(&c->guard)) {
-			if ((r = drain_now(c)) == -1)
+			if (drain_now(c) == -1)
 				goto end;
 			moved = 1;
 		}

@@ -222,10 +222,10 @@ ping(struct stream *c, uint8_t flags, const unsigned char payload[8])
 
 Test(h2guard, drain_frames_are_a_goaway_then_a_ping)
 {
-	struct h2guard g;
-	unsigned char  f[H2GUARD_DRAIN_LEN];
-	const unsigned char goaway[17] = { 0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff,
-		0, 0, 0, 0 };
+	struct h2guard      g;
+	unsigned char       f[H2GUARD_DRAIN_LEN];
+	const unsigned char goaway[17] = { 0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0,
+		0, 0, 0 };
 
 	h2guard_init(&g, &lim);
 	h2guard_drain_frames(&g, f);
@@ -252,8 +252,8 @@ Test(h2guard, quiet_needs_the_ping_ack_and_no_live_stream)
 	h2guard_drain_frames(&g, f);
 
 	s.n = 0;
-	ping(&s, 0x1, other);    /* an ACK of someone else's PING */
-	ping(&s, 0x0, f + 26);   /* our payload, but not an ACK */
+	ping(&s, 0x1, other);      /* an ACK of someone else's PING */
+	ping(&s, 0x0, f + 26);     /* our payload, but not an ACK */
 	frame(&s, 7, 0x6, 0x1, 0); /* malformed length */
 	cr_assert_eq(feed_bytes(&g, &s), H2G_OK);
 	cr_assert_eq(g.drain, H2D_SENT, "none of those is the acknowledgement");
