@@ -1128,7 +1128,8 @@ frontdoor_drain(struct frontdoor *d, int64_t ms)
 	if (quiet)
 		log_info("connections drained in %lld ms", (long long)(util_mono_ms() - t0));
 	else
-		log_info("drain grace over: some connections still have calls in flight");
+		log_info("drain grace over: some connections still had calls in flight or had not "
+			 "answered the PING");
 	frontdoor_stop_accepting(d);
 	return quiet;
 }

@@ -110,18 +110,29 @@ end_stream(struct h2guard *g, uint32_t id)
 	g->requests++;
 }
 
+/* The payload length and the stream id of a 9-byte frame header (both directions). */
+static uint32_t
+frame_len(const uint8_t h[9])
+{
+	return ((uint32_t)h[0] << 16) | ((uint32_t)h[1] << 8) | h[2];
+}
+
+static uint32_t
+frame_stream(const uint8_t h[9])
+{
+	return (((uint32_t)h[5] << 24) | ((uint32_t)h[6] << 16) | ((uint32_t)h[7] << 8) | h[8]) &
+	    LAST_STREAM_ID;
+}
+
 /* Takes the decision a complete frame header allows. */
 static enum h2guard_verdict
 on_header(struct h2guard *g, int64_t now_ms)
 {
-	uint32_t len = ((uint32_t)g->hdr[0] << 16) | ((uint32_t)g->hdr[1] << 8) | g->hdr[2];
-	uint32_t id;
+	uint32_t len = frame_len(g->hdr);
+	uint32_t id = frame_stream(g->hdr);
 
 	g->type = g->hdr[3];
 	g->flags = g->hdr[4];
-	id = (((uint32_t)g->hdr[5] << 24) | ((uint32_t)g->hdr[6] << 16) |
-		 ((uint32_t)g->hdr[7] << 8) | g->hdr[8]) &
-	    0x7fffffffu;
 	g->stream = id;
 	g->need = len;
 
@@ -243,13 +254,10 @@ h2guard_feed(struct h2guard *g, const void *buf, size_t len, int64_t now_ms)
 static void
 on_server_header(struct h2guard *g)
 {
-	uint32_t len = ((uint32_t)g->s_hdr[0] << 16) | ((uint32_t)g->s_hdr[1] << 8) | g->s_hdr[2];
 	uint8_t  type = g->s_hdr[3], flags = g->s_hdr[4];
-	uint32_t id = (((uint32_t)g->s_hdr[5] << 24) | ((uint32_t)g->s_hdr[6] << 16) |
-			  ((uint32_t)g->s_hdr[7] << 8) | g->s_hdr[8]) &
-	    LAST_STREAM_ID;
+	uint32_t id = frame_stream(g->s_hdr);
 
-	g->s_need = len;
+	g->s_need = frame_len(g->s_hdr);
 	g->s_frames++;
 	if (id == 0)
 		return;
