@@ -64,7 +64,7 @@ check(const struct certpipe_result *r)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct certpipe_issuer iss = { certpipe_issue_local, &local };
+	struct certpipe_issuer iss = { certpipe_issue_local, NULL, &local };
 	struct certpipe_call   c;
 	struct certpipe_result r;
 	struct ratelimit      *rl = NULL;

@@ -8,9 +8,13 @@
  * decode, sign through the issuer hook, response packing, one metric and one
  * audit record. The status table below is the only place that says which
  * gRPC code and message an outcome gets, and which audit kind it is.
+ * certpipe_begin() and certpipe_end() are that pipeline cut at the sign step,
+ * for a transport that lets the keeper answer later; certpipe_run() joins
+ * them around the issuer's blocking issue().
  *
- * Threads: any; no state of its own. The issuer hook may block (the keeper
- * round trip) on the calling thread.
+ * Threads: any; no state of its own. The issuer's issue() may block on the
+ * calling thread; certpipe_end() may run on another thread than
+ * certpipe_begin().
  * Owns: nothing beyond the result it fills (the packed response and the
  * signer result, freed by certpipe_result_free()).
  */
@@ -137,35 +141,23 @@ mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Signs through the hook; returns the outcome. */
+/*
+ * After the sign step: the outcome of the issuer's answer, with the response
+ * packed for CP_OK. *audited: the issuer wrote the audit record.
+ */
 static enum certpipe_outcome
-sign(const struct certpipe_call *call, const struct creds *cr, const struct certpipe_issuer *iss,
+signed_outcome(const struct creds *cr, struct certpipe_pending *p, int rc,
     struct certpipe_result *out, int *audited)
 {
-	Securityapi__CertificateRequest *req = NULL;
-	struct certpipe_signed           sig = { NULL, 0, 0 };
-	enum certpipe_outcome            o;
-	int64_t                          t0;
-	int                              rc;
+	enum certpipe_outcome o;
 
-	if (!call->has_message ||
-	    (req = securityapi__certificate_request__unpack(
-		 NULL, call->message_len, call->message)) == NULL)
-		return CP_BAD_MESSAGE;
-	t0 = mono_us();
-	rc = iss->issue(iss->arg, cr, req->csr.data, req->csr.len, call->peer_ip, &out->res, &sig);
-	metrics_sign_latency_us(mono_us() - t0);
-	securityapi__certificate_request__free_unpacked(req, NULL);
-	if (rc == -1) {
-		free(sig.ca);
-		*audited = 0;
+	metrics_sign_latency_us(mono_us() - p->t0);
+	*audited = 0;
+	if (rc == -1)
 		return CP_KEEPER_DOWN;
-	}
-	*audited = sig.audited;
+	*audited = p->sig.audited;
 	o = certpipe_from_signer(out->res.status);
-	rc = o == CP_OK ? pack_response(cr, &sig, out) : 0;
-	free(sig.ca);
-	if (rc == -1) {
+	if (o == CP_OK && pack_response(cr, &p->sig, out) == -1) {
 		snprintf(out->res.message, sizeof(out->res.message), "out of memory");
 		out->res.status = SIGNER_INTERNAL;
 		*audited = 0;
@@ -201,39 +193,93 @@ certpipe_audit_signed(const char *peer_ip, const struct signer_result *res)
 	emit(table[o].audit, peer_ip, res, o == CP_OK ? "certificate issued" : res->message);
 }
 
-void
-certpipe_run(const struct certpipe_call *call, const struct creds *cr, struct ratelimit *rl,
-    const struct certpipe_issuer *iss, struct certpipe_result *out)
+/* The status, the metric and the audit record of a decided call. */
+static void
+decide(const struct certpipe_call *call, enum certpipe_outcome o, int audited,
+    struct certpipe_result *out)
 {
-	struct audit_rec      ar;
-	int                   audited = 0;
-	enum certpipe_outcome o;
+	enum audit_kind kind = table[o].audit;
+
+	out->message = table[o].message != NULL ? table[o].message : out->res.message;
+	metrics_request(kind);
+	if (!audited)
+		emit(kind, call->peer_ip, &out->res, o == CP_OK ? "certificate issued" : out->message);
+	out->outcome = o;
+	out->code = table[o].code;
+}
+
+int
+certpipe_begin(const struct certpipe_call *call, const struct creds *cr, struct ratelimit *rl,
+    struct certpipe_result *out, struct certpipe_pending *p)
+{
+	Securityapi__CertificateRequest *req;
+	enum certpipe_outcome            o;
 
 	memset(out, 0, sizeof(*out));
-	memset(&ar, 0, sizeof(ar));
+	memset(p, 0, sizeof(*p));
 	if (!call->has_message && cr != NULL && check_token(call, cr) != CP_OK) {
 		/* Ended before its message, unauthenticated: a summary, not a record. */
 		audit_note_reset(call->peer_ip);
-		o = CP_RESET;
-		goto done;
+		out->outcome = CP_RESET;
+		out->code = table[CP_RESET].code;
+		out->message = table[CP_RESET].message;
+		return 0;
 	}
 	if (rl != NULL && !ratelimit_allow(rl, call->peer_ip))
 		o = CP_RATE_LIMITED;
 	else if (cr == NULL)
 		o = CP_UNAVAILABLE;
-	else if ((o = check_token(call, cr)) == CP_OK)
-		o = sign(call, cr, iss, out, &audited);
-	ar.kind = table[o].audit;
-	out->message = table[o].message != NULL ? table[o].message : out->res.message;
-	metrics_request(ar.kind);
-	if (!audited)
-		emit(ar.kind, call->peer_ip, &out->res,
-		    o == CP_OK ? "certificate issued" : out->message);
-done:
-	out->outcome = o;
-	out->code = table[o].code;
-	if (out->message == NULL)
-		out->message = table[o].message;
+	else if ((o = check_token(call, cr)) == CP_OK) {
+		if (call->has_message &&
+		    (req = securityapi__certificate_request__unpack(
+			 NULL, call->message_len, call->message)) != NULL) {
+			p->request = req;
+			p->csr = req->csr.data;
+			p->csr_len = req->csr.len;
+			p->t0 = mono_us();
+			return 1;
+		}
+		o = CP_BAD_MESSAGE;
+	}
+	decide(call, o, 0, out);
+	return 0;
+}
+
+void
+certpipe_free_request(struct certpipe_pending *p)
+{
+	if (p->request != NULL)
+		securityapi__certificate_request__free_unpacked(p->request, NULL);
+	p->request = NULL;
+	p->csr = NULL;
+	p->csr_len = 0;
+}
+
+void
+certpipe_end(const struct certpipe_call *call, const struct creds *cr,
+    struct certpipe_pending *p, int rc, struct certpipe_result *out)
+{
+	enum certpipe_outcome o;
+	int                   audited;
+
+	certpipe_free_request(p);
+	o = signed_outcome(cr, p, rc, out, &audited);
+	free(p->sig.ca);
+	p->sig.ca = NULL;
+	decide(call, o, audited, out);
+}
+
+void
+certpipe_run(const struct certpipe_call *call, const struct creds *cr, struct ratelimit *rl,
+    const struct certpipe_issuer *iss, struct certpipe_result *out)
+{
+	struct certpipe_pending p;
+	int                     rc;
+
+	if (certpipe_begin(call, cr, rl, out, &p) == 0)
+		return;
+	rc = iss->issue(iss->arg, cr, p.csr, p.csr_len, call->peer_ip, &out->res, &p.sig);
+	certpipe_end(call, cr, &p, rc, out);
 }
 
 void

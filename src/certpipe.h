@@ -12,7 +12,9 @@
  * The sign step goes through an issuer hook (struct certpipe_issuer): in
  * process, certpipe_issue_local() calls signer_issue() against the snapshot
  * (unit tests, fuzzing, `check`); in the daemon the hook asks the keeper
- * process (keeperc.h), which alone holds the CA key.
+ * process (keeperc.h), which alone holds the CA key, without waiting: the
+ * gRPC server runs certpipe_begin() on its worker, submits the CSR, and
+ * certpipe_end() runs when the keeper's answer arrives.
  */
 #ifndef TCS_CERTPIPE_H
 #define TCS_CERTPIPE_H
@@ -71,17 +73,32 @@ struct certpipe_signed {
 };
 
 /*
- * The sign step. issue() fills `res` (initialised by the caller) for the CSR
- * bytes and returns its status; it must never leave res->status unset.
- * `cr` is the snapshot the token was checked against (the in-process issuer
- * signs with it; the keeper signs with its own, the same generation or a
- * newer one). Called on the call's thread; may block (the keeper round trip).
- * Returns 0, or -1 when the issuer could not be reached at all
- * (CP_KEEPER_DOWN); then res is left as initialised and sig ignored.
+ * The sign step, in one of two shapes.
+ *
+ * issue() fills `res` (initialised by the caller) for the CSR bytes and
+ * returns its status; it must never leave res->status unset. `cr` is the
+ * snapshot the token was checked against (the in-process issuer signs with
+ * it; the keeper signs with its own, the same generation or a newer one).
+ * Called on the call's thread; may block. Returns 0, or -1 when the issuer
+ * could not be reached at all (CP_KEEPER_DOWN); then res is left as
+ * initialised and sig ignored.
+ *
+ * submit(), when set, starts the same step without waiting: it copies the
+ * CSR and the peer, and returns 0 if done(ctx, rc) will be called exactly
+ * once, later, on another thread (rc as issue() returns it, with `res` and
+ * `sig` filled as issue() fills them; they must stay valid until then), or
+ * -1 if the issuer could not be reached (done is never called). done may
+ * run before submit() returns: the caller must not touch what ctx owns
+ * after a successful submit().
  */
+typedef void (*certpipe_done_fn)(void *ctx, int rc);
+
 struct certpipe_issuer {
 	int (*issue)(void *arg, const struct creds *cr, const unsigned char *csr, size_t len,
 	    const char *peer_ip, struct signer_result *res, struct certpipe_signed *sig);
+	int (*submit)(void *arg, const unsigned char *csr, size_t len, const char *peer_ip,
+	    struct signer_result *res, struct certpipe_signed *sig, certpipe_done_fn done,
+	    void *ctx);
 	void *arg;
 };
 
@@ -118,12 +135,44 @@ struct certpipe_result {
 /*
  * Runs the pipeline on one call: the rate limit (`rl` may be NULL), the
  * snapshot (`cr` may be NULL: not serving yet), the token in constant time,
- * the protobuf decode, the issuer, the response packing; then counts the
- * request (metrics_request) and writes the audit record unless the issuer
- * did. Fills `out` (initialised here). Any thread; `cr` must stay referenced.
+ * the protobuf decode, the issuer (its blocking issue()), the response
+ * packing; then counts the request (metrics_request) and writes the audit
+ * record unless the issuer did. Fills `out` (initialised here). Any thread;
+ * `cr` must stay referenced. It is certpipe_begin(), issue(), certpipe_end().
  */
 void certpipe_run(const struct certpipe_call *call, const struct creds *cr, struct ratelimit *rl,
     const struct certpipe_issuer *iss, struct certpipe_result *out);
+
+/*
+ * The same pipeline in two halves around the sign step, for a transport that
+ * does not wait for the issuer (issuer.submit). Between the halves the
+ * caller keeps `call` (only its peer_ip is read again), `cr`, `out` and `p`.
+ */
+struct certpipe_pending {
+	void                  *request; /* the decoded CertificateRequest */
+	const unsigned char   *csr;     /* the bytes to sign, inside `request` */
+	size_t                 csr_len;
+	struct certpipe_signed sig; /* what the issuer reports beside the result */
+	int64_t                t0;  /* monotonic µs at the sign step's start */
+};
+
+/*
+ * Everything before the sign step. Returns 0 when the call is decided
+ * (`out` is final, as certpipe_run() leaves it), or 1 when it needs signing
+ * p->csr: then sign it, certpipe_free_request(p) once the CSR bytes are no
+ * longer needed, and finish with certpipe_end().
+ */
+int certpipe_begin(const struct certpipe_call *call, const struct creds *cr, struct ratelimit *rl,
+    struct certpipe_result *out, struct certpipe_pending *p);
+/* Frees the decoded request (p->csr is invalid after). Idempotent. */
+void certpipe_free_request(struct certpipe_pending *p);
+/*
+ * Everything after the sign step, whose issuer returned `rc` (0, or -1:
+ * unreachable) and filled out->res and p->sig: the response, the metric, the
+ * audit record, the status. Frees what `p` still holds.
+ */
+void certpipe_end(const struct certpipe_call *call, const struct creds *cr,
+    struct certpipe_pending *p, int rc, struct certpipe_result *out);
 
 void certpipe_result_free(struct certpipe_result *);
 

@@ -4,8 +4,9 @@
  * DESIGN
  * Threads: grpcsrv_start() and grpcsrv_shutdown() run on main. N worker
  * threads block in grpc_completion_queue_next() on one shared CQ; a call's
- * state is advanced only by the thread that pops its tag, so per-call data
- * needs no lock. gRPC binds no port and terminates no TLS: the front door
+ * state is advanced only by the thread that pops its tag, or, while no tag
+ * of it is outstanding, by the issuer's thread that answers it, so per-call
+ * data needs no lock. gRPC binds no port and terminates no TLS: the front door
  * (frontdoor.c) hands it each admitted connection as a plaintext descriptor
  * (grpcsrv_add_fd(), from the front door's thread), with insecure
  * credentials; the client's real address travels with the descriptor.
@@ -18,7 +19,13 @@
  *
  * What a Certificate call means (token, decode, sign, status) is decided
  * by certpipe.c; this file only collects the call's metadata, message and
- * peer, and sends the status certpipe_run() chose, with the response.
+ * peer, and sends the status certpipe chose, with the response. With an
+ * issuer that submits (the keeper), the worker hands the CSR over and goes
+ * back to the queue; the issuer's thread runs signed_done(), which sends the
+ * answer (grpc_call_start_batch() may be called from any thread). The
+ * FINISHING tag still comes back through the queue, so a call is freed by a
+ * worker, once. Shutdown waits for every submitted call's answer before the
+ * queue shuts down.
  *
  * Owns: the server, the CQ, the worker threads, every struct call, the
  * descriptor -> real peer table.
@@ -79,6 +86,12 @@ struct call {
 	grpc_byte_buffer   *recv;
 	grpc_byte_buffer   *send;
 	int                 cancelled;
+	/* While the issuer signs (issuer.submit): what certpipe_end() needs. */
+	struct creds           *cr;
+	char                    ip[64];
+	struct certpipe_call    pc;
+	struct certpipe_result  pr;
+	struct certpipe_pending pend;
 };
 
 struct grpcsrv {
@@ -97,9 +110,10 @@ struct grpcsrv {
 	size_t          npeers;
 	atomic_int      shutting_down;
 	struct call     shutdown_tag;
-	pthread_mutex_t mtx; /* shutdown_done */
+	pthread_mutex_t mtx; /* shutdown_done, signing */
 	pthread_cond_t  cond;
 	int             shutdown_done;
+	int             signing; /* calls waiting for issuer.submit's answer */
 };
 
 const char *
@@ -296,52 +310,97 @@ finish(struct call *c, grpc_status_code code, const char *msg)
 	}
 }
 
+/* Sends what certpipe decided for the call, and lets go of what it held. */
+static void
+respond(struct call *c)
+{
+	grpc_slice out;
+
+	if (c->pr.response != NULL) {
+		out = grpc_slice_from_copied_buffer((const char *)c->pr.response, c->pr.response_len);
+		c->send = grpc_raw_byte_buffer_create(&out, 1);
+		grpc_slice_unref(out);
+	}
+	/* Before finish(): from then on another worker may free the call. The
+	 * status and its message (static, or inside pr.res) are not freed here. */
+	certpipe_result_free(&c->pr);
+	creds_release(c->cr);
+	c->cr = NULL;
+	finish(c, (grpc_status_code)c->pr.code, c->pr.message);
+}
+
+/* certpipe_done_fn: the issuer answered (on its own thread). */
+static void
+signed_done(void *ctx, int rc)
+{
+	struct call    *c = ctx;
+	struct grpcsrv *s = c->srv;
+
+	certpipe_end(&c->pc, c->cr, &c->pend, rc, &c->pr);
+	respond(c);
+	pthread_mutex_lock(&s->mtx);
+	if (--s->signing == 0)
+		pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->mtx);
+}
+
 /*
  * Collects what the call carried (its `token` values, its message, its real
- * peer) for certpipe_run(), which decides; sends what it decided.
+ * peer) for certpipe, which decides; sends what it decided. With an issuer
+ * that submits, the worker returns to the queue while the keeper signs, and
+ * signed_done() answers the call.
  */
 static void
 handle_certificate(struct call *c)
 {
 	struct grpcsrv         *s = c->srv;
-	struct creds           *cr = NULL;
-	struct certpipe_call    pc;
-	struct certpipe_result  pr;
+	struct certpipe_pending pend;
 	grpc_byte_buffer_reader rd;
 	grpc_slice              all = grpc_empty_slice();
-	grpc_slice              out;
-	char                   *peer, ip[64];
+	char                   *peer;
 	size_t                  i;
 
-	memset(&pc, 0, sizeof(pc));
 	peer = grpc_call_get_peer(c->call);
-	if (real_peer(s, peer, ip, sizeof(ip)) == -1)
-		snprintf(ip, sizeof(ip), "unknown");
+	if (real_peer(s, peer, c->ip, sizeof(c->ip)) == -1)
+		snprintf(c->ip, sizeof(c->ip), "unknown");
 	gpr_free(peer);
-	pc.peer_ip = ip;
+	c->pc.peer_ip = c->ip;
 	for (i = 0; i < c->md.count; i++)
-		if (grpc_slice_str_cmp(c->md.metadata[i].key, "token") == 0 && pc.ntokens++ == 0) {
-			pc.token = (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value);
-			pc.token_len = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
+		if (grpc_slice_str_cmp(c->md.metadata[i].key, "token") == 0 &&
+		    c->pc.ntokens++ == 0) {
+			c->pc.token = (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value);
+			c->pc.token_len = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
 		}
 	if (c->recv != NULL && grpc_byte_buffer_reader_init(&rd, c->recv)) {
 		all = grpc_byte_buffer_reader_readall(&rd);
 		grpc_byte_buffer_reader_destroy(&rd);
-		pc.has_message = 1;
-		pc.message = GRPC_SLICE_START_PTR(all);
-		pc.message_len = GRPC_SLICE_LENGTH(all);
+		c->pc.has_message = 1;
+		c->pc.message = GRPC_SLICE_START_PTR(all);
+		c->pc.message_len = GRPC_SLICE_LENGTH(all);
 	}
-	cr = credstore_acquire(s->store);
-	certpipe_run(&pc, cr, s->rl, &s->issuer, &pr);
-	if (pr.response != NULL) {
-		out = grpc_slice_from_copied_buffer((const char *)pr.response, pr.response_len);
-		c->send = grpc_raw_byte_buffer_create(&out, 1);
-		grpc_slice_unref(out);
+	c->cr = credstore_acquire(s->store);
+	if (s->issuer.submit == NULL) {
+		certpipe_run(&c->pc, c->cr, s->rl, &s->issuer, &c->pr);
+	} else if (certpipe_begin(&c->pc, c->cr, s->rl, &c->pr, &c->pend) == 1) {
+		/* The token and message are read: only the peer is needed from now on. */
+		c->pc.token = NULL;
+		c->pc.message = NULL;
+		/* The request is this thread's to free: the call may be answered and
+		 * freed before submit() returns. */
+		pend = c->pend;
+		c->pend.request = NULL;
+		pthread_mutex_lock(&s->mtx);
+		s->signing++;
+		pthread_mutex_unlock(&s->mtx);
+		if (s->issuer.submit(s->issuer.arg, pend.csr, pend.csr_len, c->ip, &c->pr.res,
+			&c->pend.sig, signed_done, c) == -1)
+			signed_done(c, -1); /* unreachable: answered here */
+		certpipe_free_request(&pend);
+		grpc_slice_unref(all);
+		return;
 	}
-	finish(c, (grpc_status_code)pr.code, pr.message);
-	certpipe_result_free(&pr);
 	grpc_slice_unref(all);
-	creds_release(cr);
+	respond(c);
 }
 
 static void
@@ -527,6 +586,12 @@ grpcsrv_shutdown(struct grpcsrv *s, int64_t grace_ms)
 		grpc_server_cancel_all_calls(s->server);
 		wait_shutdown(s, -1);
 	}
+	/* No batch may start once the queue shuts down: wait for the issuer's
+	 * last answers (it answers or times out every call it accepted). */
+	pthread_mutex_lock(&s->mtx);
+	while (s->signing > 0)
+		pthread_cond_wait(&s->cond, &s->mtx);
+	pthread_mutex_unlock(&s->mtx);
 	if (s->nthreads == 0)
 		drain_here(s, 0);
 	grpc_server_destroy(s->server);

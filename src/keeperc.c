@@ -3,18 +3,29 @@
  *
  * DESIGN
  * Channels: one control socket (keeper -> network: KP_CREDS, KP_WAITING;
- * network -> keeper: KP_AUDIT, KP_RELOAD) and a pool of request sockets,
- * each carrying one KP_SIGN / KP_SIGNED exchange at a time. A call takes a
- * free request socket from the pool (there are as many as gRPC workers, so
- * it rarely waits), writes its request with a fresh id, reads until the
- * reply with that id (a late reply to an earlier, timed-out request is
- * dropped), and puts the socket back.
+ * network -> keeper: KP_AUDIT, KP_RELOAD) and as many request sockets as
+ * the keeper has signing threads. Requests are pipelined: keeperc_submit()
+ * picks a channel in turn, records the call as pending under a fresh id,
+ * writes its KP_SIGN and returns; the channel's reader thread reads the
+ * KP_SIGNED replies (several per recv() under load), matches each to its
+ * pending call by id and calls its done function. So no gRPC worker waits
+ * for the keeper, and under load neither side sleeps between calls: the
+ * process switches a blocking round trip cost per call are gone.
+ * A pending call older than the timeout is answered -1 (UNAVAILABLE) by
+ * the reader's sweep; its late reply is dropped by id. When a channel fails
+ * (end of file, a protocol error) every pending call on every channel is
+ * answered -1 and later submits fail at once. keeperc_issue() is the
+ * blocking form (submit, then wait), for callers that want one.
  *
- * Threads: the reader thread (keeperc_start) alone reads the control
- * socket; any thread writes it under ctrl_mtx. Request sockets are used by
- * the thread that took them from the pool (pool_mtx).
- * Owns: every channel descriptor, the reader thread, the network-side
- * snapshots it builds (published to the store, which owns them from then).
+ * Threads: the control reader alone reads the control socket; any thread
+ * writes it under ctrl_mtx. Each request channel has a reader thread (it
+ * alone reads the socket), a write lock (any submitting thread) and a
+ * pending lock (the list of calls awaiting a reply), never held together,
+ * so a writer blocked on a full socket never stops the reader that drains
+ * the other direction.
+ * Owns: every channel descriptor, the reader threads, the pending calls
+ * (not their results: the submitter's), the network-side snapshots it
+ * builds (published to the store, which owns them from then).
  */
 #include "keeperc.h"
 
@@ -37,12 +48,28 @@
 #include "signer.h"
 #include "util.h"
 
+struct pending {
+	uint32_t                id;
+	int64_t                 deadline; /* util_mono_ms */
+	struct signer_result   *res;
+	struct certpipe_signed *sig;
+	certpipe_done_fn        done;
+	void                   *ctx;
+	struct pending         *next;
+};
+
 struct chan {
+	struct keeperc  *k;
 	int              fd;
-	uint32_t         next_id;
-	struct kp_reader rd;  /* replies (kept across calls: no allocation per call) */
-	struct sbuf      out; /* requests (a CSR and an address: nothing secret) */
-	struct chan     *next_free;
+	pthread_mutex_t  wr_mtx; /* writers: out, the socket's send side */
+	struct sbuf      out;    /* requests (a CSR and an address: nothing secret) */
+	pthread_mutex_t  pend_mtx;
+	uint32_t         next_id; /* under pend_mtx */
+	struct pending  *head, *tail;
+	int              closed; /* under pend_mtx: no more pending calls */
+	struct kp_reader rd;     /* replies: the reader thread's */
+	pthread_t        th;
+	int              started;
 };
 
 struct keeperc {
@@ -51,9 +78,7 @@ struct keeperc {
 	pthread_mutex_t   ctrl_mtx; /* writers of ctrl */
 	struct chan      *chans;
 	int               nchans;
-	struct chan      *free_list;
-	pthread_mutex_t   pool_mtx;
-	pthread_cond_t    pool_cond;
+	atomic_uint       turn; /* the next submit's channel */
 	int               timeout_ms;
 	atomic_int        dead;
 	pthread_t         reader;
@@ -149,6 +174,18 @@ reader(void *arg)
 	return NULL;
 }
 
+static void chan_fail_all(struct chan *ch);
+
+static void
+fail_everything(struct keeperc *k, const char *why)
+{
+	int i;
+
+	mark_dead(k, why);
+	for (i = 0; i < k->nchans; i++)
+		chan_fail_all(&k->chans[i]);
+}
+
 struct keeperc *
 keeperc_new(int ctrl, const int *req, int n, struct credstore *store, int timeout_ms)
 {
@@ -168,159 +205,286 @@ keeperc_new(int ctrl, const int *req, int n, struct credstore *store, int timeou
 	k->nchans = n;
 	k->timeout_ms = timeout_ms;
 	atomic_init(&k->dead, 0);
+	atomic_init(&k->turn, 0);
 	pthread_mutex_init(&k->ctrl_mtx, NULL);
-	pthread_mutex_init(&k->pool_mtx, NULL);
-	pthread_cond_init(&k->pool_cond, NULL);
-	for (i = n - 1; i >= 0; i--) {
+	for (i = 0; i < n; i++) {
+		k->chans[i].k = k;
 		k->chans[i].fd = req[i];
 		k->chans[i].next_id = 1;
+		pthread_mutex_init(&k->chans[i].wr_mtx, NULL);
+		pthread_mutex_init(&k->chans[i].pend_mtx, NULL);
 		kp_reader_init(&k->chans[i].rd, req[i]);
 		sbuf_init(&k->chans[i].out, KP_HEADER_LEN + KP_MAX_PAYLOAD);
-		k->chans[i].next_free = k->free_list;
-		k->free_list = &k->chans[i];
 	}
 	credstore_set_waiting(store, "waiting for the keeper process");
 	return k;
 }
 
+/* --- request channels -------------------------------------------------------- */
+
+/* Copies a KP_SIGNED reply into the submitter's result. */
+static void
+fill(const struct kp_msg *m, struct signer_result *res, struct certpipe_signed *sig)
+{
+	res->status = (enum signer_status)m->status;
+	snprintf(res->message, sizeof(res->message), "%.255s", m->message);
+	if (m->crt != NULL) {
+		if ((res->crt_pem = malloc(m->crt_len + 1)) == NULL ||
+		    (sig->ca = malloc(m->ca_bundle_len + 1)) == NULL) {
+			free(res->crt_pem);
+			res->crt_pem = NULL;
+			res->status = SIGNER_INTERNAL;
+			snprintf(res->message, sizeof(res->message), "out of memory");
+		} else {
+			memcpy(res->crt_pem, m->crt, m->crt_len);
+			res->crt_pem[m->crt_len] = '\0';
+			res->crt_len = m->crt_len;
+			memcpy(sig->ca, m->ca_bundle, m->ca_bundle_len);
+			sig->ca_len = m->ca_bundle_len;
+		}
+	}
+	sig->audited = 1; /* the keeper wrote the record, with subject and serial */
+}
+
+/* Removes and returns the pending call with `id`, or NULL. Under pend_mtx. */
+static struct pending *
+unlink_id(struct chan *ch, uint32_t id)
+{
+	struct pending **pp, *p, *prev = NULL;
+
+	for (pp = &ch->head; (p = *pp) != NULL; prev = p, pp = &p->next)
+		if (p->id == id) {
+			*pp = p->next;
+			if (ch->tail == p)
+				ch->tail = prev;
+			return p;
+		}
+	return NULL;
+}
+
+/* Answers -1 to every pending call and closes the channel to new ones. */
+static void
+chan_fail_all(struct chan *ch)
+{
+	struct pending *p, *next;
+
+	pthread_mutex_lock(&ch->pend_mtx);
+	ch->closed = 1;
+	p = ch->head;
+	ch->head = ch->tail = NULL;
+	pthread_mutex_unlock(&ch->pend_mtx);
+	for (; p != NULL; p = next) {
+		next = p->next;
+		p->done(p->ctx, -1);
+		free(p);
+	}
+}
+
+/* Answers -1 to the pending calls past their deadline (oldest first). */
+static void
+sweep(struct chan *ch)
+{
+	struct pending *expired = NULL, *p, **pp;
+	int64_t         now = util_mono_ms();
+	int             n = 0;
+
+	pthread_mutex_lock(&ch->pend_mtx);
+	for (pp = &ch->head; (p = *pp) != NULL;) {
+		if (p->deadline > now) {
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		p->next = expired;
+		expired = p;
+	}
+	for (ch->tail = ch->head; ch->tail != NULL && ch->tail->next != NULL;)
+		ch->tail = ch->tail->next;
+	pthread_mutex_unlock(&ch->pend_mtx);
+	for (; expired != NULL; expired = p, n++) {
+		p = expired->next;
+		expired->done(expired->ctx, -1);
+		free(expired);
+	}
+	if (n > 0)
+		log_warnx("keeper: no reply within %d ms (%d call%s)", ch->k->timeout_ms, n,
+		    n == 1 ? "" : "s");
+}
+
+/* A request channel's reader: replies to their pending calls, and the sweep. */
+static void *
+chan_reader(void *arg)
+{
+	struct chan         *ch = arg;
+	struct keeperc      *k = ch->k;
+	const unsigned char *msg;
+	struct pending      *p;
+	struct kp_msg        m;
+	size_t               len;
+	char                 err[256];
+	int                  r, tick = k->timeout_ms / 4;
+	int64_t              next_sweep;
+
+	if (tick < 20)
+		tick = 20;
+	else if (tick > 1000)
+		tick = 1000;
+	next_sweep = util_mono_ms() + tick;
+	for (;;) {
+		if ((r = kp_reader_next(&ch->rd, tick, &msg, &len)) != 1) {
+			if (r == -1 && errno == ETIMEDOUT) {
+				sweep(ch);
+				next_sweep = util_mono_ms() + tick;
+				continue;
+			}
+			fail_everything(k, r == 0 ? "request channel closed" : strerror(errno));
+			break;
+		}
+		err[0] = '\0';
+		if (kp_decode(msg, len, KP_TO_NETWORK, &m, err, sizeof(err)) == -1 ||
+		    m.type != KP_SIGNED) {
+			log_warnx("keeper: protocol error on a request channel: %s",
+			    err[0] == '\0' ? "not a reply" : err);
+			fail_everything(k, "protocol error");
+			break;
+		}
+		pthread_mutex_lock(&ch->pend_mtx);
+		p = unlink_id(ch, m.id);
+		pthread_mutex_unlock(&ch->pend_mtx);
+		if (p == NULL)
+			continue; /* a late reply to a call already answered -1: dropped */
+		fill(&m, p->res, p->sig);
+		p->done(p->ctx, 0);
+		free(p);
+		if (util_mono_ms() >= next_sweep) { /* replies keep coming: sweep anyway */
+			sweep(ch);
+			next_sweep = util_mono_ms() + tick;
+		}
+	}
+	return NULL;
+}
+
 int
 keeperc_start(struct keeperc *k)
 {
+	int i;
+
 	if (util_thread_start(&k->reader, UTIL_STACK_MEDIUM, reader, k) != 0) {
 		log_warnx("keeper: cannot start the control reader");
 		return -1;
 	}
 	k->reader_started = 1;
+	for (i = 0; i < k->nchans; i++) {
+		if (util_thread_start(&k->chans[i].th, UTIL_STACK_SMALL, chan_reader,
+			&k->chans[i]) != 0) {
+			log_warnx("keeper: cannot start the request channel readers");
+			return -1;
+		}
+		k->chans[i].started = 1;
+	}
 	return 0;
 }
 
-/* Takes a free request channel, waiting up to the deadline; NULL on timeout. */
-static struct chan *
-take(struct keeperc *k, int64_t deadline)
+int
+keeperc_submit(void *arg, const unsigned char *csr, size_t len, const char *peer_ip,
+    struct signer_result *res, struct certpipe_signed *sig, certpipe_done_fn done, void *ctx)
 {
+	struct keeperc *k = arg;
 	struct chan    *ch;
-	struct timespec ts;
-	int64_t         ms;
+	struct pending *p;
+	struct kp_msg   req;
+	int             rc;
 
-	pthread_mutex_lock(&k->pool_mtx);
-	while ((ch = k->free_list) == NULL) {
-		if ((ms = deadline - util_mono_ms()) <= 0)
-			break;
-		ts = util_abstime_ms(ms);
-		pthread_cond_timedwait(&k->pool_cond, &k->pool_mtx, &ts);
+	if (atomic_load(&k->dead))
+		return -1;
+	if (len > KP_MAX_CSR) { /* the keeper's limit: refused here, as the signer would */
+		res->status = SIGNER_BAD_DECODE;
+		snprintf(res->message, sizeof(res->message), "failed to decode CSR");
+		done(ctx, 0);
+		return 0;
 	}
-	if (ch != NULL)
-		k->free_list = ch->next_free;
-	pthread_mutex_unlock(&k->pool_mtx);
-	return ch;
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		log_warnx("keeper: out of memory submitting a call");
+		return -1;
+	}
+	ch = &k->chans[atomic_fetch_add(&k->turn, 1) % (unsigned)k->nchans];
+	p->deadline = util_mono_ms() + k->timeout_ms;
+	p->res = res;
+	p->sig = sig;
+	p->done = done;
+	p->ctx = ctx;
+	kp_init(&req, KP_SIGN);
+	req.csr = csr;
+	req.csr_len = len;
+	snprintf(req.peer, sizeof(req.peer), "%s", peer_ip != NULL ? peer_ip : "unknown");
+	/* Pending before the write: the reply may come before the write returns. */
+	pthread_mutex_lock(&ch->pend_mtx);
+	if (ch->closed) {
+		pthread_mutex_unlock(&ch->pend_mtx);
+		free(p);
+		return -1;
+	}
+	p->id = req.id = ch->next_id++;
+	if (ch->tail != NULL)
+		ch->tail->next = p;
+	else
+		ch->head = p;
+	ch->tail = p;
+	pthread_mutex_unlock(&ch->pend_mtx);
+
+	pthread_mutex_lock(&ch->wr_mtx);
+	ch->out.len = 0;
+	if ((rc = kp_encode(&ch->out, &req)) == -1)
+		log_warnx("keeper: cannot encode a sign request");
+	else if ((rc = kp_write(ch->fd, ch->out.data, ch->out.len)) == -1)
+		mark_dead(k, strerror(errno));
+	pthread_mutex_unlock(&ch->wr_mtx);
+	if (rc == 0)
+		return 0;
+	/* Not sent: unless the reader already answered it (the channel failed), it is ours. */
+	pthread_mutex_lock(&ch->pend_mtx);
+	p = unlink_id(ch, req.id);
+	pthread_mutex_unlock(&ch->pend_mtx);
+	if (p == NULL)
+		return 0;
+	free(p);
+	return -1;
 }
+
+struct waiter {
+	pthread_mutex_t mtx;
+	pthread_cond_t  cond;
+	int             done, rc;
+};
 
 static void
-give_back(struct keeperc *k, struct chan *ch)
+wake_waiter(void *ctx, int rc)
 {
-	pthread_mutex_lock(&k->pool_mtx);
-	ch->next_free = k->free_list;
-	k->free_list = ch;
-	pthread_cond_signal(&k->pool_cond);
-	pthread_mutex_unlock(&k->pool_mtx);
-}
+	struct waiter *w = ctx;
 
-/* One exchange on a channel; 0 with the reply in m (pointing into the channel's reader), or -1. */
-static int
-exchange(struct keeperc *k, struct chan *ch, const struct kp_msg *req, struct kp_msg *m,
-    int64_t deadline)
-{
-	const unsigned char *msg;
-	size_t               len;
-	char                 err[256];
-	int                  r;
-
-	ch->out.len = 0;
-	if (kp_encode(&ch->out, req) == -1) {
-		log_warnx("keeper: cannot encode a sign request");
-		return -1;
-	}
-	if (kp_write(ch->fd, ch->out.data, ch->out.len) == -1) {
-		mark_dead(k, strerror(errno));
-		return -1;
-	}
-	for (;;) {
-		if (deadline - util_mono_ms() <= 0) {
-			log_warnx("keeper: no reply within %d ms", k->timeout_ms);
-			return -1;
-		}
-		/* The whole timeout per read: a late reply is at most one more read. */
-		if ((r = kp_reader_next(&ch->rd, k->timeout_ms, &msg, &len)) != 1) {
-			if (r == 0 || errno != ETIMEDOUT)
-				mark_dead(k, r == 0 ? "request channel closed" : strerror(errno));
-			else
-				log_warnx("keeper: no reply within %d ms", k->timeout_ms);
-			return -1;
-		}
-		err[0] = '\0';
-		if (kp_decode(msg, len, KP_TO_NETWORK, m, err, sizeof(err)) == -1 ||
-		    m->type != KP_SIGNED) {
-			log_warnx("keeper: protocol error on a request channel: %s",
-			    err[0] == '\0' ? "not a reply" : err);
-			mark_dead(k, "protocol error");
-			return -1;
-		}
-		if (m->id == req->id)
-			return 0;
-		/* A late reply to a request that timed out: drop it. */
-	}
+	pthread_mutex_lock(&w->mtx);
+	w->rc = rc;
+	w->done = 1;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->mtx);
 }
 
 int
 keeperc_issue(void *arg, const struct creds *cr, const unsigned char *csr, size_t len,
     const char *peer_ip, struct signer_result *res, struct certpipe_signed *sig)
 {
-	struct keeperc *k = arg;
-	struct chan    *ch;
-	struct kp_msg   req, m;
-	int64_t         deadline = util_mono_ms() + k->timeout_ms;
-	int             rc = -1;
+	struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1 };
 
 	(void)cr; /* the keeper signs with its own snapshot */
-	if (atomic_load(&k->dead))
+	if (keeperc_submit(arg, csr, len, peer_ip, res, sig, wake_waiter, &w) == -1)
 		return -1;
-	if (len > KP_MAX_CSR) {
-		res->status = SIGNER_BAD_DECODE;
-		snprintf(res->message, sizeof(res->message), "failed to decode CSR");
-		return 0;
-	}
-	if ((ch = take(k, deadline)) == NULL) {
-		log_warnx("keeper: no free request channel within %d ms", k->timeout_ms);
-		return -1;
-	}
-	kp_init(&req, KP_SIGN);
-	req.id = ch->next_id++;
-	req.csr = csr;
-	req.csr_len = len;
-	snprintf(req.peer, sizeof(req.peer), "%s", peer_ip != NULL ? peer_ip : "unknown");
-	if (exchange(k, ch, &req, &m, deadline) == 0) {
-		res->status = (enum signer_status)m.status;
-		snprintf(res->message, sizeof(res->message), "%.255s", m.message);
-		if (m.crt != NULL) {
-			if ((res->crt_pem = malloc(m.crt_len + 1)) == NULL ||
-			    (sig->ca = malloc(m.ca_bundle_len + 1)) == NULL) {
-				free(res->crt_pem);
-				res->crt_pem = NULL;
-				res->status = SIGNER_INTERNAL;
-				snprintf(res->message, sizeof(res->message), "out of memory");
-			} else {
-				memcpy(res->crt_pem, m.crt, m.crt_len);
-				res->crt_pem[m.crt_len] = '\0';
-				res->crt_len = m.crt_len;
-				memcpy(sig->ca, m.ca_bundle, m.ca_bundle_len);
-				sig->ca_len = m.ca_bundle_len;
-			}
-		}
-		sig->audited = 1; /* the keeper wrote the record, with subject and serial */
-		rc = 0;
-	}
-	give_back(k, ch);
-	return rc;
+	pthread_mutex_lock(&w.mtx);
+	while (!w.done) /* the reader answers every call, at the latest at its deadline */
+		pthread_cond_wait(&w.cond, &w.mtx);
+	pthread_mutex_unlock(&w.mtx);
+	pthread_mutex_destroy(&w.mtx);
+	pthread_cond_destroy(&w.cond);
+	return w.rc;
 }
 
 static void
@@ -370,22 +534,28 @@ keeperc_free(struct keeperc *k)
 
 	if (k == NULL)
 		return;
-	/* The keeper reads end of file on every channel and exits. */
+	/* The keeper reads end of file on every channel and exits; the readers
+	 * see end of file too and answer what is still pending. */
 	atomic_store(&k->dead, 1);
 	shutdown(k->ctrl, SHUT_RDWR);
 	for (i = 0; i < k->nchans; i++)
 		shutdown(k->chans[i].fd, SHUT_RDWR);
 	if (k->reader_started)
 		pthread_join(k->reader, NULL);
+	for (i = 0; i < k->nchans; i++) {
+		if (k->chans[i].started)
+			pthread_join(k->chans[i].th, NULL);
+		chan_fail_all(&k->chans[i]); /* a reader that never started */
+	}
 	close(k->ctrl);
 	for (i = 0; i < k->nchans; i++) {
 		close(k->chans[i].fd);
 		kp_reader_free(&k->chans[i].rd);
 		sbuf_free(&k->chans[i].out);
+		pthread_mutex_destroy(&k->chans[i].wr_mtx);
+		pthread_mutex_destroy(&k->chans[i].pend_mtx);
 	}
 	pthread_mutex_destroy(&k->ctrl_mtx);
-	pthread_mutex_destroy(&k->pool_mtx);
-	pthread_cond_destroy(&k->pool_cond);
 	free(k->chans);
 	free(k);
 }

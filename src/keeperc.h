@@ -6,15 +6,17 @@
  * serving needs (serving certificate and key, token digests, the public CA
  * bundle, the expiry dates): a reader thread applies every KP_CREDS and
  * KP_WAITING the keeper sends. Each Certificate call's sign step goes to the
- * keeper through keeperc_issue() (a certpipe issuer hook) over one of a pool
- * of request channels, one per gRPC worker, so calls sign concurrently.
- * Network-side audit records (refused tokens, rate limits) go to the keeper
- * through keeperc_audit_sink(), which posts them as Events.
+ * keeper through keeperc_submit() (a certpipe issuer's submit hook): the
+ * request is written on one of the request channels, one per keeper signing
+ * thread, in turn, and the channel's reader thread answers the call when the
+ * reply comes; many calls can be in flight on a channel. Network-side audit
+ * records (refused tokens, rate limits) go to the keeper through
+ * keeperc_audit_sink(), which posts them as Events.
  *
  * When the keeper goes away (end of file, reset, a protocol error) every
- * call gets -1 from keeperc_issue() (UNAVAILABLE), /readyz says why, and
- * main, woken by SIGCHLD, exits non-zero. A reply that does not come within
- * the timeout is UNAVAILABLE for that call; its late reply is discarded by
+ * pending and later call is answered -1 (UNAVAILABLE), /readyz says why,
+ * and main, woken by SIGCHLD, exits non-zero. A reply that does not come
+ * within the timeout is -1 for that call; its late reply is dropped by
  * request id.
  */
 #ifndef TCS_KEEPERC_H
@@ -22,8 +24,9 @@
 
 #include <stddef.h>
 
+#include "certpipe.h"
+
 struct audit_rec;
-struct certpipe_signed;
 struct creds;
 struct credstore;
 struct keeperc;
@@ -38,9 +41,17 @@ struct signer_result;
  */
 struct keeperc *keeperc_new(
     int ctrl, const int *req, int n, struct credstore *store, int reply_timeout_ms);
-/* Starts the control reader thread. 0 or -1. Main thread. */
+/* Starts the reader threads (control, and one per request channel). 0 or -1. Main thread. */
 int keeperc_start(struct keeperc *);
-/* certpipe_issuer.issue: signs through the keeper; arg is the keeperc. Any thread. */
+/*
+ * certpipe_issuer.submit: sends the CSR to the keeper and returns; done(ctx,
+ * rc) follows on a channel reader thread (or at once for a CSR over the
+ * protocol's limit), with res and sig filled. arg is the keeperc. -1: the
+ * keeper is gone (done is not called). Any thread.
+ */
+int keeperc_submit(void *arg, const unsigned char *csr, size_t len, const char *peer_ip,
+    struct signer_result *res, struct certpipe_signed *sig, certpipe_done_fn done, void *ctx);
+/* certpipe_issuer.issue: keeperc_submit(), then waits for the answer. Any thread. */
 int keeperc_issue(void *arg, const struct creds *cr, const unsigned char *csr, size_t len,
     const char *peer_ip, struct signer_result *res, struct certpipe_signed *sig);
 /* audit_sink_fn: forwards a record to the keeper (best effort). Any thread. */

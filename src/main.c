@@ -323,6 +323,7 @@ main(int argc, char **argv)
 		 cfg.rate_limit_rps, cfg.rate_limit_burst, (size_t)cfg.rate_limit_table)) == NULL)
 		fatalx("out of memory");
 	issuer.issue = keeperc_issue;
+	issuer.submit = keeperc_submit; /* the workers do not wait for the keeper */
 	issuer.arg = kc;
 	if ((srv = grpcsrv_start(&cfg, store, rl, &issuer, err, sizeof(err))) == NULL) {
 		startup_error("cannot serve", err);

@@ -6,14 +6,19 @@
  *
  * Scenarios: readers acquire/release snapshots while a publisher swaps fresh
  * ones; two sources submit to the assembler at once while readers read; many
- * threads share the rate-limit table.
+ * threads share the rate-limit table; many threads sign through the keeper
+ * channels at once (keeperc: submitters, channel readers, answers crossing
+ * threads) against an echoing keeper that answers out of order.
  */
+#include <sys/socket.h>
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -22,7 +27,11 @@
 #include "creds.h"
 #include "credsrc.h"
 #include "credstore.h"
+#include "keeperc.h"
+#include "keeperproto.h"
 #include "ratelimit.h"
+#include "signer.h"
+#include "util.h"
 
 static int passed, failed;
 
@@ -188,6 +197,178 @@ limiter(void *arg)
 	return NULL;
 }
 
+/* --- keeper channels ------------------------------------------------------- */
+
+#define ECHO_BATCH 4 /* requests an echo keeper holds, answered last first */
+
+/* A keeper's request thread that signs nothing: its certificate is the CSR. */
+static void *
+echo_keeper(void *arg)
+{
+	int                 *fd = arg;
+	struct kp_reader     rd;
+	struct sbuf          out;
+	struct kp_msg        m, r;
+	const unsigned char *msg;
+	size_t               len;
+	char                 err[128];
+	uint32_t             ids[ECHO_BATCH];
+	unsigned char        csr[ECHO_BATCH][64];
+	size_t               csrlen[ECHO_BATCH];
+	int                  n = 0, i;
+
+	kp_reader_init(&rd, *fd);
+	sbuf_init(&out, KP_HEADER_LEN + KP_MAX_PAYLOAD);
+	for (;;) {
+		/* Hold requests while more are already there, up to a batch. */
+		i = kp_reader_next(&rd, n > 0 ? 1 : -1, &msg, &len);
+		if (i == 1 && kp_decode(msg, len, KP_TO_KEEPER, &m, err, sizeof(err)) == 0 &&
+		    m.csr_len <= sizeof(csr[0])) {
+			ids[n] = m.id;
+			memcpy(csr[n], m.csr, m.csr_len);
+			csrlen[n++] = m.csr_len;
+			if (n < ECHO_BATCH)
+				continue;
+		} else if (i != -1 || n == 0)
+			break; /* end of file, or garbage */
+		while (n > 0) {
+			n--;
+			kp_init(&r, KP_SIGNED);
+			r.id = ids[n];
+			r.status = SIGNER_OK;
+			r.crt = csr[n];
+			r.crt_len = csrlen[n];
+			r.ca_bundle = (const unsigned char *)"CA";
+			r.ca_bundle_len = 2;
+			out.len = 0;
+			if (kp_encode(&out, &r) == -1 || kp_write(*fd, out.data, out.len) == -1)
+				goto done;
+		}
+	}
+done:
+	kp_reader_free(&rd);
+	sbuf_free(&out);
+	return NULL;
+}
+
+struct signing {
+	struct keeperc *kc;
+	int             id;
+	atomic_long     ok, bad, answers;
+};
+
+struct async_call {
+	struct signing        *sg;
+	char                   csr[32];
+	struct signer_result   res;
+	struct certpipe_signed sig;
+};
+
+static void
+async_done(void *ctx, int rc)
+{
+	struct async_call *a = ctx;
+
+	if (rc == 0 && a->res.crt_len == strlen(a->csr) &&
+	    memcmp(a->res.crt_pem, a->csr, a->res.crt_len) == 0)
+		atomic_fetch_add(&a->sg->ok, 1);
+	else
+		atomic_fetch_add(&a->sg->bad, 1);
+	atomic_fetch_add(&a->sg->answers, 1);
+}
+
+#define SIGN_CALLS 400
+
+/* Half the calls block in keeperc_issue(), half are submitted and answered later. */
+static void *
+signer_thread(void *arg)
+{
+	struct signing        *sg = arg;
+	struct async_call     *calls = calloc(SIGN_CALLS, sizeof(*calls));
+	struct signer_result   res;
+	struct certpipe_signed sig;
+	char                   csr[32];
+	int                    i;
+
+	for (i = 0; calls != NULL && i < SIGN_CALLS; i++) {
+		snprintf(csr, sizeof(csr), "csr-%p-%d", (void *)&sig, i);
+		if (i % 2 == 0) {
+			memset(&res, 0, sizeof(res));
+			memset(&sig, 0, sizeof(sig));
+			if (keeperc_issue(sg->kc, NULL, (const unsigned char *)csr, strlen(csr),
+				"10.0.0.1", &res, &sig) == 0 &&
+			    res.crt_len == strlen(csr) && memcmp(res.crt_pem, csr, res.crt_len) == 0)
+				atomic_fetch_add(&sg->ok, 1);
+			else
+				atomic_fetch_add(&sg->bad, 1);
+			atomic_fetch_add(&sg->answers, 1);
+			free(sig.ca);
+			signer_result_free(&res);
+			continue;
+		}
+		calls[i].sg = sg;
+		snprintf(calls[i].csr, sizeof(calls[i].csr), "%s", csr);
+		if (keeperc_submit(sg->kc, (const unsigned char *)calls[i].csr,
+			strlen(calls[i].csr), "10.0.0.1", &calls[i].res, &calls[i].sig, async_done,
+			&calls[i]) == -1) {
+			atomic_fetch_add(&sg->bad, 1);
+			atomic_fetch_add(&sg->answers, 1);
+		}
+	}
+	/* The answers write into calls[]: wait for every answer before freeing. */
+	while (atomic_load(&sg->answers) < (long)SIGN_CALLS * 4 && calls != NULL)
+		usleep(1000);
+	for (i = 0; calls != NULL && i < SIGN_CALLS; i++) {
+		free(calls[i].sig.ca);
+		signer_result_free(&calls[i].res);
+	}
+	free(calls);
+	return NULL;
+}
+
+/* 4. Four threads sign through two keeper channels at once. */
+static void
+stress_keeper_channels(void)
+{
+	struct credstore *store = credstore_new();
+	struct signing    sg;
+	struct keeperc   *kc;
+	pthread_t         keepers[2], th[4];
+	int               ctrl[2], req[2][2], kfd[2], netfd[2], i;
+
+	memset(&sg, 0, sizeof(sg));
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, ctrl) == -1 ||
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, req[0]) == -1 ||
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, req[1]) == -1) {
+		CHECK(0, "socketpair");
+		return;
+	}
+	for (i = 0; i < 2; i++) {
+		netfd[i] = req[i][0];
+		kfd[i] = req[i][1];
+		pthread_create(&keepers[i], NULL, echo_keeper, &kfd[i]);
+	}
+	kc = keeperc_new(ctrl[0], netfd, 2, store, 10000);
+	CHECK(kc != NULL && keeperc_start(kc) == 0, "keeperc start");
+	sg.kc = kc;
+	for (i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, signer_thread, &sg);
+	for (i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	CHECK(atomic_load(&sg.answers) == 4 * SIGN_CALLS, "%ld answers for %d calls",
+	    atomic_load(&sg.answers), 4 * SIGN_CALLS);
+	CHECK(atomic_load(&sg.ok) == 4 * SIGN_CALLS, "%ld calls got their own certificate, %ld not",
+	    atomic_load(&sg.ok), atomic_load(&sg.bad));
+	CHECK(keeperc_dead(kc) == 0, "the keeper was declared dead");
+	keeperc_free(kc); /* the echo keepers read end of file */
+	for (i = 0; i < 2; i++) {
+		pthread_join(keepers[i], NULL);
+		close(kfd[i]);
+	}
+	close(ctrl[1]);
+	credstore_free(store);
+}
+
 int
 main(void)
 {
@@ -247,6 +428,8 @@ main(void)
 
 	credsrc_free(s.src);
 	credstore_free(s.store);
+
+	stress_keeper_channels();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

@@ -206,7 +206,7 @@ Test(certpipe, issuer_down_is_unavailable)
 {
 	struct certpipe_call   c = good_call();
 	struct certpipe_result r;
-	struct certpipe_issuer down = { unreachable, NULL };
+	struct certpipe_issuer down = { unreachable, NULL, NULL };
 	uint64_t               before = metrics_request_count(AK_UNAVAILABLE);
 
 	certpipe_run(&c, snap, NULL, &down, &r);

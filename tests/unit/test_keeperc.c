@@ -3,11 +3,15 @@
  * src/keeperc.c), against a scripted keeper on the other end of
  * socketpairs: a reply, a reply that comes too late (dropped by id), a
  * keeper that goes away, and the control channel's credentials and
- * waiting text reaching the network side's store.
+ * waiting text reaching the network side's store; and the pipelined form
+ * (keeperc_submit): many calls in flight on one channel, answered in any
+ * order by id, each exactly once, by its reply, its deadline or the
+ * keeper's end.
  */
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,4 +229,167 @@ Test(keeperc, audit_and_reload_go_to_the_keeper)
 	cr_assert_eq(kp_decode(in.data, in.len, KP_TO_KEEPER, &m, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(m.type, KP_RELOAD);
 	sbuf_free(&in);
+}
+
+/* --- keeperc_submit: calls in flight ---------------------------------------- */
+
+#define NCALLS 8
+
+struct slot {
+	struct signer_result   res;
+	struct certpipe_signed sig;
+	int                    calls, rc;
+};
+
+static struct slot     slots[NCALLS];
+static pthread_mutex_t slot_mtx = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+slot_done(void *ctx, int rc)
+{
+	struct slot *sl = ctx;
+
+	pthread_mutex_lock(&slot_mtx);
+	sl->calls++;
+	sl->rc = rc;
+	pthread_mutex_unlock(&slot_mtx);
+}
+
+/* Waits until `n` slots were answered (or 3 s); returns how many were. */
+static int
+answered(int n)
+{
+	int i, got = 0, tries;
+
+	for (tries = 0; tries < 300; tries++) {
+		pthread_mutex_lock(&slot_mtx);
+		for (got = 0, i = 0; i < NCALLS; i++)
+			got += slots[i].calls;
+		pthread_mutex_unlock(&slot_mtx);
+		if (got >= n)
+			break;
+		usleep(10000);
+	}
+	usleep(50000); /* and no second answer comes */
+	pthread_mutex_lock(&slot_mtx);
+	for (got = 0, i = 0; i < NCALLS; i++)
+		got += slots[i].calls;
+	pthread_mutex_unlock(&slot_mtx);
+	return got;
+}
+
+static void
+submit_all(void)
+{
+	char csr[16];
+	int  i;
+
+	memset(slots, 0, sizeof(slots));
+	for (i = 0; i < NCALLS; i++) {
+		snprintf(csr, sizeof(csr), "csr-%d", i);
+		cr_assert_eq(keeperc_submit(kc, (const unsigned char *)csr, strlen(csr),
+				 "10.0.0.5", &slots[i].res, &slots[i].sig, slot_done, &slots[i]),
+		    0);
+	}
+}
+
+/* Reads one KP_SIGN; returns its id, and which slot it is from its CSR. */
+static uint32_t
+read_sign_slot(int *slot)
+{
+	struct sbuf   in;
+	struct kp_msg m;
+	char          err[128];
+	uint32_t      id;
+
+	sbuf_init(&in, KP_HEADER_LEN + KP_MAX_PAYLOAD);
+	cr_assert_eq(kp_read(req[1], &in, 2000), 1);
+	cr_assert_eq(kp_decode(in.data, in.len, KP_TO_KEEPER, &m, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(m.type, KP_SIGN);
+	cr_assert_eq(m.csr_len, 5);
+	*slot = m.csr[4] - '0';
+	id = m.id;
+	sbuf_free(&in);
+	return id;
+}
+
+Test(keeperc, calls_in_flight_answered_by_id_in_any_order)
+{
+	uint32_t ids[NCALLS];
+	int      i, slot, order[NCALLS];
+	char     crt[16];
+
+	submit_all(); /* all written before any reply: nobody waits for the keeper */
+	for (i = 0; i < NCALLS; i++) {
+		ids[i] = read_sign_slot(&slot);
+		order[i] = slot;
+	}
+	for (i = 1; i < NCALLS; i++)
+		cr_assert_neq(ids[i], ids[0], "each call has its own id");
+	cr_assert_eq(answered(0), 0, "no answer before a reply");
+	for (i = NCALLS - 1; i >= 0; i--) { /* the last sent is answered first */
+		snprintf(crt, sizeof(crt), "CRT-%d", order[i]);
+		reply(ids[i], crt);
+	}
+	cr_assert_eq(answered(NCALLS), NCALLS, "every call answered exactly once");
+	for (i = 0; i < NCALLS; i++) {
+		snprintf(crt, sizeof(crt), "CRT-%d", i);
+		cr_assert_eq(slots[i].calls, 1);
+		cr_assert_eq(slots[i].rc, 0);
+		cr_assert_eq(slots[i].res.status, SIGNER_OK);
+		cr_assert_eq(slots[i].res.crt_len, strlen(crt));
+		cr_assert(memcmp(slots[i].res.crt_pem, crt, strlen(crt)) == 0,
+		    "call %d got another call's certificate", i);
+		cr_assert_eq(slots[i].sig.audited, 1);
+		free(slots[i].sig.ca);
+		signer_result_free(&slots[i].res);
+	}
+}
+
+Test(keeperc, overdue_calls_answered_unavailable_once)
+{
+	uint32_t ids[NCALLS];
+	int      i, slot;
+
+	submit_all();
+	for (i = 0; i < NCALLS; i++)
+		ids[i] = read_sign_slot(&slot);
+	reply(ids[3], "IN-TIME");
+	/* The rest pass their 300 ms deadline: each answered -1, once. */
+	cr_assert_eq(answered(NCALLS), NCALLS);
+	for (i = 0; i < NCALLS; i++) {
+		cr_assert_eq(slots[i].calls, 1, "call %d answered %d times", i, slots[i].calls);
+		cr_assert_eq(slots[i].rc, i == 3 ? 0 : -1, "call %d", i);
+		cr_assert_eq(slots[i].res.crt_pem == NULL, i != 3);
+	}
+	/* Their late replies are dropped; the channel still works. */
+	for (i = 0; i < NCALLS; i++)
+		if (i != 3)
+			reply(ids[i], "LATE");
+	cr_assert_eq(answered(NCALLS + 1), NCALLS, "a late reply answered a call twice");
+	cr_assert_eq(keeperc_dead(kc), 0, "a timeout is not a dead keeper");
+	free(slots[3].sig.ca);
+	signer_result_free(&slots[3].res);
+}
+
+Test(keeperc, keeper_gone_answers_every_call_in_flight)
+{
+	int i, slot;
+
+	submit_all();
+	for (i = 0; i < NCALLS; i++)
+		read_sign_slot(&slot);
+	close(req[1]); /* the keeper dies with every call unanswered */
+	close(ctrl[1]);
+	req[1] = ctrl[1] = -1;
+	cr_assert_eq(answered(NCALLS), NCALLS);
+	for (i = 0; i < NCALLS; i++) {
+		cr_assert_eq(slots[i].calls, 1);
+		cr_assert_eq(slots[i].rc, -1);
+	}
+	cr_assert_eq(keeperc_dead(kc), 1);
+	cr_assert_eq(keeperc_submit(kc, (const unsigned char *)"csr-9", 5, "10.0.0.5",
+			 &slots[0].res, &slots[0].sig, slot_done, &slots[0]),
+	    -1, "a submit after the keeper died must fail at once");
+	cr_assert_eq(answered(NCALLS), NCALLS, "a failed submit calls no done function");
 }
