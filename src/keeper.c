@@ -15,7 +15,8 @@
  * control channel (KP_CREDS, KP_WAITING, woken by the store's eventfd) and
  * reads it (KP_AUDIT handed to the Events queue, KP_RELOAD). Request
  * threads each own one request channel: read KP_SIGN, sign against the
- * current snapshot, write the audit record, reply KP_SIGNED. The sources'
+ * current snapshot, write the audit record, reply KP_SIGNED (several
+ * replies in one write while requests are queued: see serve()). The sources'
  * and Events' own threads are as in their modules.
  * Owns: the store with the CA key, the sources, the kube client, the
  * Events poster, the request threads, every channel descriptor it was given.
@@ -55,6 +56,8 @@
 #include "signer.h"
 #include "watch.h"
 
+#define KEEPER_REPLY_BATCH 8 /* replies at most in one write to a request channel */
+
 struct keeper;
 
 struct rchan {
@@ -92,9 +95,12 @@ wake(struct keeper *kp)
 		log_warn("keeper: eventfd write");
 }
 
-/* Replies to one sign request through `out` (reused); 0 or -1 (the channel is gone). */
+/*
+ * Signs one request and appends its KP_SIGNED to `out`; 0, or -1 if it
+ * could not be encoded (a protocol error).
+ */
 static int
-answer(struct keeper *kp, int fd, const struct kp_msg *m, struct sbuf *out)
+answer(struct keeper *kp, const struct kp_msg *m, struct sbuf *out)
 {
 	struct signer_params sp = kp->params;
 	struct signer_result res;
@@ -122,13 +128,19 @@ answer(struct keeper *kp, int fd, const struct kp_msg *m, struct sbuf *out)
 		r.ca_bundle = cr->ca_bundle;
 		r.ca_bundle_len = cr->ca_bundle_len;
 	}
-	out->len = 0; /* a certificate and a CA bundle: nothing secret */
-	rc = kp_encode(out, &r) == 0 ? kp_write(fd, out->data, out->len) : -1;
+	rc = kp_encode(out, &r); /* a certificate and a CA bundle: nothing secret */
 	signer_result_free(&res);
 	creds_release(cr);
 	return rc;
 }
 
+/*
+ * A request channel. Replies are written as soon as no other request is
+ * waiting in the buffer; while requests queue up (the network side sends
+ * faster than this thread signs) up to KEEPER_REPLY_BATCH replies go out in
+ * one write, so that the network side's reader wakes once for several: a
+ * reply is never held while this thread could block.
+ */
 static void *
 serve(void *arg)
 {
@@ -140,10 +152,10 @@ serve(void *arg)
 	const unsigned char *msg;
 	size_t               len;
 	char                 err[256];
-	int                  r;
+	int                  r, held = 0;
 
 	kp_reader_init(&rd, ch->fd);
-	sbuf_init(&out, KP_HEADER_LEN + KP_MAX_PAYLOAD);
+	sbuf_init(&out, KEEPER_REPLY_BATCH * (KP_HEADER_LEN + KP_MAX_PAYLOAD));
 	while (!atomic_load(&kp->stop)) {
 		if ((r = kp_reader_next(&rd, -1, &msg, &len)) != 1) {
 			if (r == -1 && !atomic_load(&kp->stop))
@@ -152,16 +164,22 @@ serve(void *arg)
 		}
 		err[0] = '\0';
 		if (kp_decode(msg, len, KP_TO_KEEPER, &m, err, sizeof(err)) == -1 ||
-		    m.type != KP_SIGN) {
+		    m.type != KP_SIGN || answer(kp, &m, &out) == -1) {
 			log_warnx("keeper: protocol error on a request channel: %s",
-			    err[0] ? err : "not a sign request");
+			    err[0] ? err : "not a sign request, or a reply too large");
 			atomic_store(&kp->stop, 1);
 			wake(kp);
 			break;
 		}
-		if (answer(kp, ch->fd, &m, &out) == -1)
+		if (++held < KEEPER_REPLY_BATCH && kp_reader_buffered(&rd))
+			continue;
+		if (kp_write(ch->fd, out.data, out.len) == -1)
 			break;
+		out.len = 0;
+		held = 0;
 	}
+	if (held > 0 && out.len > 0 && kp_write(ch->fd, out.data, out.len) == -1)
+		log_warn("keeper: request channel");
 	kp_reader_free(&rd);
 	sbuf_free(&out);
 	return NULL;

@@ -12,7 +12,11 @@
  * for the keeper, and under load neither side sleeps between calls: the
  * process switches a blocking round trip cost per call are gone.
  * A pending call older than the timeout is answered -1 (UNAVAILABLE) by
- * the reader's sweep; its late reply is dropped by id. When a channel fails
+ * the reader's sweep; its late reply is dropped by id. A channel holds at
+ * most KEEPERC_MAX_PENDING calls: past that, a submitter waits for room
+ * (until its own deadline), so a keeper that falls behind slows the gRPC
+ * workers down, as a blocking round trip did, instead of queueing without
+ * bound and answering the tail UNAVAILABLE after the keeper has signed it. When a channel fails
  * (end of file, a protocol error) every pending call on every channel is
  * answered -1 and later submits fail at once. keeperc_issue() is the
  * blocking form (submit, then wait), for callers that want one.
@@ -64,9 +68,11 @@ struct chan {
 	pthread_mutex_t  wr_mtx; /* writers: out, the socket's send side */
 	struct sbuf      out;    /* requests (a CSR and an address: nothing secret) */
 	pthread_mutex_t  pend_mtx;
-	uint32_t         next_id; /* under pend_mtx */
+	pthread_cond_t   room;    /* npending fell below the bound, or closed */
+	uint32_t         next_id; /* under pend_mtx, as everything down to closed */
 	struct pending  *head, *tail;
-	int              closed; /* under pend_mtx: no more pending calls */
+	int              npending;
+	int              closed; /* no more pending calls */
 	struct kp_reader rd;     /* replies: the reader thread's */
 	pthread_t        th;
 	int              started;
@@ -213,6 +219,7 @@ keeperc_new(int ctrl, const int *req, int n, struct credstore *store, int timeou
 		k->chans[i].next_id = 1;
 		pthread_mutex_init(&k->chans[i].wr_mtx, NULL);
 		pthread_mutex_init(&k->chans[i].pend_mtx, NULL);
+		pthread_cond_init(&k->chans[i].room, NULL);
 		kp_reader_init(&k->chans[i].rd, req[i]);
 		sbuf_init(&k->chans[i].out, KP_HEADER_LEN + KP_MAX_PAYLOAD);
 	}
@@ -257,6 +264,8 @@ unlink_id(struct chan *ch, uint32_t id)
 			*pp = p->next;
 			if (ch->tail == p)
 				ch->tail = prev;
+			if (ch->npending-- == KEEPERC_MAX_PENDING)
+				pthread_cond_signal(&ch->room);
 			return p;
 		}
 	return NULL;
@@ -272,6 +281,8 @@ chan_fail_all(struct chan *ch)
 	ch->closed = 1;
 	p = ch->head;
 	ch->head = ch->tail = NULL;
+	ch->npending = 0;
+	pthread_cond_broadcast(&ch->room);
 	pthread_mutex_unlock(&ch->pend_mtx);
 	for (; p != NULL; p = next) {
 		next = p->next;
@@ -297,9 +308,12 @@ sweep(struct chan *ch)
 		*pp = p->next;
 		p->next = expired;
 		expired = p;
+		ch->npending--;
 	}
 	for (ch->tail = ch->head; ch->tail != NULL && ch->tail->next != NULL;)
 		ch->tail = ch->tail->next;
+	if (expired != NULL)
+		pthread_cond_broadcast(&ch->room);
 	pthread_mutex_unlock(&ch->pend_mtx);
 	for (; expired != NULL; expired = p, n++) {
 		p = expired->next;
@@ -419,11 +433,23 @@ keeperc_submit(void *arg, const unsigned char *csr, size_t len, const char *peer
 	snprintf(req.peer, sizeof(req.peer), "%s", peer_ip != NULL ? peer_ip : "unknown");
 	/* Pending before the write: the reply may come before the write returns. */
 	pthread_mutex_lock(&ch->pend_mtx);
-	if (ch->closed) {
+	while (!ch->closed && ch->npending >= KEEPERC_MAX_PENDING) {
+		/* The keeper is behind: wait for room, as a blocking round trip would. */
+		struct timespec ts = util_abstime_ms(p->deadline - util_mono_ms());
+
+		if (pthread_cond_timedwait(&ch->room, &ch->pend_mtx, &ts) == ETIMEDOUT &&
+		    ch->npending >= KEEPERC_MAX_PENDING)
+			break;
+	}
+	if (ch->closed || ch->npending >= KEEPERC_MAX_PENDING) {
+		if (!ch->closed)
+			log_warnx("keeper: %d calls waiting on a channel for %d ms",
+			    KEEPERC_MAX_PENDING, k->timeout_ms);
 		pthread_mutex_unlock(&ch->pend_mtx);
 		free(p);
 		return -1;
 	}
+	ch->npending++;
 	p->id = req.id = ch->next_id++;
 	if (ch->tail != NULL)
 		ch->tail->next = p;
@@ -554,6 +580,7 @@ keeperc_free(struct keeperc *k)
 		sbuf_free(&k->chans[i].out);
 		pthread_mutex_destroy(&k->chans[i].wr_mtx);
 		pthread_mutex_destroy(&k->chans[i].pend_mtx);
+		pthread_cond_destroy(&k->chans[i].room);
 	}
 	pthread_mutex_destroy(&k->ctrl_mtx);
 	free(k->chans);

@@ -33,6 +33,7 @@ struct keeperc;
 struct signer_result;
 
 #define KEEPERC_REPLY_TIMEOUT_MS 10000
+#define KEEPERC_MAX_PENDING      128 /* calls in flight per request channel */
 
 /*
  * Takes the control descriptor and `n` request descriptors (stream sockets

@@ -466,6 +466,20 @@ kp_reader_init(struct kp_reader *r, int fd)
 	r->timeout_ms = -1;
 }
 
+int
+kp_reader_buffered(const struct kp_reader *r)
+{
+	enum kp_type type;
+	uint32_t     id, plen;
+	size_t       have = r->buf.len - r->start;
+
+	if (have < KP_HEADER_LEN)
+		return 0;
+	if (kp_header(r->buf.data + r->start, &type, &id, &plen) == -1)
+		return 1; /* kp_reader_next() reports it at once */
+	return have >= KP_HEADER_LEN + (size_t)plen;
+}
+
 void
 kp_reader_free(struct kp_reader *r)
 {

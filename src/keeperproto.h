@@ -156,7 +156,12 @@ void kp_reader_init(struct kp_reader *, int fd);
  * nothing came within timeout_ms (<0: wait forever), EPROTO for a bad header
  * or a truncated message).
  */
-int  kp_reader_next(struct kp_reader *, int timeout_ms, const unsigned char **msg, size_t *len);
+int kp_reader_next(struct kp_reader *, int timeout_ms, const unsigned char **msg, size_t *len);
+/*
+ * 1 if the next kp_reader_next() returns without reading the socket (a
+ * whole message, or a bad header, is already buffered), else 0.
+ */
+int  kp_reader_buffered(const struct kp_reader *);
 void kp_reader_free(struct kp_reader *);
 
 #endif /* TCS_KEEPERPROTO_H */

@@ -54,9 +54,12 @@ teardown(void)
 
 TestSuite(keeperc, .init = setup, .fini = teardown);
 
-/* Reads one KP_SIGN on the keeper's end; returns its id. */
+/*
+ * Reads one KP_SIGN on the keeper's end; returns its id. With `slot`, the
+ * CSR is "csr-N" (keeperc_submit's tests) and *slot gets N.
+ */
 static uint32_t
-read_sign(void)
+read_sign(int *slot)
 {
 	struct sbuf   in;
 	struct kp_msg m;
@@ -68,6 +71,10 @@ read_sign(void)
 	cr_assert_eq(kp_decode(in.data, in.len, KP_TO_KEEPER, &m, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(m.type, KP_SIGN);
 	cr_assert_str_eq(m.peer, "10.0.0.5");
+	if (slot != NULL) {
+		cr_assert_eq(m.csr_len, 5);
+		*slot = m.csr[4] - '0';
+	}
 	id = m.id;
 	sbuf_free(&in);
 	return id;
@@ -111,13 +118,13 @@ Test(keeperc, a_reply_and_a_late_reply)
 	memset(&sig, 0, sizeof(sig));
 	cr_assert_eq(
 	    keeperc_issue(kc, NULL, (const unsigned char *)"csr", 3, "10.0.0.5", &res, &sig), -1);
-	id1 = read_sign();
+	id1 = read_sign(NULL);
 	cr_assert_eq(keeperc_dead(kc), 0, "a timeout is not a dead keeper");
 	/* Second call: the late reply to the first comes before its own. */
 	pid = fork();
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
-		id2 = read_sign();
+		id2 = read_sign(NULL);
 		reply(id1, "LATE");
 		reply(id2, "MINE");
 		_exit(id2 != id1 ? 0 : 1);
@@ -293,26 +300,6 @@ submit_all(void)
 	}
 }
 
-/* Reads one KP_SIGN; returns its id, and which slot it is from its CSR. */
-static uint32_t
-read_sign_slot(int *slot)
-{
-	struct sbuf   in;
-	struct kp_msg m;
-	char          err[128];
-	uint32_t      id;
-
-	sbuf_init(&in, KP_HEADER_LEN + KP_MAX_PAYLOAD);
-	cr_assert_eq(kp_read(req[1], &in, 2000), 1);
-	cr_assert_eq(kp_decode(in.data, in.len, KP_TO_KEEPER, &m, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(m.type, KP_SIGN);
-	cr_assert_eq(m.csr_len, 5);
-	*slot = m.csr[4] - '0';
-	id = m.id;
-	sbuf_free(&in);
-	return id;
-}
-
 Test(keeperc, calls_in_flight_answered_by_id_in_any_order)
 {
 	uint32_t ids[NCALLS];
@@ -321,7 +308,7 @@ Test(keeperc, calls_in_flight_answered_by_id_in_any_order)
 
 	submit_all(); /* all written before any reply: nobody waits for the keeper */
 	for (i = 0; i < NCALLS; i++) {
-		ids[i] = read_sign_slot(&slot);
+		ids[i] = read_sign(&slot);
 		order[i] = slot;
 	}
 	for (i = 1; i < NCALLS; i++)
@@ -353,7 +340,7 @@ Test(keeperc, overdue_calls_answered_unavailable_once)
 
 	submit_all();
 	for (i = 0; i < NCALLS; i++)
-		ids[i] = read_sign_slot(&slot);
+		ids[i] = read_sign(&slot);
 	reply(ids[3], "IN-TIME");
 	/* The rest pass their 300 ms deadline: each answered -1, once. */
 	cr_assert_eq(answered(NCALLS), NCALLS);
@@ -378,7 +365,7 @@ Test(keeperc, keeper_gone_answers_every_call_in_flight)
 
 	submit_all();
 	for (i = 0; i < NCALLS; i++)
-		read_sign_slot(&slot);
+		read_sign(&slot);
 	close(req[1]); /* the keeper dies with every call unanswered */
 	close(ctrl[1]);
 	req[1] = ctrl[1] = -1;
@@ -392,4 +379,61 @@ Test(keeperc, keeper_gone_answers_every_call_in_flight)
 			 &slots[0].res, &slots[0].sig, slot_done, &slots[0]),
 	    -1, "a submit after the keeper died must fail at once");
 	cr_assert_eq(answered(NCALLS), NCALLS, "a failed submit calls no done function");
+}
+
+/* --- the bound on calls in flight per channel ------------------------------ */
+
+static struct slot   many[KEEPERC_MAX_PENDING + 1];
+static volatile int  extra_returned, extra_rc;
+static volatile long extra_at, reply_at;
+
+static void *
+submit_extra(void *arg)
+{
+	(void)arg;
+	extra_rc = keeperc_submit(kc, (const unsigned char *)"csr-x", 5, "10.0.0.5",
+	    &many[KEEPERC_MAX_PENDING].res, &many[KEEPERC_MAX_PENDING].sig, slot_done,
+	    &many[KEEPERC_MAX_PENDING]);
+	extra_at = (long)util_mono_ms();
+	extra_returned = 1;
+	return NULL;
+}
+
+Test(keeperc, a_full_channel_makes_the_submitter_wait_for_room)
+{
+	pthread_t th;
+	uint32_t  first;
+	int       i, slot;
+
+	memset(many, 0, sizeof(many));
+	for (i = 0; i < KEEPERC_MAX_PENDING; i++)
+		cr_assert_eq(keeperc_submit(kc, (const unsigned char *)"csr-0", 5, "10.0.0.5",
+				 &many[i].res, &many[i].sig, slot_done, &many[i]),
+		    0);
+	first = read_sign(&slot);
+	cr_assert_eq(pthread_create(&th, NULL, submit_extra, NULL), 0);
+	usleep(100000);
+	cr_assert_eq(extra_returned, 0, "a submit past the bound did not wait");
+	reply_at = (long)util_mono_ms();
+	reply(first, "ROOM");
+	pthread_join(th, NULL);
+	cr_assert_eq(extra_rc, 0, "the waiting submit got in once there was room");
+	cr_assert_geq(extra_at, reply_at, "it got in before the reply made room");
+	/* The rest time out (300 ms); every one of the 129 calls is answered once. */
+	for (i = 0; i < 300; i++) {
+		int n = 0, j;
+
+		pthread_mutex_lock(&slot_mtx);
+		for (j = 0; j <= KEEPERC_MAX_PENDING; j++)
+			n += many[j].calls;
+		pthread_mutex_unlock(&slot_mtx);
+		if (n == KEEPERC_MAX_PENDING + 1)
+			break;
+		usleep(10000);
+	}
+	for (i = 0; i <= KEEPERC_MAX_PENDING; i++) {
+		cr_assert_eq(many[i].calls, 1, "call %d answered %d times", i, many[i].calls);
+		free(many[i].sig.ca);
+		signer_result_free(&many[i].res);
+	}
 }
