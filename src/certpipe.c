@@ -203,7 +203,8 @@ decide(const struct certpipe_call *call, enum certpipe_outcome o, int audited,
 	out->message = table[o].message != NULL ? table[o].message : out->res.message;
 	metrics_request(kind);
 	if (!audited)
-		emit(kind, call->peer_ip, &out->res, o == CP_OK ? "certificate issued" : out->message);
+		emit(kind, call->peer_ip, &out->res,
+		    o == CP_OK ? "certificate issued" : out->message);
 	out->outcome = o;
 	out->code = table[o].code;
 }
@@ -256,8 +257,8 @@ certpipe_free_request(struct certpipe_pending *p)
 }
 
 void
-certpipe_end(const struct certpipe_call *call, const struct creds *cr,
-    struct certpipe_pending *p, int rc, struct certpipe_result *out)
+certpipe_end(const struct certpipe_call *call, const struct creds *cr, struct certpipe_pending *p,
+    int rc, struct certpipe_result *out)
 {
 	enum certpipe_outcome o;
 	int                   audited;

@@ -317,7 +317,8 @@ respond(struct call *c)
 	grpc_slice out;
 
 	if (c->pr.response != NULL) {
-		out = grpc_slice_from_copied_buffer((const char *)c->pr.response, c->pr.response_len);
+		out =
+		    grpc_slice_from_copied_buffer((const char *)c->pr.response, c->pr.response_len);
 		c->send = grpc_raw_byte_buffer_create(&out, 1);
 		grpc_slice_unref(out);
 	}

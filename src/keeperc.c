@@ -5,21 +5,22 @@
  * Channels: one control socket (keeper -> network: KP_CREDS, KP_WAITING;
  * network -> keeper: KP_AUDIT, KP_RELOAD) and as many request sockets as
  * the keeper has signing threads. Requests are pipelined: keeperc_submit()
- * picks a channel in turn, records the call as pending under a fresh id,
- * writes its KP_SIGN and returns; the channel's reader thread reads the
- * KP_SIGNED replies (several per recv() under load), matches each to its
- * pending call by id and calls its done function. So no gRPC worker waits
- * for the keeper, and under load neither side sleeps between calls: the
- * process switches a blocking round trip cost per call are gone.
+ * picks the channel with the fewest calls in flight, records the call as
+ * pending under a fresh id, writes its KP_SIGN and returns; the channel's
+ * reader thread reads the KP_SIGNED replies (several per recv() under load),
+ * matches each to its pending call by id and calls its done function. So no
+ * gRPC worker waits for the keeper, and under load neither side sleeps
+ * between calls: the two cross-process wake-ups a blocking round trip cost
+ * per call are mostly gone.
  * A pending call older than the timeout is answered -1 (UNAVAILABLE) by
  * the reader's sweep; its late reply is dropped by id. A channel holds at
  * most KEEPERC_MAX_PENDING calls: past that, a submitter waits for room
  * (until its own deadline), so a keeper that falls behind slows the gRPC
  * workers down, as a blocking round trip did, instead of queueing without
- * bound and answering the tail UNAVAILABLE after the keeper has signed it. When a channel fails
- * (end of file, a protocol error) every pending call on every channel is
- * answered -1 and later submits fail at once. keeperc_issue() is the
- * blocking form (submit, then wait), for callers that want one.
+ * bound and answering the tail UNAVAILABLE after the keeper has signed it.
+ * When a channel fails (end of file, a protocol error) every pending call on
+ * every channel is answered -1 and later submits fail at once.
+ * keeperc_issue() is the blocking form (submit, then wait).
  *
  * Threads: the control reader alone reads the control socket; any thread
  * writes it under ctrl_mtx. Each request channel has a reader thread (it
@@ -71,9 +72,9 @@ struct chan {
 	pthread_cond_t   room;    /* npending fell below the bound, or closed */
 	uint32_t         next_id; /* under pend_mtx, as everything down to closed */
 	struct pending  *head, *tail;
-	int              npending;
-	int              closed; /* no more pending calls */
-	struct kp_reader rd;     /* replies: the reader thread's */
+	atomic_int       npending; /* changed under pend_mtx; read without it by pick() */
+	int              closed;   /* no more pending calls */
+	struct kp_reader rd;       /* replies: the reader thread's */
 	pthread_t        th;
 	int              started;
 };
@@ -264,7 +265,7 @@ unlink_id(struct chan *ch, uint32_t id)
 			*pp = p->next;
 			if (ch->tail == p)
 				ch->tail = prev;
-			if (ch->npending-- == KEEPERC_MAX_PENDING)
+			if (atomic_fetch_sub(&ch->npending, 1) == KEEPERC_MAX_PENDING)
 				pthread_cond_signal(&ch->room);
 			return p;
 		}
@@ -281,7 +282,7 @@ chan_fail_all(struct chan *ch)
 	ch->closed = 1;
 	p = ch->head;
 	ch->head = ch->tail = NULL;
-	ch->npending = 0;
+	atomic_store(&ch->npending, 0);
 	pthread_cond_broadcast(&ch->room);
 	pthread_mutex_unlock(&ch->pend_mtx);
 	for (; p != NULL; p = next) {
@@ -308,7 +309,7 @@ sweep(struct chan *ch)
 		*pp = p->next;
 		p->next = expired;
 		expired = p;
-		ch->npending--;
+		atomic_fetch_sub(&ch->npending, 1);
 	}
 	for (ch->tail = ch->head; ch->tail != NULL && ch->tail->next != NULL;)
 		ch->tail = ch->tail->next;
@@ -389,14 +390,37 @@ keeperc_start(struct keeperc *k)
 	}
 	k->reader_started = 1;
 	for (i = 0; i < k->nchans; i++) {
-		if (util_thread_start(&k->chans[i].th, UTIL_STACK_SMALL, chan_reader,
-			&k->chans[i]) != 0) {
+		if (util_thread_start(
+			&k->chans[i].th, UTIL_STACK_SMALL, chan_reader, &k->chans[i]) != 0) {
 			log_warnx("keeper: cannot start the request channel readers");
 			return -1;
 		}
 		k->chans[i].started = 1;
 	}
 	return 0;
+}
+
+/*
+ * The channel with the fewest calls in flight (the scan starts at the next
+ * channel in turn, so ties go round): a call never queues behind a slow
+ * signature (RSA) on one channel while another is idle.
+ */
+static struct chan *
+pick(struct keeperc *k)
+{
+	unsigned     start = atomic_fetch_add(&k->turn, 1), i;
+	struct chan *best = NULL, *ch;
+	int          n, least = 0;
+
+	for (i = 0; i < (unsigned)k->nchans; i++) {
+		ch = &k->chans[(start + i) % (unsigned)k->nchans];
+		n = atomic_load_explicit(&ch->npending, memory_order_relaxed);
+		if (best == NULL || n < least) {
+			best = ch;
+			least = n;
+		}
+	}
+	return best;
 }
 
 int
@@ -421,7 +445,7 @@ keeperc_submit(void *arg, const unsigned char *csr, size_t len, const char *peer
 		log_warnx("keeper: out of memory submitting a call");
 		return -1;
 	}
-	ch = &k->chans[atomic_fetch_add(&k->turn, 1) % (unsigned)k->nchans];
+	ch = pick(k);
 	p->deadline = util_mono_ms() + k->timeout_ms;
 	p->res = res;
 	p->sig = sig;
@@ -433,15 +457,15 @@ keeperc_submit(void *arg, const unsigned char *csr, size_t len, const char *peer
 	snprintf(req.peer, sizeof(req.peer), "%s", peer_ip != NULL ? peer_ip : "unknown");
 	/* Pending before the write: the reply may come before the write returns. */
 	pthread_mutex_lock(&ch->pend_mtx);
-	while (!ch->closed && ch->npending >= KEEPERC_MAX_PENDING) {
+	while (!ch->closed && atomic_load(&ch->npending) >= KEEPERC_MAX_PENDING) {
 		/* The keeper is behind: wait for room, as a blocking round trip would. */
 		struct timespec ts = util_abstime_ms(p->deadline - util_mono_ms());
 
 		if (pthread_cond_timedwait(&ch->room, &ch->pend_mtx, &ts) == ETIMEDOUT &&
-		    ch->npending >= KEEPERC_MAX_PENDING)
+		    atomic_load(&ch->npending) >= KEEPERC_MAX_PENDING)
 			break;
 	}
-	if (ch->closed || ch->npending >= KEEPERC_MAX_PENDING) {
+	if (ch->closed || atomic_load(&ch->npending) >= KEEPERC_MAX_PENDING) {
 		if (!ch->closed)
 			log_warnx("keeper: %d calls waiting on a channel for %d ms",
 			    KEEPERC_MAX_PENDING, k->timeout_ms);
@@ -449,7 +473,7 @@ keeperc_submit(void *arg, const unsigned char *csr, size_t len, const char *peer
 		free(p);
 		return -1;
 	}
-	ch->npending++;
+	atomic_fetch_add(&ch->npending, 1);
 	p->id = req.id = ch->next_id++;
 	if (ch->tail != NULL)
 		ch->tail->next = p;

@@ -297,7 +297,8 @@ signer_thread(void *arg)
 			memset(&sig, 0, sizeof(sig));
 			if (keeperc_issue(sg->kc, NULL, (const unsigned char *)csr, strlen(csr),
 				"10.0.0.1", &res, &sig) == 0 &&
-			    res.crt_len == strlen(csr) && memcmp(res.crt_pem, csr, res.crt_len) == 0)
+			    res.crt_len == strlen(csr) &&
+			    memcmp(res.crt_pem, csr, res.crt_len) == 0)
 				atomic_fetch_add(&sg->ok, 1);
 			else
 				atomic_fetch_add(&sg->bad, 1);

@@ -294,8 +294,8 @@ submit_all(void)
 	memset(slots, 0, sizeof(slots));
 	for (i = 0; i < NCALLS; i++) {
 		snprintf(csr, sizeof(csr), "csr-%d", i);
-		cr_assert_eq(keeperc_submit(kc, (const unsigned char *)csr, strlen(csr),
-				 "10.0.0.5", &slots[i].res, &slots[i].sig, slot_done, &slots[i]),
+		cr_assert_eq(keeperc_submit(kc, (const unsigned char *)csr, strlen(csr), "10.0.0.5",
+				 &slots[i].res, &slots[i].sig, slot_done, &slots[i]),
 		    0);
 	}
 }
