@@ -10,6 +10,9 @@
 #  kill      kill -9 of the keeper: a call fails (UNAVAILABLE or a closed
 #            connection), the network process exits non-zero within a few
 #            seconds; kill -9 of the network process: the keeper exits.
+#  stall     a keeper that stops answering (SIGSTOP): a call is UNAVAILABLE
+#            once the 10 s reply time-out passes, not before; once the keeper
+#            runs again (SIGCONT) its late reply is dropped and calls succeed.
 #  shutdown  SIGTERM: the network process exits 0 after the keeper, which
 #            logs that it stopped.
 #  talos     the real Talos client code (tests/interop's tool) gets a
@@ -24,7 +27,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${TCS_BIN:-build/talos-csr-signer}
 [[ $BIN == /* ]] || BIN=$ROOT/$BIN
-SECTIONS=${KEEPER_SECTIONS:-memory seccomp kill shutdown talos}
+SECTIONS=${KEEPER_SECTIONS:-memory seccomp kill stall shutdown talos}
 # shellcheck source=tests/lib.sh
 source "$ROOT/tests/lib.sh"
 harness_init keeper
@@ -168,6 +171,29 @@ section_kill() {
 	start kill2 "$p" || return 0
 	kill -KILL "$D_PID"
 	check "kill: the keeper exits when the network process dies" wait_for 5 bash -c "! kill -0 $K_PID 2>/dev/null"
+}
+
+section_stall() {
+	say "stall: a keeper that stops answering -> UNAVAILABLE after the reply time-out, then service resumes"
+	local p=$WORK/stall out t0 ms
+	"$ROOT/hack/dev-pki.sh" "$p" --ip 127.0.0.1 >/dev/null
+	start stall "$p" || return 0
+	check "stall: a certificate before" request "$p"
+	kill -STOP "$K_PID"
+	t0=$(now_ms)
+	out=$("$BIN" request --endpoint "127.0.0.1:$D_PORT" --ca "$p/ca.crt" --token-file "$p/token" \
+		--ip 127.0.0.1 --timeout 30s 2>&1 || true)
+	ms=$(($(now_ms) - t0))
+	kill -CONT "$K_PID"
+	echo "      answered after $ms ms: $(tail -1 <<<"$out")"
+	check "stall: the call is refused UNAVAILABLE" grep -q 'UNAVAILABLE' <<<"$out"
+	check "stall: ... once the 10 s reply time-out passed, not before" test "$ms" -ge 9500
+	check "stall: ... and not much later (the sweep runs every second)" test "$ms" -le 20000
+	check "stall: the log says no reply came" grep -q 'no reply within 10000 ms' "$D_LOG"
+	check "stall: a certificate once the keeper runs again" request "$p"
+	check "stall: the keeper was never declared gone" bash -c "! grep -q 'refusing calls' '$D_LOG'"
+	check "stall: both processes still run" bash -c "kill -0 $D_PID && kill -0 $K_PID"
+	stop_daemon "$D_PID" >/dev/null || true
 }
 
 section_shutdown() {
