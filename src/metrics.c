@@ -292,7 +292,8 @@ render_requests(struct sbuf *o)
 		    (unsigned long long)atomic_load(&M->requests[i]));
 	}
 	rc |= addf(o,
-	    "# HELP talos_csr_signer_signing_duration_seconds Time to verify a CSR and sign it.\n"
+	    "# HELP talos_csr_signer_signing_duration_seconds Time from handing a CSR to the "
+	    "keeper to its answer (queue, verification, signing).\n"
 	    "# TYPE talos_csr_signer_signing_duration_seconds histogram\n");
 	for (i = 0; i < METRICS_NBUCKETS; i++) {
 		cum += atomic_load(&M->buckets[i]);
