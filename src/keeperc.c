@@ -254,6 +254,25 @@ fill(const struct kp_msg *m, struct signer_result *res, struct certpipe_signed *
 	sig->audited = 1; /* the keeper wrote the record, with subject and serial */
 }
 
+/*
+ * Takes the call at *pp (whose predecessor is prev, NULL at the head) off the
+ * pending list: the tail, the count and a submitter waiting for room follow.
+ * Returns it. Under pend_mtx.
+ */
+static struct pending *
+detach(struct chan *ch, struct pending **pp, struct pending *prev)
+{
+	struct pending *p = *pp;
+
+	*pp = p->next;
+	if (ch->tail == p)
+		ch->tail = prev;
+	p->next = NULL;
+	atomic_fetch_sub(&ch->npending, 1);
+	pthread_cond_signal(&ch->room); /* one slot: one waiter (no system call without one) */
+	return p;
+}
+
 /* Removes and returns the pending call with `id`, or NULL. Under pend_mtx. */
 static struct pending *
 unlink_id(struct chan *ch, uint32_t id)
@@ -261,14 +280,8 @@ unlink_id(struct chan *ch, uint32_t id)
 	struct pending **pp, *p, *prev = NULL;
 
 	for (pp = &ch->head; (p = *pp) != NULL; prev = p, pp = &p->next)
-		if (p->id == id) {
-			*pp = p->next;
-			if (ch->tail == p)
-				ch->tail = prev;
-			if (atomic_fetch_sub(&ch->npending, 1) == KEEPERC_MAX_PENDING)
-				pthread_cond_signal(&ch->room);
-			return p;
-		}
+		if (p->id == id)
+			return detach(ch, pp, prev);
 	return NULL;
 }
 
@@ -296,25 +309,21 @@ chan_fail_all(struct chan *ch)
 static void
 sweep(struct chan *ch)
 {
-	struct pending *expired = NULL, *p, **pp;
+	struct pending *expired = NULL, *p, *prev, **pp;
 	int64_t         now = util_mono_ms();
 	int             n = 0;
 
 	pthread_mutex_lock(&ch->pend_mtx);
-	for (pp = &ch->head; (p = *pp) != NULL;) {
+	for (pp = &ch->head, prev = NULL; (p = *pp) != NULL;) {
 		if (p->deadline > now) {
+			prev = p;
 			pp = &p->next;
 			continue;
 		}
-		*pp = p->next;
+		p = detach(ch, pp, prev);
 		p->next = expired;
 		expired = p;
-		atomic_fetch_sub(&ch->npending, 1);
 	}
-	for (ch->tail = ch->head; ch->tail != NULL && ch->tail->next != NULL;)
-		ch->tail = ch->tail->next;
-	if (expired != NULL)
-		pthread_cond_broadcast(&ch->room);
 	pthread_mutex_unlock(&ch->pend_mtx);
 	for (; expired != NULL; expired = p, n++) {
 		p = expired->next;
