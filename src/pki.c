@@ -18,6 +18,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "keyder.h"
 #include "log.h"
 
 #define PKI_MAX_BLOCKS 64
@@ -44,13 +45,13 @@ is_key_label(const char *name)
 EVP_PKEY *
 pki_load_key(const void *pem, size_t len, char *err, size_t errlen)
 {
-	BIO                 *bio = NULL;
-	EVP_PKEY            *key = NULL;
-	char                *name = NULL, *header = NULL;
-	unsigned char       *data = NULL;
-	const unsigned char *p;
-	long                 dlen = 0;
-	int                  i;
+	BIO           *bio = NULL;
+	EVP_PKEY      *key = NULL;
+	char          *name = NULL, *header = NULL;
+	unsigned char *data = NULL;
+	long           dlen = 0;
+	int            i;
+	char           why[128];
 
 	err[0] = '\0';
 	if (len > INT32_MAX || (bio = BIO_new_mem_buf(pem, (int)len)) == NULL) {
@@ -66,18 +67,13 @@ pki_load_key(const void *pem, size_t len, char *err, size_t errlen)
 			goto out;
 		}
 		if (is_key_label(name)) {
-			p = data;
 			/*
-			 * d2i_AutoPrivateKey takes PKCS#8, SEC1 and PKCS#1;
-			 * the Talos label carries PKCS#8, so the label is not
-			 * trusted to say the format.
+			 * The label does not say the format (Talos's carries
+			 * PKCS#8): keyder_decode() reads what is there.
 			 */
-			key = d2i_AutoPrivateKey(NULL, &p, dlen);
-			if (key == NULL || p != data + dlen) {
-				EVP_PKEY_free(key);
-				key = NULL;
-				seterr(err, errlen, "cannot parse private key");
-			}
+			key = keyder_decode(data, (size_t)dlen, why, sizeof(why));
+			if (key == NULL)
+				snprintf(err, errlen, "cannot parse private key: %s", why);
 			goto out;
 		}
 		OPENSSL_free(name);
