@@ -14,7 +14,9 @@
 #   storm     the primary workload, as Talos workers call: BENCH_STORM new
 #             TLS connections with one call each, BENCH_STORM_PAR at once:
 #             completions/s, p99, server CPU per connection
-# and once (Ed25519): RSS idle, and with BENCH_HOLD open connections.
+# and once (Ed25519): RSS idle, and with BENCH_HOLD open connections (RSS
+# summed over the daemon's two processes, and, as root, each physical page
+# counted once: bench/resident.py).
 #
 # Peer: with GO_SIGNER_SRC set to a checkout of the Go signer this project
 # replaces (github.com/clastix/talos-csr-signer; its source never enters this
@@ -129,6 +131,12 @@ rss_kb() {
 	done
 	echo "$t"
 }
+# resident_kb PID: the process and its children, each physical page once
+# (bench/resident.py; "null" unless root).
+resident_kb() {
+	# shellcheck disable=SC2046
+	python3 "$root/bench/resident.py" $(procs "$1")
+}
 
 # bench_daemon PKI_DIR -> sets dpid, dport (tests/lib.sh start_daemon)
 # The load generator is one source (127.0.0.1) standing in for a fleet: the
@@ -173,7 +181,8 @@ echo "bench: families [$families], steady ${secs}s at $conc concurrent calls ove
 results=()
 memory='{}'
 # hold_conns FAMILY PKI OUT: opens $hold connections to the server just started
-# ($dpid), sets HELD to its RSS with them open, then closes them; the load
+# ($dpid), sets HELD to its RSS with them open (HELD_ONCE: each page once),
+# then closes them; the load
 # generator's report goes to OUT.
 hold_conns() {
 	local hp
@@ -190,6 +199,7 @@ hold_conns() {
 	[ -f "$work/ready" ] || { echo "bench/run.sh: hold did not get ready" >&2; exit 1; }
 	sleep 1
 	HELD=$(rss_kb "$dpid" VmRSS)
+	HELD_ONCE=$(resident_kb "$dpid")
 	touch "$work/stop"
 	wait "$hp" || echo "bench/run.sh: the hold client exited with an error" >&2
 }
@@ -207,6 +217,7 @@ for fam in $families; do
 
 	bench_daemon "$pki"
 	idle=$(rss_kb "$dpid" VmRSS)
+	idle_once=$(resident_kb "$dpid")
 	echo "== $fam: steady"
 	client steady "$fam" "$pki" --conns "$conns" --concurrency "$conc" --duration 2s >/dev/null
 	c0=$(cpu_ticks "$dpid")
@@ -225,8 +236,8 @@ for fam in $families; do
 		# The daemon hands freed heap back every 30 s (main.c housekeeping).
 		sleep 32
 		after=$(rss_kb "$dpid" VmRSS)
-		memory=$(printf '{"family":"%s","idle_rss_kb":%s,"held_connections":%s,"held_rss_kb":%s,"rss_after_close_kb":%s,"hold":%s}' \
-			"$fam" "$idle" "$hold" "$held" "$after" "$(cat "$work/hold.json")")
+		memory=$(printf '{"family":"%s","idle_rss_kb":%s,"held_connections":%s,"held_rss_kb":%s,"rss_after_close_kb":%s,"idle_once_kb":%s,"held_once_kb":%s,"hold":%s}' \
+			"$fam" "$idle" "$hold" "$held" "$after" "$idle_once" "$HELD_ONCE" "$(cat "$work/hold.json")")
 	fi
 	bench_stop
 	# The floor again, after the load: the lower of the two is the estimate
@@ -316,10 +327,12 @@ PY
 
 # hold_rss PKI: RSS idle and with $hold open connections of the server just started.
 hold_rss() {
-	local idle
+	local idle once
 	idle=$(rss_kb "$dpid" VmRSS)
+	once=$(resident_kb "$dpid")
 	hold_conns ed25519 "$1" /dev/null
-	printf '{"idle_rss_kb":%s,"held_rss_kb":%s,"held_connections":%s}' "$idle" "$HELD" "$hold"
+	printf '{"idle_rss_kb":%s,"held_rss_kb":%s,"idle_once_kb":%s,"held_once_kb":%s,"held_connections":%s}' \
+		"$idle" "$HELD" "$once" "$HELD_ONCE" "$hold"
 }
 
 peer='null'
@@ -429,6 +442,9 @@ if mem:
     L.append("Memory (%s CA): RSS idle %.1f MiB; with %d open connections %.1f MiB; after they closed (32 s later) %.1f MiB." % (
         mem["family"], mem["idle_rss_kb"] / 1024, mem["held_connections"], mem["held_rss_kb"] / 1024,
         mem["rss_after_close_kb"] / 1024))
+    if mem.get("idle_once_kb"):
+        L.append("Each physical page counted once across the daemon's two processes: idle %.1f MiB, with %d open connections %.1f MiB." % (
+            mem["idle_once_kb"] / 1024, mem["held_connections"], mem["held_once_kb"] / 1024))
 peer = d.get("peer")
 if peer:
     import statistics
@@ -456,6 +472,12 @@ if peer:
     L.append("| RSS idle | %.1f MiB | %.1f MiB | %.2fx |" % (md["idle_rss_kb"] / 1024, mg["idle_rss_kb"] / 1024, md["idle_rss_kb"] / mg["idle_rss_kb"]))
     L.append("| RSS with %d open connections | %.1f MiB | %.1f MiB | %.2fx |" % (n, md["held_rss_kb"] / 1024, mg["held_rss_kb"] / 1024, md["held_rss_kb"] / mg["held_rss_kb"]))
     L.append("| per open connection | %.0f KiB | %.0f KiB | %.2fx |" % (pd, pg, pd / pg if pg > 0 else float("nan")))
+    if md.get("idle_once_kb") and mg.get("idle_once_kb"):
+        # RSS summed over the daemon's two processes counts their shared pages twice.
+        L.append("| resident idle, each physical page once | %.1f MiB | %.1f MiB | %.2fx |" % (
+            md["idle_once_kb"] / 1024, mg["idle_once_kb"] / 1024, md["idle_once_kb"] / mg["idle_once_kb"]))
+        L.append("| resident with %d open connections, each page once | %.1f MiB | %.1f MiB | %.2fx |" % (
+            n, md["held_once_kb"] / 1024, mg["held_once_kb"] / 1024, md["held_once_kb"] / mg["held_once_kb"]))
 else:
     L.append("")
     L.append("Go signer: peer skipped (GO_SIGNER_SRC not set).")
