@@ -21,6 +21,18 @@
 #include "keyder.h"
 #include "testutil.h"
 
+/*
+ * Under AddressSanitizer (the ASan pass of make test unwinds the stack on
+ * every allocation, and OpenSSL's decoder makes thousands per key) only
+ * every DAMAGE_STRIDE-th damaged copy is compared; the plain unit pass
+ * compares them all.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define DAMAGE_STRIDE 30
+#else
+#define DAMAGE_STRIDE 1
+#endif
+
 struct der {
 	unsigned char *p;
 	size_t         len;
@@ -120,6 +132,7 @@ differential(struct der d, const char *what, size_t step, struct tally *t)
 	size_t                     i, f;
 	int                        both = t->both;
 
+	step *= DAMAGE_STRIDE;
 	compare(d.p, d.len, t, what, 0);
 	cr_assert_eq(t->both, both + 1, "%s: both accept the undamaged key", what);
 	for (i = 0; i < d.len; i += step)
@@ -151,8 +164,9 @@ Test(keyder, same_as_openssl_for_every_family_and_damage, .timeout = 120)
 	differential(encode(rsa, "PrivateKeyInfo"), "RSA PKCS#8", 7, &t);
 	differential(encode(rsa, "type-specific"), "RSA PKCS#1", 7, &t);
 	/* Damage must reach both outcomes, or the comparison proves little. */
-	cr_assert_gt(t.both, 7 + 100, "damaged keys still accepted: %d", t.both);
-	cr_assert_gt(t.neither, 1000, "damaged keys refused by both: %d", t.neither);
+	cr_assert_gt(t.both, 7 + 100 / DAMAGE_STRIDE, "damaged keys still accepted: %d", t.both);
+	cr_assert_gt(
+	    t.neither, 1000 / DAMAGE_STRIDE, "damaged keys refused by both: %d", t.neither);
 	EVP_PKEY_free(ed);
 	EVP_PKEY_free(p256);
 	EVP_PKEY_free(p384);
