@@ -70,20 +70,6 @@ setwhy(char *why, size_t whylen, const char *what)
 	snprintf(why, whylen, "%s", what);
 }
 
-/* Decodes `len` bytes with `it`, all of them, or returns NULL. */
-static void *
-d2i_whole(const ASN1_ITEM *it, const unsigned char *der, long len)
-{
-	const unsigned char *p = der;
-	ASN1_VALUE          *v = ASN1_item_d2i(NULL, &p, len, it);
-
-	if (v != NULL && p != der + len) {
-		ASN1_item_free(v, it);
-		v = NULL;
-	}
-	return v;
-}
-
 static void
 sec1_free(SEC1_KEY *k)
 {
@@ -92,6 +78,27 @@ sec1_free(SEC1_KEY *k)
 	if (k->priv != NULL)
 		OPENSSL_cleanse(k->priv->data, (size_t)k->priv->length);
 	ASN1_item_free((ASN1_VALUE *)k, ASN1_ITEM_rptr(SEC1_KEY));
+}
+
+/*
+ * Decodes `len` bytes with `it`, all of them, or returns NULL. A value with
+ * bytes left over is freed as its owner would free it: SEC1's scalar is
+ * wiped (the other templates clear their private parts when freed).
+ */
+static void *
+d2i_whole(const ASN1_ITEM *it, const unsigned char *der, long len)
+{
+	const unsigned char *p = der;
+	ASN1_VALUE          *v = ASN1_item_d2i(NULL, &p, len, it);
+
+	if (v != NULL && p != der + len) {
+		if (it == ASN1_ITEM_rptr(SEC1_KEY))
+			sec1_free((SEC1_KEY *)v);
+		else
+			ASN1_item_free(v, it);
+		v = NULL;
+	}
+	return v;
 }
 
 /* Builds a key of `type` ("EC", "RSA") from a parameter list; NULL on failure. */
