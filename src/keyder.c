@@ -71,8 +71,10 @@ setwhy(char *why, size_t whylen, const char *what)
 }
 
 static void
-sec1_free(SEC1_KEY *k)
+sec1_free(void *v)
 {
+	SEC1_KEY *k = v;
+
 	if (k == NULL)
 		return;
 	if (k->priv != NULL)
@@ -82,18 +84,18 @@ sec1_free(SEC1_KEY *k)
 
 /*
  * Decodes `len` bytes with `it`, all of them, or returns NULL. A value with
- * bytes left over is freed as its owner would free it: SEC1's scalar is
- * wiped (the other templates clear their private parts when freed).
+ * bytes left over goes to `dispose` (NULL: ASN1_item_free), so that a
+ * template whose free does not clear its secrets gets its own.
  */
 static void *
-d2i_whole(const ASN1_ITEM *it, const unsigned char *der, long len)
+d2i_whole(const ASN1_ITEM *it, const unsigned char *der, long len, void (*dispose)(void *))
 {
 	const unsigned char *p = der;
 	ASN1_VALUE          *v = ASN1_item_d2i(NULL, &p, len, it);
 
 	if (v != NULL && p != der + len) {
-		if (it == ASN1_ITEM_rptr(SEC1_KEY))
-			sec1_free((SEC1_KEY *)v);
+		if (dispose != NULL)
+			dispose(v);
 		else
 			ASN1_item_free(v, it);
 		v = NULL;
@@ -247,7 +249,7 @@ pkcs8_key(const PKCS8_PRIV_KEY_INFO *p8, char *why, size_t whylen)
 		}
 		if (ptype == V_ASN1_OBJECT)
 			curve = pval;
-		if ((sec1 = d2i_whole(ASN1_ITEM_rptr(SEC1_KEY), pk, pklen)) == NULL) {
+		if ((sec1 = d2i_whole(ASN1_ITEM_rptr(SEC1_KEY), pk, pklen, sec1_free)) == NULL) {
 			setwhy(why, whylen, "PKCS#8 EC key without a valid SEC1 key inside");
 			return NULL;
 		}
@@ -255,7 +257,7 @@ pkcs8_key(const PKCS8_PRIV_KEY_INFO *p8, char *why, size_t whylen)
 		sec1_free(sec1);
 		return key;
 	case NID_rsaEncryption:
-		if ((pkcs1 = d2i_whole(ASN1_ITEM_rptr(PKCS1_KEY), pk, pklen)) == NULL) {
+		if ((pkcs1 = d2i_whole(ASN1_ITEM_rptr(PKCS1_KEY), pk, pklen, NULL)) == NULL) {
 			setwhy(why, whylen, "PKCS#8 RSA key without a valid PKCS#1 key inside");
 			return NULL;
 		}
@@ -283,13 +285,14 @@ keyder_decode(const unsigned char *der, size_t len, char *why, size_t whylen)
 		setwhy(why, whylen, "empty or oversized key");
 		return NULL;
 	}
-	if ((p8 = d2i_whole(ASN1_ITEM_rptr(PKCS8_PRIV_KEY_INFO), der, (long)len)) != NULL) {
+	if ((p8 = d2i_whole(ASN1_ITEM_rptr(PKCS8_PRIV_KEY_INFO), der, (long)len, NULL)) != NULL) {
 		key = pkcs8_key(p8, why, whylen);
 		PKCS8_PRIV_KEY_INFO_free(p8); /* clears the key octets */
-	} else if ((pkcs1 = d2i_whole(ASN1_ITEM_rptr(PKCS1_KEY), der, (long)len)) != NULL) {
+	} else if ((pkcs1 = d2i_whole(ASN1_ITEM_rptr(PKCS1_KEY), der, (long)len, NULL)) != NULL) {
 		key = rsa_key(pkcs1, why, whylen);
 		ASN1_item_free((ASN1_VALUE *)pkcs1, ASN1_ITEM_rptr(PKCS1_KEY));
-	} else if ((sec1 = d2i_whole(ASN1_ITEM_rptr(SEC1_KEY), der, (long)len)) != NULL) {
+	} else if ((sec1 = d2i_whole(ASN1_ITEM_rptr(SEC1_KEY), der, (long)len, sec1_free)) !=
+	    NULL) {
 		key = ec_key(sec1, NULL, why, whylen);
 		sec1_free(sec1);
 	} else
