@@ -28,6 +28,11 @@
 
 #define ED25519_SEED_LEN 32
 
+/*
+ * The templates' structures are typedefs, against the plain-struct rule
+ * elsewhere: OpenSSL's ASN1_SEQUENCE macros name the type without `struct`.
+ */
+
 /* RFC 5915 ECPrivateKey; ECParameters as a named curve only. */
 typedef struct {
 	int32_t            version;
