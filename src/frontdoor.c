@@ -16,8 +16,10 @@
  * inner socket -> SSL_write. Until the first complete request the deadline
  * is FIRST_REQUEST_TIMEOUT from accept; after it, MAX_CONNECTION_AGE plus a
  * grace (gRPC itself sends GOAWAY at MAX_CONNECTION_AGE; the front door's
- * bound is the backstop). A guard violation, a deadline, either side's end
- * or an error closes both ends.
+ * bound is the backstop). A guard violation, a deadline, the client's end
+ * or an error closes both ends. When gRPC ends a connection (its final
+ * GOAWAY, then close), everything it wrote is delivered first, even if the
+ * client is still sending: see to_inner().
  *
  * Memory per connection: struct conn, the SSL (SSL_MODE_RELEASE_BUFFERS: no
  * record buffers while idle) and, only while one side cannot take what the
@@ -122,6 +124,7 @@ struct conn {
 	enum conn_state  state;
 	int              dead, inner_eof;
 	int              inner_hup;       /* gRPC's end is gone: ifd left the epoll set */
+	int              inner_wdead;     /* gRPC reads no more: the client's bytes are dropped */
 	int              ssl_wants_write; /* the last SSL call asked for EPOLLOUT */
 	int              ssl_wants_read;  /* an SSL_write asked for EPOLLIN */
 	int              drain_due;       /* insert the drain frames at the next boundary */
@@ -340,12 +343,21 @@ rearm(struct frontdoor *d, struct conn *c)
 /*
  * Writes to the inner socket. Returns 1 if all went, 0 if the rest was kept
  * pending, -1 on error.
+ *
+ * Once gRPC has closed its end (EPIPE), what the client sends is dropped as
+ * if written, and the relay goes on in the other direction: gRPC's last bytes
+ * are still to be read and delivered. They end with its final GOAWAY, which
+ * tells the client that the streams it opened meanwhile were not processed,
+ * so the client retries them elsewhere. Closing at the write error would
+ * lose that GOAWAY, and those calls would fail with "EOF".
  */
 static int
 to_inner(struct conn *c, const unsigned char *b, size_t n)
 {
 	ssize_t w;
 
+	if (c->inner_wdead)
+		return 1;
 	while (n > 0) {
 		w = write(c->ifd, b, n);
 		if (w > 0) {
@@ -357,6 +369,10 @@ to_inner(struct conn *c, const unsigned char *b, size_t n)
 			continue;
 		if (w == -1 && errno == EAGAIN)
 			return pending_keep(&c->c2s, b, n) == 0 ? 0 : -1;
+		if (w == -1 && (errno == EPIPE || errno == ECONNRESET)) {
+			c->inner_wdead = 1;
+			return 1;
+		}
 		return -1;
 	}
 	return 1;
