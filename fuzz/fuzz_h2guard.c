@@ -8,7 +8,9 @@
  * third feed advances the clock per piece, for the RST_STREAM window.
  * Then the same bytes are fed as the server's stream, after the client's,
  * once whole and once stopping at every frame boundary: every stop must be
- * a boundary, nothing may be lost, and both must leave the same live set.
+ * a boundary, nothing may be lost, and both must leave the same live set
+ * and read the same GOAWAY id; no live stream is above it, and the drain
+ * GOAWAY repeats it.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,6 +29,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned              seed;
 	size_t                off, n;
 	int64_t               now = 0;
+	unsigned char         drain[H2GUARD_DRAIN_LEN];
 
 	if (size < 1)
 		return 0;
@@ -71,7 +74,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (h2guard_live(&ss) != h2guard_live(&sw) ||
 	    h2guard_server_boundary(&ss) != h2guard_server_boundary(&sw) ||
-	    h2guard_live(&sw) > h2guard_live(&whole))
+	    h2guard_live(&sw) > h2guard_live(&whole) || ss.s_goaway != sw.s_goaway)
+		abort();
+	/* No live stream above the server's GOAWAY; the drain GOAWAY repeats its id. */
+	for (off = 0; off < sw.nlive; off++)
+		if ((sw.live[off] & 0x7fffffffu) > sw.s_goaway)
+			abort();
+	h2guard_drain_frames(&sw, drain);
+	if ((((uint32_t)drain[9] << 24) | ((uint32_t)drain[10] << 16) | ((uint32_t)drain[11] << 8) |
+		drain[12]) != sw.s_goaway)
 		abort();
 	return 0;
 }

@@ -8,7 +8,8 @@
  * decision is taken on the frame header, so an oversized header block is
  * refused before its bytes arrive. The server's stream gets a second,
  * smaller machine (header, payload; no preface: the server starts with its
- * SETTINGS frame) that only ends streams.
+ * SETTINGS frame) that ends streams and reads the last stream id of each
+ * GOAWAY (the only server payload bytes it looks at).
  *
  * The live set is a small array searched linearly: it holds at most
  * H2GUARD_MAX_LIVE ids, and gRPC advertises far fewer concurrent streams.
@@ -48,6 +49,7 @@ h2guard_init(struct h2guard *g, const struct h2guard_limits *lim)
 	g->phase = H2P_PREFACE;
 	g->need = H2GUARD_PREFACE_LEN;
 	g->rst_window_ms = -1;
+	g->s_goaway = LAST_STREAM_ID;
 }
 
 uint64_t
@@ -117,11 +119,18 @@ frame_len(const uint8_t h[9])
 	return ((uint32_t)h[0] << 16) | ((uint32_t)h[1] << 8) | h[2];
 }
 
+/* A 31-bit stream id in 4 bytes, network order, reserved bit cleared. */
+static uint32_t
+stream_id(const uint8_t p[4])
+{
+	return (((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]) &
+	    LAST_STREAM_ID;
+}
+
 static uint32_t
 frame_stream(const uint8_t h[9])
 {
-	return (((uint32_t)h[5] << 24) | ((uint32_t)h[6] << 16) | ((uint32_t)h[7] << 8) | h[8]) &
-	    LAST_STREAM_ID;
+	return stream_id(h + 5);
 }
 
 /* Takes the decision a complete frame header allows. */
@@ -259,11 +268,38 @@ on_server_header(struct h2guard *g)
 
 	g->s_need = frame_len(g->s_hdr);
 	g->s_frames++;
-	if (id == 0)
+	if (id == 0) {
+		/* GOAWAY: last stream id (4 bytes), error code (4), debug data. */
+		g->s_gcapture = type == F_GOAWAY && g->s_need >= 8;
+		g->s_glen = 0;
 		return;
+	}
 	if (((type == F_HEADERS || type == F_DATA) && (flags & FL_END_STREAM)) ||
 	    type == F_RST_STREAM)
 		live_remove(g, id);
+}
+
+/*
+ * Reads the last stream id from the first `n` payload bytes of a server
+ * GOAWAY (split anywhere). The server will not answer the streams above it.
+ */
+static void
+goaway_read(struct h2guard *g, const unsigned char *p, size_t n)
+{
+	uint32_t last, i;
+
+	while (n > 0 && g->s_glen < sizeof(g->s_gbuf))
+		g->s_gbuf[g->s_glen++] = *p++, n--;
+	if (g->s_glen < sizeof(g->s_gbuf))
+		return;
+	g->s_gcapture = 0;
+	last = stream_id(g->s_gbuf);
+	if (last >= g->s_goaway)
+		return;
+	g->s_goaway = last;
+	for (i = g->nlive; i-- > 0;)
+		if ((g->live[i] & ~CLIENT_OPEN) > last)
+			live_remove(g, g->live[i] & ~CLIENT_OPEN);
 }
 
 size_t
@@ -277,6 +313,8 @@ h2guard_feed_server(struct h2guard *g, const void *buf, size_t len, int stop)
 			break;
 		if (g->s_need > 0) {
 			n = len - taken < g->s_need ? len - taken : g->s_need;
+			if (g->s_gcapture)
+				goaway_read(g, p + taken, n);
 			taken += n;
 			g->s_need -= (uint32_t)n;
 			continue;
@@ -314,9 +352,15 @@ put_header(unsigned char *p, uint32_t len, uint8_t type, uint8_t flags, uint32_t
 void
 h2guard_drain_frames(struct h2guard *g, unsigned char out[H2GUARD_DRAIN_LEN])
 {
-	/* GOAWAY: last stream id 2^31-1 (every stream opened so far), NO_ERROR. */
+	/*
+	 * GOAWAY, NO_ERROR: last stream id 2^31-1 (every stream opened so far),
+	 * or the server's own if it sent one (never raised).
+	 */
 	put_header(out, 8, F_GOAWAY, 0, 0);
-	out[9] = 0x7f, out[10] = out[11] = out[12] = 0xff;
+	out[9] = (unsigned char)(g->s_goaway >> 24);
+	out[10] = (unsigned char)(g->s_goaway >> 16);
+	out[11] = (unsigned char)(g->s_goaway >> 8);
+	out[12] = (unsigned char)g->s_goaway;
 	memset(out + 13, 0, 4);
 	put_header(out + 17, 8, F_PING, 0, 0);
 	memcpy(out + 26, drain_opaque, sizeof(drain_opaque));

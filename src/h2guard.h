@@ -23,7 +23,11 @@
  * shutdown cancels the calls that have arrived but not been picked up yet):
  * at a server frame boundary the relay inserts h2guard_drain_frames(), a
  * GOAWAY with the highest stream id (NO_ERROR: "open no new stream here") and
- * a PING. The client's acknowledgement of that PING proves it has seen the
+ * a PING. The GOAWAY never raises the last stream id the server itself has
+ * sent (gRPC does at MAX_CONNECTION_AGE; a client must treat a rise as a
+ * connection error): after one of the server's, it repeats that id. Streams
+ * above it are not live: the server will not answer them, the client retries
+ * them elsewhere. The client's acknowledgement of that PING proves it has seen the
  * GOAWAY, so every stream it will ever open here has arrived. The connection
  * is quiet (h2guard_quiet) once that acknowledgement came and no stream is
  * live: the gRPC core can then shut down without cancelling anything.
@@ -97,6 +101,11 @@ struct h2guard {
 	uint8_t  s_hlen;
 	uint32_t s_need;   /* payload bytes left in the current server frame */
 	uint64_t s_frames; /* complete server frame headers seen */
+	/* The server's GOAWAYs: the lowest last stream id so far (2^31-1: none yet). */
+	uint32_t s_goaway;
+	uint8_t  s_gbuf[4]; /* the last stream id being read */
+	uint8_t  s_glen;    /* bytes of s_gbuf filled */
+	int      s_gcapture;
 	/* Draining: the PING sent, its acknowledgement being read. */
 	enum h2guard_drain drain;
 	uint8_t            ack[8];

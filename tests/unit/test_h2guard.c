@@ -271,6 +271,97 @@ Test(h2guard, quiet_needs_the_ping_ack_and_no_live_stream)
 	cr_assert_eq(h2guard_quiet(&g), 1);
 }
 
+/* A server GOAWAY (NO_ERROR) with the given last stream id. */
+static void
+goaway(struct stream *out, uint32_t last)
+{
+	frame(out, 8, 0x7, 0, 0);
+	out->b[out->n - 8] = (unsigned char)(last >> 24);
+	out->b[out->n - 7] = (unsigned char)(last >> 16);
+	out->b[out->n - 6] = (unsigned char)(last >> 8);
+	out->b[out->n - 5] = (unsigned char)last;
+	memset(out->b + out->n - 4, 0, 4);
+}
+
+/* The last stream id of the GOAWAY that h2guard_drain_frames() writes. */
+static uint32_t
+drain_last(struct h2guard *g)
+{
+	unsigned char f[H2GUARD_DRAIN_LEN];
+
+	h2guard_drain_frames(g, f);
+	return ((uint32_t)f[9] << 24) | ((uint32_t)f[10] << 16) | ((uint32_t)f[11] << 8) | f[12];
+}
+
+/*
+ * gRPC's MAX_CONNECTION_AGE: a GOAWAY with 2^31-1, later one with the last
+ * stream it took. The drain GOAWAY must not raise that id (a grpc-go client
+ * drops the connection on a rise, failing the calls in flight), and the
+ * streams above it are not waited for: gRPC will never answer them.
+ */
+Test(h2guard, drain_goaway_never_raises_the_servers_last_stream_id)
+{
+	struct h2guard g;
+	struct stream  srv;
+	unsigned char  f[H2GUARD_DRAIN_LEN];
+	size_t         i;
+
+	h2guard_init(&g, &lim);
+	preface(&s);
+	frame(&s, 50, 0x1, 0x5, 1);
+	frame(&s, 50, 0x1, 0x5, 3);
+	frame(&s, 50, 0x1, 0x5, 5);
+	cr_assert_eq(h2guard_feed(&g, s.b, s.n, 0), H2G_OK);
+	cr_assert_eq(h2guard_live(&g), 3);
+	cr_assert_eq(drain_last(&g), 0x7fffffff, "no GOAWAY from the server yet");
+
+	srv.n = 0;
+	frame(&srv, 0, 0x4, 0, 0);
+	goaway(&srv, 0x7fffffff); /* gRPC's first GOAWAY: nothing refused yet */
+	goaway(&srv, 3);          /* its final one: stream 5 was not taken */
+	frame(&srv, 9, 0x0, 0x0, 1);
+	h2guard_init(&g, &lim);
+	cr_assert_eq(h2guard_feed(&g, s.b, s.n, 0), H2G_OK);
+	for (i = 0; i < srv.n; i++) /* split at every byte, the id's bytes too */
+		h2guard_feed_server(&g, srv.b + i, 1, 0);
+	cr_assert_eq(h2guard_live(&g), 2, "streams 1 and 3 are live, 5 will not be answered");
+	cr_assert_eq(drain_last(&g), 3);
+
+	/* A later GOAWAY may lower the id, never raise it. */
+	srv.n = 0;
+	goaway(&srv, 0x7fffffff);
+	goaway(&srv, 1);
+	h2guard_feed_server(&g, srv.b, srv.n, 0);
+	cr_assert_eq(h2guard_live(&g), 1);
+	cr_assert_eq(drain_last(&g), 1);
+
+	/* Drained: the acknowledgement and stream 1's end make the connection quiet. */
+	h2guard_drain_frames(&g, f);
+	s.n = 0;
+	ping(&s, 0x1, f + 26);
+	cr_assert_eq(h2guard_feed(&g, s.b, s.n, 0), H2G_OK);
+	cr_assert_eq(h2guard_quiet(&g), 0, "stream 1 is still live");
+	srv.n = 0;
+	frame(&srv, 30, 0x1, 0x5, 1);
+	h2guard_feed_server(&g, srv.b, srv.n, 0);
+	cr_assert_eq(h2guard_quiet(&g), 1);
+}
+
+/* A GOAWAY too short to hold a last stream id changes nothing. */
+Test(h2guard, short_server_goaway_is_not_read)
+{
+	struct h2guard g;
+	struct stream  srv;
+
+	h2guard_init(&g, &lim);
+	srv.n = 0;
+	frame(&srv, 0, 0x4, 0, 0);
+	frame(&srv, 4, 0x7, 0, 0); /* payload 0xA5...: would read as a huge id */
+	frame(&srv, 8, 0x6, 0, 0); /* then a PING whose payload must not be taken for one */
+	h2guard_feed_server(&g, srv.b, srv.n, 0);
+	cr_assert_eq(drain_last(&g), 0x7fffffff);
+}
+
 Test(h2guard, wrong_preface_is_refused)
 {
 	memcpy(s.b, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
