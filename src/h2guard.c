@@ -159,8 +159,10 @@ on_header(struct h2guard *g, int64_t now_ms)
 			g->streams++;
 			if (g->nopen >= g->lim.max_open_streams || g->nlive >= H2GUARD_MAX_LIVE)
 				return H2G_STREAMS;
-			g->live[g->nlive++] = id | CLIENT_OPEN;
-			g->nopen++;
+			if (id <= g->s_goaway) { /* above it, the server never answers */
+				g->live[g->nlive++] = id | CLIENT_OPEN;
+				g->nopen++;
+			}
 		}
 		if (g->flags & FL_END_HEADERS) {
 			if (g->flags & FL_END_STREAM)

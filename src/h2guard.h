@@ -26,9 +26,10 @@
  * a PING. The GOAWAY never raises the last stream id the server itself has
  * sent (gRPC does at MAX_CONNECTION_AGE; a client must treat a rise as a
  * connection error): after one of the server's, it repeats that id. Streams
- * above it are not live: the server will not answer them, the client retries
- * them elsewhere. The client's acknowledgement of that PING proves it has seen the
- * GOAWAY, so every stream it will ever open here has arrived. The connection
+ * above that id are never live, whether opened before or after it: the
+ * server will not answer them, and the client retries them elsewhere. The
+ * client's acknowledgement of the PING proves it has seen the GOAWAY, so
+ * every stream it will ever open here has arrived. The connection
  * is quiet (h2guard_quiet) once that acknowledgement came and no stream is
  * live: the gRPC core can then shut down without cancelling anything.
  *

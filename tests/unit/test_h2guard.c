@@ -326,6 +326,10 @@ Test(h2guard, drain_goaway_never_raises_the_servers_last_stream_id)
 		h2guard_feed_server(&g, srv.b + i, 1, 0);
 	cr_assert_eq(h2guard_live(&g), 2, "streams 1 and 3 are live, 5 will not be answered");
 	cr_assert_eq(drain_last(&g), 3);
+	s.n = 0;
+	frame(&s, 50, 0x1, 0x5, 7); /* sent before the client read the GOAWAY */
+	cr_assert_eq(h2guard_feed(&g, s.b, s.n, 0), H2G_OK);
+	cr_assert_eq(h2guard_live(&g), 2, "stream 7 will not be answered either");
 
 	/* A later GOAWAY may lower the id, never raise it. */
 	srv.n = 0;
