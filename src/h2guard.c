@@ -86,17 +86,23 @@ live_find(const struct h2guard *g, uint32_t id)
 	return -1;
 }
 
+/* Drops the entry at index `i`; the last entry takes its place. */
+static void
+live_drop_at(struct h2guard *g, uint32_t i)
+{
+	if (g->live[i] & CLIENT_OPEN)
+		g->nopen--;
+	g->live[i] = g->live[--g->nlive];
+}
+
 /* Stream `id` is over (the server ended it, or either side reset it). */
 static void
 live_remove(struct h2guard *g, uint32_t id)
 {
 	int i = live_find(g, id);
 
-	if (i < 0)
-		return;
-	if (g->live[i] & CLIENT_OPEN)
-		g->nopen--;
-	g->live[i] = g->live[--g->nlive];
+	if (i >= 0)
+		live_drop_at(g, (uint32_t)i);
 }
 
 /* The client ended stream `id` (END_STREAM): one complete request. */
@@ -299,9 +305,10 @@ goaway_read(struct h2guard *g, const unsigned char *p, size_t n)
 	if (last >= g->s_goaway)
 		return;
 	g->s_goaway = last;
+	/* Downwards: the entry moved into slot i was already kept. */
 	for (i = g->nlive; i-- > 0;)
 		if ((g->live[i] & ~CLIENT_OPEN) > last)
-			live_remove(g, g->live[i] & ~CLIENT_OPEN);
+			live_drop_at(g, i);
 }
 
 size_t
