@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 command -v openssl >/dev/null || { echo "seed.sh: openssl is missing" >&2; exit 1; }
 
 rm -rf "$out"
-mkdir -p "$out"/{csr,csrparse,pem,pemparse,request,watch,secret,h2guard,certpipe,kp_keeper,kp_network}
+mkdir -p "$out"/{csr,csrparse,pem,pemparse,request,watch,secret,h2guard,certpipe,kp_keeper,kp_network,kp_stream}
 "$root/hack/dev-pki.sh" "$tmp/pki" --ip 127.0.0.1 >/dev/null
 
 key() { # family file
@@ -169,4 +169,11 @@ for side, d in seeds.items():
     for name, blob in d.items():
         open(os.path.join(out, name), "wb").write(blob)
 PY
+# Stream seeds (fuzz_kp_stream): what the keeper reads from a request
+# channel, several messages back to back, then the same cut short.
+k=$out/kp_keeper
+cat "$k/sign" "$k/audit" "$k/sign-trace" "$k/reload" >"$out/kp_stream/pipelined"
+cat "$k/sign" "$k/sign" >"$out/kp_stream/two-signs"
+{ cat "$k/audit"; head -c 20 "$k/sign"; } >"$out/kp_stream/cut-payload"
+{ cat "$k/reload"; head -c 5 "$k/audit"; } >"$out/kp_stream/cut-header"
 echo "seed corpora written to fuzz/corpus/ ($(find "$out" -type f | wc -l) files)"
