@@ -4,13 +4,13 @@
  * request channel: any bytes, cut anywhere, many messages back to back. Each
  * message it returns is then decoded as the keeper decodes it (fuzzkp.h).
  *
- * One reader serves the whole run, as one serves a channel for the
- * daemon's life: its buffer keeps the size the largest message gave it.
- *
- * Input: the byte stream itself. A writer thread sends it into a socketpair
- * in pieces whose sizes follow from the input (1 byte to 8 KiB), then shuts
- * its end; the reader's recv() sees those cuts or, when the writer is ahead,
- * several of them at once, as in the daemon.
+ * Input: the byte stream itself (at most 64 KiB). It goes into a socketpair
+ * in pieces whose sizes follow from the input (1 byte to 8 KiB), in one
+ * thread: a piece is sent only when the reader could not return without
+ * waiting, so its recv() sees the cuts, or several pieces at once, and the
+ * run is deterministic. One reader serves the whole run, as one serves a
+ * channel for the daemon's life: its buffer keeps the size the largest
+ * message gave it.
  *
  * Checked beyond "no crash", against a walk of the same bytes with
  * kp_header() alone:
@@ -24,42 +24,38 @@
  *     returns a message or EPROTO, never end of file or a timeout.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "fuzzkp.h"
 
+#define MAX_INPUT  65536
+#define MAX_PIECES 64 /* pieces in the socket at once; then the rest in one */
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-struct feed {
-	int            fd;
-	const uint8_t *data;
-	size_t         size;
-};
-
-/* The writer: the input in pieces of 1 to 8,192 bytes (a small LCG seeded by the input). */
-static void *
-writer(void *arg)
+/* The next piece's size, 1 to 8,192 bytes and at most `left` (a small LCG). */
+static size_t
+piece(uint32_t *x, size_t left)
 {
-	const struct feed *f = arg;
-	uint32_t           x = 2166136261u;
-	size_t             off = 0, n;
-	size_t             i;
+	size_t n;
 
-	for (i = 0; i < f->size && i < 64; i++)
-		x = (x ^ f->data[i]) * 16777619u;
-	while (off < f->size) {
-		x = x * 1103515245u + 12345u;
-		n = 1 + ((x >> 8) & ((1u << ((x >> 4) % 14)) - 1));
-		if (n > f->size - off)
-			n = f->size - off;
-		if (kp_write(f->fd, f->data + off, n) == -1)
-			break; /* the reader stopped early and closed its end */
-		off += n;
-	}
-	shutdown(f->fd, SHUT_WR);
-	return NULL;
+	*x = *x * 1103515245u + 12345u;
+	n = 1 + ((*x >> 8) & ((1u << ((*x >> 4) % 14)) - 1));
+	return n < left ? n : left;
+}
+
+/* Whether the `n` bytes at p start with a bad header or a whole message. */
+static int
+complete(const uint8_t *p, size_t n)
+{
+	enum kp_type type;
+	uint32_t     id, plen;
+
+	if (n < KP_HEADER_LEN)
+		return 0;
+	return kp_header(p, &type, &id, &plen) == -1 || n - KP_HEADER_LEN >= plen;
 }
 
 /* Where the stream's messages end, by kp_header() alone: the expected result of the reader. */
@@ -79,22 +75,15 @@ walk(const uint8_t *data, size_t size, size_t *nmsg)
 	return off;
 }
 
-/*
- * Checks that the reader's unread bytes are the stream's next ones (`rest`);
- * returns whether they are a bad header or a whole message.
- */
-static int
+/* The reader's unread bytes must be the stream's next ones (`rest`); returns their count. */
+static size_t
 held(const struct kp_reader *rd, const uint8_t *rest, size_t restlen)
 {
-	enum kp_type type;
-	uint32_t     id, plen;
-	size_t       have = rd->buf.len - rd->start;
+	size_t have = rd->buf.len - rd->start;
 
 	if (have > restlen || (have > 0 && memcmp(rd->buf.data + rd->start, rest, have) != 0))
 		abort();
-	if (have < KP_HEADER_LEN)
-		return 0;
-	return kp_header(rest, &type, &id, &plen) == -1 || have - KP_HEADER_LEN >= plen;
+	return have;
 }
 
 int
@@ -102,17 +91,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct kp_reader rd; /* one for the run, like a channel's reader for its life */
 	static int              ready;
-	struct feed             f;
-	pthread_t               th;
+	struct timeval          tv = { 10, 0 };
 	const unsigned char    *msg;
-	size_t                  len, off = 0, got = 0, want_msgs, end;
-	int                     sv[2], r, buffered;
+	size_t                  len, off = 0, written = 0, got = 0, want_msgs, end, i, n;
+	uint32_t                x = 2166136261u;
+	int                     sv[2], r = 1, buffered = 0, eof = 0, pending = 0;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
+	if (size > MAX_INPUT)
+		return 0;
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1 ||
+	    setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1)
 		abort();
-	f = (struct feed){ sv[0], data, size };
-	if (pthread_create(&th, NULL, writer, &f) != 0)
-		abort();
+	for (i = 0; i < size && i < 64; i++)
+		x = (x ^ data[i]) * 16777619u;
 	end = walk(data, size, &want_msgs);
 	if (!ready) {
 		kp_reader_init(&rd, -1);
@@ -122,18 +113,35 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rd.fd = sv[1];
 	rd.start = rd.buf.len = 0;
 	rd.timeout_ms = -1;
-	for (;;) {
+	while (r == 1) {
+		if (!eof && !complete(data + off, written - off)) {
+			/* The reader would wait: send it more, or the end of the stream. */
+			if (written == size) {
+				shutdown(sv[0], SHUT_WR);
+				eof = 1;
+				continue;
+			}
+			n = pending < MAX_PIECES ? piece(&x, size - written) : size - written;
+			if (kp_write(sv[0], data + written, n) == -1)
+				abort(); /* the socket buffer is full: the harness's own limit, not a finding */
+			written += n;
+			pending++;
+			continue;
+		}
 		buffered = kp_reader_buffered(&rd);
-		if (buffered != held(&rd, data + off, size - off))
+		if (buffered != complete(data + off, held(&rd, data + off, size - off)))
 			abort();
 		r = kp_reader_next(&rd, 10000, &msg, &len);
-		if (r != 1)
-			break;
-		if (got == want_msgs || len > size - off || memcmp(msg, data + off, len) != 0)
-			abort();
-		off += len;
-		got++;
-		fuzz_kp_one(msg, len, KP_TO_KEEPER);
+		if (r == 1) {
+			if (got == want_msgs || len > size - off ||
+			    memcmp(msg, data + off, len) != 0)
+				abort();
+			off += len;
+			got++;
+			fuzz_kp_one(msg, len, KP_TO_KEEPER);
+			if (off + held(&rd, data + off, size - off) == written)
+				pending = 0; /* the socket is empty */
+		}
 	}
 	if (got != want_msgs || off != end)
 		abort();
@@ -141,9 +149,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (buffered && r == 0)
 		abort();
-	/* Unblocks a writer still sending after an early EPROTO. */
-	shutdown(sv[1], SHUT_RDWR);
-	pthread_join(th, NULL);
 	close(sv[0]);
 	close(sv[1]);
 	return 0;
