@@ -46,30 +46,40 @@ piece(uint32_t *x, size_t left)
 	return n < left ? n : left;
 }
 
-/* Whether the `n` bytes at p start with a bad header or a whole message. */
-static int
-complete(const uint8_t *p, size_t n)
+/*
+ * What the `n` bytes at p start with, by kp_header() alone: the length of a
+ * whole message, 0 when it is not all there yet, -1 for a bad header.
+ */
+static long
+frame(const uint8_t *p, size_t n)
 {
 	enum kp_type type;
 	uint32_t     id, plen;
 
 	if (n < KP_HEADER_LEN)
 		return 0;
-	return kp_header(p, &type, &id, &plen) == -1 || n - KP_HEADER_LEN >= plen;
+	if (kp_header(p, &type, &id, &plen) == -1)
+		return -1;
+	return n - KP_HEADER_LEN >= plen ? (long)(KP_HEADER_LEN + plen) : 0;
 }
 
-/* Where the stream's messages end, by kp_header() alone: the expected result of the reader. */
+/* Whether the reader can return without waiting: a bad header or a whole message. */
+static int
+complete(const uint8_t *p, size_t n)
+{
+	return frame(p, n) != 0;
+}
+
+/* Where the stream's whole messages end: the expected result of the reader. */
 static size_t
 walk(const uint8_t *data, size_t size, size_t *nmsg)
 {
-	enum kp_type type;
-	uint32_t     id, plen;
-	size_t       off = 0;
+	size_t off = 0;
+	long   m;
 
 	*nmsg = 0;
-	while (size - off >= KP_HEADER_LEN && kp_header(data + off, &type, &id, &plen) == 0 &&
-	    size - off - KP_HEADER_LEN >= plen) {
-		off += KP_HEADER_LEN + plen;
+	while ((m = frame(data + off, size - off)) > 0) {
+		off += (size_t)m;
 		(*nmsg)++;
 	}
 	return off;
